@@ -1,0 +1,11 @@
+/* nodehost: the whole public API of the SDK. Plugins and client programs include this. */
+#ifndef NODEHOST_NODEHOST_H
+#define NODEHOST_NODEHOST_H
+
+#include <nodehost/status.h>
+#include <nodehost/runtime.h>
+#include <nodehost/server.h>
+#include <nodehost/node.h>
+#include <nodehost/call.h>
+
+#endif

@@ -1,0 +1,120 @@
+/* nodehost: serving the Gorums protocol: handlers, the server context, ordering and release. */
+#ifndef NODEHOST_SERVER_H
+#define NODEHOST_SERVER_H
+
+#include <nodehost/runtime.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A gRPC server accepting `/stream.Gorums/NodeStream` streams on a runtime. */
+typedef struct nh_server nh_server;
+
+/**
+ * The context of one request being served. It is valid from the handler's start until the
+ * call ends:
+ * - when the handler returns, unless it called nh_ctx_defer();
+ * - for a deferred call, at nh_ctx_reply(), nh_ctx_reply_error() or nh_ctx_finish().
+ *
+ * Per-stream ordering (Gorums' rule): the next request on the same stream is not handed to a
+ * handler until this one returns (not deferred), replies, or calls nh_ctx_release().
+ */
+typedef struct nh_server_ctx nh_server_ctx;
+
+/** A request handler. Runs on the owner thread; must not block. */
+typedef void (*nh_handler_fn)(nh_server_ctx *ctx, void *user);
+
+/** Options for nh_server_new(). Zero-initialise and set what you need. */
+typedef struct nh_server_opts {
+    const char *listen;         /**< "host:port" to listen on ("127.0.0.1:0" picks a port) */
+    size_t max_inbox;           /**< requests buffered per stream while a handler holds the
+                                     stream's order; past it the stream stops reading
+                                     (backpressure). 0 means 1024 */
+} nh_server_opts;
+
+/**
+ * Creates a server on rt and starts listening. On success *out is the server and, when
+ * bound_port is not NULL, *bound_port the port bound. Returns 0, or -1 with err naming the
+ * address and cause. Handlers may be registered before or after; requests for a method with no
+ * handler get status 12 (UNIMPLEMENTED) "no handler registered for method <m>".
+ */
+NH_API int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out,
+                         int *bound_port, nh_error *err);
+
+/**
+ * Registers the handler of a full method name (`pkg.Service.Method`). Registering a method
+ * again replaces its handler for requests that arrive from then on. Any thread. Returns 0, or -1
+ * with err set (empty name).
+ */
+NH_API int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void *user,
+                            nh_error *err);
+
+/**
+ * Stops the server: no new streams, live streams cancelled (clients see UNAVAILABLE), deferred
+ * calls' later replies dropped. Any thread except the owner; also done by nh_runtime_free().
+ * Accepts NULL.
+ */
+NH_API void nh_server_free(nh_server *srv);
+
+/** The full method name of the request. */
+NH_API const char *nh_ctx_method(const nh_server_ctx *ctx);
+
+/** The request's `message_seq_no`. */
+NH_API uint64_t nh_ctx_seq(const nh_server_ctx *ctx);
+
+/** The request payload (serialized application message); *len receives its size. */
+NH_API const uint8_t *nh_ctx_payload(const nh_server_ctx *ctx, size_t *len);
+
+/**
+ * The first value of a metadata key, searching the stream-level headers first, then the
+ * per-message entries; NULL when absent.
+ */
+NH_API const char *nh_ctx_metadata(const nh_server_ctx *ctx, const char *key);
+
+/** Number of metadata pairs (stream-level headers first, then per-message entries). */
+NH_API size_t nh_ctx_metadata_count(const nh_server_ctx *ctx);
+
+/** The i-th metadata pair, in the order of nh_ctx_metadata_count(). */
+NH_API nh_metadata nh_ctx_metadata_at(const nh_server_ctx *ctx, size_t i);
+
+/** The caller's address as gRPC reports it ("ipv4:127.0.0.1:5555"). */
+NH_API const char *nh_ctx_peer(const nh_server_ctx *ctx);
+
+/**
+ * Sends the successful response (payload copied). Ends the call. Any thread: from another
+ * thread the reply is handed to the owner thread, and ctx must not be used afterwards.
+ * Returns 0, or -1 when the call already ended (nothing sent).
+ */
+NH_API int nh_ctx_reply(nh_server_ctx *ctx, const void *payload, size_t len);
+
+/**
+ * Sends an error response with a status code and message (printf-style). Ends the call. Any
+ * thread, as nh_ctx_reply(). Returns 0, or -1 when the call already ended.
+ */
+NH_API int nh_ctx_reply_error(nh_server_ctx *ctx, nh_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Ends a deferred call without a response (one-way calls). Any thread. */
+NH_API void nh_ctx_finish(nh_server_ctx *ctx);
+
+/**
+ * Lets the next request on this stream start before this one ends (Gorums' Release).
+ * Idempotent. Owner thread only (handlers run there).
+ */
+NH_API void nh_ctx_release(nh_server_ctx *ctx);
+
+/**
+ * Keeps the call open after the handler returns: it ends later with nh_ctx_reply(),
+ * nh_ctx_reply_error() or nh_ctx_finish(), from any thread. Until then, or until
+ * nh_ctx_release(), the stream's next request waits. Owner thread only, inside the handler.
+ */
+NH_API void nh_ctx_defer(nh_server_ctx *ctx);
+
+/** The runtime serving this call (for posting work or making calls from the handler). */
+NH_API nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
