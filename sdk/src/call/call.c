@@ -1,0 +1,340 @@
+/* Calls to one node: the call object's life (start, timeout, cancel, completion), the public
+ * RPC and unicast entry points, their blocking forms, and cancellation tokens. */
+#include "call/call.h"
+
+#include "node/node_impl.h"
+#include "util/log.h"
+#include "wire/codec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- cancellation tokens ------------------------------------------------------------------ */
+
+typedef struct cancel_reg {
+    nh_runtime *rt;
+    uint64_t seq;
+} cancel_reg;
+
+struct nh_cancel {
+    pthread_mutex_t mu;
+    bool fired;
+    cancel_reg *regs;
+    size_t len, cap;
+};
+
+nh_cancel *nh_cancel_new(void) {
+    nh_cancel *c = calloc(1, sizeof *c);
+    if (c) pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+typedef struct cancel_task {
+    nh_runtime *rt;
+    uint64_t seq;
+} cancel_task;
+
+static void run_cancel(void *p) {
+    cancel_task *t = p;
+    nh_call_cancel_seq(t->rt, t->seq);
+    free(t);
+}
+
+void nh_cancel_fire(nh_cancel *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->fired = true;
+    cancel_reg *regs = c->regs;
+    size_t n = c->len;
+    c->regs = NULL;
+    c->len = c->cap = 0;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        cancel_task *t = malloc(sizeof *t);
+        if (!t) continue;
+        *t = (cancel_task){regs[i].rt, regs[i].seq};
+        if (nh_runtime_post(regs[i].rt, run_cancel, t) != 0) free(t);
+    }
+    free(regs);
+}
+
+bool nh_cancel_fired(const nh_cancel *c) {
+    if (!c) return false;
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    bool f = c->fired;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
+    return f;
+}
+
+void nh_cancel_free(nh_cancel *c) {
+    if (!c) return;
+    pthread_mutex_destroy(&c->mu);
+    free(c->regs);
+    free(c);
+}
+
+bool nh_cancel_register(nh_cancel *c, nh_runtime *rt, uint64_t seq) {
+    pthread_mutex_lock(&c->mu);
+    bool ok = !c->fired;
+    if (ok && c->len == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 4;
+        cancel_reg *r = realloc(c->regs, cap * sizeof *r);
+        if (r) {
+            c->regs = r;
+            c->cap = cap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok) c->regs[c->len++] = (cancel_reg){rt, seq};
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+void nh_cancel_unregister(nh_cancel *c, nh_runtime *rt, uint64_t seq) {
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->len; i++) {
+        if (c->regs[i].rt == rt && c->regs[i].seq == seq) {
+            c->regs[i] = c->regs[--c->len];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- the call object ---------------------------------------------------------------------- */
+
+nh_call *nh_call_new(nh_runtime *rt, struct nh_node *node, nh_call_kind kind, uint64_t seq,
+                     nh_bytes *msg, const nh_call_opts *opts, nh_reply_fn done, void *user) {
+    nh_call *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->rt = rt;
+    c->node = node;
+    c->kind = kind;
+    c->seq = seq;
+    c->msg = msg;
+    c->done = done;
+    c->user = user;
+    c->refs = 1;
+    if (opts) {
+        c->cancel = opts->cancel;
+        c->timeout_ms = opts->timeout_ms;
+    }
+    return c;
+}
+
+void nh_call_unref(nh_call *c) {
+    if (--c->refs > 0) return;
+    nh_bytes_unref(c->msg);
+    nh_node_unref(c->node);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+    nh_call *c = h->data;
+    nh_call_unref(c);
+}
+
+static void on_timeout(uv_timer_t *t) {
+    nh_call *c = t->data;
+    nh_call_fail(c, NH_DEADLINE_EXCEEDED, NH_ERR_TIMEOUT, "timeout after %u ms", c->timeout_ms);
+}
+
+void nh_call_complete(nh_call *c, const nh_reply *r) {
+    if (c->completed) return;
+    c->completed = true;
+    if (c->timer_open) {
+        c->timer_open = false;
+        uv_timer_stop(&c->timer);
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    }
+    nh_u64map_del(&c->rt->calls, c->seq);
+    if (c->cancel) nh_cancel_unregister(c->cancel, c->rt, c->seq);
+    nh_node_forget(c->node, c);
+    if (c->done) c->done(r, c->user);
+    nh_call_unref(c);
+}
+
+void nh_call_fail(nh_call *c, nh_code code, nh_err_kind kind, const char *fmt, ...) {
+    if (c->completed) return;
+    nh_reply r = {.node_id = nh_node_id(c->node), .seq = c->seq};
+    char label[160], msg[NH_ERROR_MESSAGE_MAX];
+    nh_node_label(c->node, label, sizeof label);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    nh_error_set(&r.err, code, kind, r.node_id, "%s: %s", label, msg);
+    nh_call_complete(c, &r);
+}
+
+void nh_call_start(nh_call *c) {
+    if (c->rt->stopping) {
+        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_CLOSED, "runtime stopped");
+        return;
+    }
+    if (c->cancel && !nh_cancel_register(c->cancel, c->rt, c->seq)) {
+        c->cancel = NULL;
+        nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled before it started");
+        return;
+    }
+    if (nh_u64map_put(&c->rt->calls, c->seq, c) != 0) {
+        nh_call_fail(c, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, "out of memory");
+        return;
+    }
+    if (c->timeout_ms) {
+        uv_timer_init(nh_tp_loop_uv(c->rt->loop), &c->timer);
+        c->timer.data = c;
+        c->timer_open = true;
+        c->refs++;
+        uv_timer_start(&c->timer, on_timeout, c->timeout_ms, 0);
+    }
+    nh_node_submit(c->node, c);
+}
+
+void nh_call_cancel_seq(nh_runtime *rt, uint64_t seq) {
+    nh_call *c = nh_u64map_get(&rt->calls, seq);
+    if (c) nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled");
+}
+
+/* ---- public entry points ------------------------------------------------------------------ */
+
+static void start_task(void *p) {
+    nh_call_start(p);
+}
+
+static int start_call(nh_node *node, nh_call_kind kind, const char *method, const void *req,
+                      size_t len, const nh_call_opts *opts, nh_reply_fn done, void *user,
+                      nh_error *err) {
+    if (!node) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "node is NULL");
+    uint32_t id = node->id;
+    if (!method || !*method)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, id, "method name is empty");
+    if (!req && len)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, id,
+                            "request is NULL but its length is %zu", len);
+    if (opts && opts->metadata_count && !opts->metadata)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, id, "metadata is NULL");
+    nh_runtime *rt = node->rt;
+    uint64_t seq = nh_runtime_next_seq(rt);
+    nh_wire_out out = {.seq = seq, .method = method, .payload = req, .payload_len = len};
+    if (opts) {
+        out.entries = opts->metadata;
+        out.entry_count = opts->metadata_count;
+    }
+    nh_bytes *msg = nh_wire_encode(&out);
+    if (!msg) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id, "out of memory");
+    if (msg->len > rt->max_message) {
+        size_t n = msg->len;
+        nh_bytes_unref(msg);
+        char label[160];
+        nh_node_label(node, label, sizeof label);
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id,
+                            "%s: request of %zu bytes exceeds the maximum message size of %zu bytes",
+                            label, n, rt->max_message);
+    }
+    nh_node_ref(node);
+    nh_call *c = nh_call_new(rt, node, kind, seq, msg, opts, done, user);
+    if (!c) {
+        nh_bytes_unref(msg);
+        nh_node_unref(node);
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id, "out of memory");
+    }
+    if (nh_runtime_on_owner(rt)) {
+        /* Start now; a failure found at start is reported through a posted task so that done
+         * never runs inside this function. */
+        nh_call_start(c);
+        return 0;
+    }
+    if (nh_runtime_post(rt, start_task, c) != 0) {
+        c->node = NULL;
+        nh_bytes_unref(c->msg);
+        free(c);
+        nh_node_unref(node);
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, id, "runtime stopped");
+    }
+    return 0;
+}
+
+int nh_rpc_async(nh_node *node, const char *method, const void *req, size_t len,
+                 const nh_call_opts *opts, nh_reply_fn done, void *user, nh_error *err) {
+    if (!done) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "done is NULL");
+    return start_call(node, NH_CALL_RPC, method, req, len, opts, done, user, err);
+}
+
+int nh_unicast_async(nh_node *node, const char *method, const void *req, size_t len,
+                     const nh_call_opts *opts, nh_reply_fn done, void *user, nh_error *err) {
+    return start_call(node, NH_CALL_UNICAST, method, req, len, opts, done, user, err);
+}
+
+/* A waiter for the blocking forms. */
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    nh_error err;
+    nh_buf resp;
+} waiter;
+
+static void waiter_done(const nh_reply *r, void *user) {
+    waiter *w = user;
+    nh_buf resp = {0};
+    nh_error err = r->err;
+    if (r->err.code == NH_OK && r->len) {
+        resp.data = malloc(r->len);
+        if (resp.data) {
+            memcpy(resp.data, r->payload, r->len);
+            resp.len = r->len;
+        } else {
+            nh_error_set(&err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, r->node_id, "out of memory");
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    w->err = err;
+    w->resp = resp;
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int blocking(nh_node *node, nh_call_kind kind, const char *method, const void *req,
+                    size_t len, const nh_call_opts *opts, nh_buf *resp, nh_error *err) {
+    if (node && nh_runtime_on_owner(node->rt))
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, node->id,
+                            "blocking call on the owner thread would deadlock; use the "
+                            "asynchronous form (nh_%s_async) in handlers and callbacks",
+                            kind == NH_CALL_RPC ? "rpc" : "unicast");
+    waiter w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    int rc = start_call(node, kind, method, req, len, opts, waiter_done, &w, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        if (w.err.code != NH_OK) {
+            if (err) *err = w.err;
+            rc = -1;
+        } else {
+            nh_error_clear(err);
+        }
+        if (resp) *resp = w.resp;
+        else nh_buf_free(&w.resp);
+    }
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
+}
+
+int nh_rpc(nh_node *node, const char *method, const void *req, size_t len,
+           const nh_call_opts *opts, nh_buf *resp, nh_error *err) {
+    if (resp) *resp = (nh_buf){0};
+    return blocking(node, NH_CALL_RPC, method, req, len, opts, resp, err);
+}
+
+int nh_unicast(nh_node *node, const char *method, const void *req, size_t len,
+               const nh_call_opts *opts, nh_error *err) {
+    return blocking(node, NH_CALL_UNICAST, method, req, len, opts, NULL, err);
+}

@@ -1,0 +1,163 @@
+/* The runtime: starts the owner thread, routes work to it, and stops everything in order. */
+#include "core/runtime_impl.h"
+
+#include "call/call.h"
+#include "node/node_impl.h"
+#include "server/server_impl.h"
+#include "util/log.h"
+
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t g_sigpipe_once = PTHREAD_ONCE_INIT;
+
+static void ignore_sigpipe(void) {
+    /* gRPC's sockets use MSG_NOSIGNAL, but libuv and user code may write to dead sockets. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void *owner_main(void *arg) {
+    nh_runtime *rt = arg;
+    char name[16];
+    snprintf(name, sizeof name, "nh-%s", rt->name);
+    pthread_setname_np(pthread_self(), name);
+    nh_tp_loop_run(rt->loop);
+    return NULL;
+}
+
+int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err) {
+    nh_runtime_opts def = {0};
+    if (!opts) opts = &def;
+    if (!out) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "out is NULL");
+    *out = NULL;
+    size_t max = opts->max_message_size ? opts->max_message_size : NH_DEFAULT_MAX_MESSAGE_SIZE;
+    if (max > (size_t)INT32_MAX)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                            "max_message_size %zu is larger than %d", max, INT32_MAX);
+    pthread_once(&g_sigpipe_once, ignore_sigpipe);
+    nh_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    rt->name = strdup(opts->name && *opts->name ? opts->name : "nodehost");
+    rt->max_message = max;
+    rt->next_seq = 0;
+    nh_u64map_init(&rt->calls);
+    rt->loop = nh_tp_loop_new(max, err);
+    if (!rt->loop) {
+        free(rt->name);
+        free(rt);
+        return -1;
+    }
+    if (pthread_create(&rt->thread, NULL, owner_main, rt) != 0) {
+        nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "cannot start the owner thread: %s",
+                     strerror(errno));
+        nh_tp_loop_free(rt->loop);
+        free(rt->name);
+        free(rt);
+        return -1;
+    }
+    rt->thread_started = true;
+    *out = rt;
+    return 0;
+}
+
+static void stop_on_owner(void *arg) {
+    nh_runtime *rt = arg;
+    rt->stopping = true;
+    nh_tp_loop_close_posts(rt->loop);
+    while (rt->servers) nh_server_stop_internal(rt->servers);
+    while (rt->nodes) nh_node_close_internal(rt->nodes, true);
+    /* Calls not tied to a node (none yet) would be failed here. */
+    nh_tp_loop_quit(rt->loop);
+}
+
+void nh_runtime_free(nh_runtime *rt) {
+    if (!rt) return;
+    if (nh_runtime_on_owner(rt)) {
+        nh_log(NH_LOG_ERROR, "runtime", "nh_runtime_free called on the owner thread; ignored");
+        return;
+    }
+    if (nh_tp_loop_post(rt->loop, stop_on_owner, rt) != 0)
+        nh_log(NH_LOG_WARN, "runtime", "runtime %s was already stopping", rt->name);
+    pthread_join(rt->thread, NULL);
+    nh_tp_loop_free(rt->loop);
+    nh_u64map_free(&rt->calls);
+    free(rt->name);
+    free(rt);
+}
+
+int nh_runtime_post(nh_runtime *rt, nh_task_fn fn, void *arg) {
+    if (!rt || !fn) return -1;
+    return nh_tp_loop_post(rt->loop, fn, arg);
+}
+
+bool nh_runtime_on_owner(const nh_runtime *rt) {
+    return rt && nh_tp_loop_on_owner(rt->loop);
+}
+
+size_t nh_runtime_max_message_size(const nh_runtime *rt) {
+    return rt->max_message;
+}
+
+uint64_t nh_runtime_next_seq(nh_runtime *rt) {
+    return __atomic_add_fetch(&rt->next_seq, 1, __ATOMIC_RELAXED);
+}
+
+typedef struct sync_task {
+    void (*fn)(void *);
+    void *arg;
+    sem_t done;
+} sync_task;
+
+static void run_sync(void *p) {
+    sync_task *t = p;
+    t->fn(t->arg);
+    sem_post(&t->done);
+}
+
+int nh_runtime_sync(nh_runtime *rt, void (*fn)(void *), void *arg) {
+    if (nh_runtime_on_owner(rt)) {
+        fn(arg);
+        return 0;
+    }
+    sync_task t = {.fn = fn, .arg = arg};
+    sem_init(&t.done, 0, 0);
+    if (nh_tp_loop_post(rt->loop, run_sync, &t) != 0) {
+        sem_destroy(&t.done);
+        return -1;
+    }
+    while (sem_wait(&t.done) != 0 && errno == EINTR) {
+    }
+    sem_destroy(&t.done);
+    return 0;
+}
+
+void nh_runtime_add_node(nh_runtime *rt, struct nh_node *n) {
+    n->next = rt->nodes;
+    n->prev = NULL;
+    if (rt->nodes) rt->nodes->prev = n;
+    rt->nodes = n;
+}
+
+void nh_runtime_remove_node(nh_runtime *rt, struct nh_node *n) {
+    if (n->prev) n->prev->next = n->next;
+    else if (rt->nodes == n) rt->nodes = n->next;
+    if (n->next) n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
+void nh_runtime_add_server(nh_runtime *rt, struct nh_server *s) {
+    s->next = rt->servers;
+    s->prev = NULL;
+    if (rt->servers) rt->servers->prev = s;
+    rt->servers = s;
+}
+
+void nh_runtime_remove_server(nh_runtime *rt, struct nh_server *s) {
+    if (s->prev) s->prev->next = s->next;
+    else if (rt->servers == s) rt->servers = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}

@@ -1,0 +1,42 @@
+/* Private: the runtime object shared by the SDK's internal modules. */
+#ifndef NH_CORE_RUNTIME_IMPL_H
+#define NH_CORE_RUNTIME_IMPL_H
+
+#include "transport/loop.h"
+#include "util/u64map.h"
+
+#include <nodehost/runtime.h>
+
+#include <pthread.h>
+
+struct nh_node;
+struct nh_server;
+struct nh_call;
+
+struct nh_runtime {
+    nh_tp_loop *loop;
+    pthread_t thread;
+    bool thread_started;
+    char *name;
+    size_t max_message;
+    uint64_t next_seq;      /* atomic; client-initiated message_seq_no, first is 1 */
+    nh_u64map calls;        /* seq -> struct nh_call* of running calls (owner thread) */
+    struct nh_node *nodes;  /* open nodes (owner thread), linked through node->next */
+    struct nh_server *servers; /* running servers (owner thread), linked via server->next */
+    bool stopping;          /* owner thread */
+};
+
+/** Runs fn(arg) on the owner thread and waits for it (directly when already there). Returns 0,
+ * or -1 when the runtime no longer accepts work. */
+int nh_runtime_sync(nh_runtime *rt, void (*fn)(void *), void *arg);
+
+/** A fresh client-initiated sequence number. Any thread. */
+uint64_t nh_runtime_next_seq(nh_runtime *rt);
+
+/* Lists kept for shutdown (owner thread). */
+void nh_runtime_add_node(nh_runtime *rt, struct nh_node *n);
+void nh_runtime_remove_node(nh_runtime *rt, struct nh_node *n);
+void nh_runtime_add_server(nh_runtime *rt, struct nh_server *s);
+void nh_runtime_remove_server(nh_runtime *rt, struct nh_server *s);
+
+#endif

@@ -1,0 +1,415 @@
+/* An outbound node. It keeps one NodeStream open in the background:
+ *
+ *   open stream --(server answers)--> ready --(break)--> fail written calls, reopen at once
+ *        \--(fails before ready)--> down: new calls fail fast; retry after backoff
+ *
+ * Calls are written to the current stream at once (gRPC holds them until the connection is
+ * up). A response is matched to its call by message_seq_no through the node's router. */
+#include "node/node_impl.h"
+
+#include "util/clock.h"
+#include "util/log.h"
+#include "wire/codec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void open_stream(nh_node *n);
+static void on_message(void *user, const uint8_t *data, size_t len);
+static void on_sent(void *user, void *tag, bool ok);
+static void on_ready(void *user);
+static void on_closed(void *user, nh_code code, const char *details);
+
+static const nh_tp_stream_events node_stream_events = {
+    .on_message = on_message,
+    .on_recv_end = NULL,
+    .on_sent = on_sent,
+    .on_ready = on_ready,
+    .on_closed = on_closed,
+};
+
+void nh_node_label(const nh_node *n, char *buf, size_t len) {
+    if (n) snprintf(buf, len, "node %u (%s)", n->id, n->address);
+    else snprintf(buf, len, "node ?");
+}
+
+static void set_last_error(nh_node *n, nh_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_last_error(nh_node *n, nh_code code, const char *fmt, ...) {
+    char msg[NH_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char label[160];
+    nh_node_label(n, label, sizeof label);
+    pthread_mutex_lock(&n->err_mu);
+    nh_error_set(&n->last_err, code, NH_ERR_TRANSPORT, n->id, "%s: %s", label, msg);
+    n->has_err = true;
+    pthread_mutex_unlock(&n->err_mu);
+}
+
+static void update_pending(nh_node *n) {
+    __atomic_store_n(&n->pending, nh_router_len(&n->router), __ATOMIC_RELAXED);
+}
+
+void nh_node_ref(nh_node *n) {
+    n->refs++;
+}
+
+static void node_free(nh_node *n) {
+    nh_tp_channel_free(n->channel);
+    nh_router_free(&n->router);
+    for (size_t i = 0; i < n->md_count; i++) {
+        free((char *)n->md[i].key);
+        free((char *)n->md[i].value);
+    }
+    free(n->md);
+    free(n->address);
+    pthread_mutex_destroy(&n->err_mu);
+    free(n);
+}
+
+void nh_node_unref(nh_node *n) {
+    if (n && --n->refs == 0) node_free(n);
+}
+
+/* ---- the stream life cycle ---------------------------------------------------------------- */
+
+static void on_retry(uv_timer_t *t) {
+    nh_node *n = t->data;
+    if (!n->closing && !n->stream) open_stream(n);
+}
+
+static void schedule_retry(nh_node *n, uint32_t delay_ms) {
+    if (n->closing) return;
+    uv_timer_start(&n->retry_timer, on_retry, delay_ms, 0);
+}
+
+static void open_stream(nh_node *n) {
+    n->stream_ready = false;
+    n->stream = nh_tp_channel_open(n->channel, n->md, n->md_count, &node_stream_events, n);
+    if (!n->stream) {
+        set_last_error(n, NH_INTERNAL, "cannot start a stream");
+        schedule_retry(n, nh_backoff_next(&n->backoff));
+        return;
+    }
+    nh_node_ref(n); /* the stream's reference, dropped in on_closed */
+}
+
+static void on_ready(void *user) {
+    nh_node *n = user;
+    n->stream_ready = true;
+    nh_backoff_reset(&n->backoff);
+    __atomic_store_n(&n->connected, 1, __ATOMIC_RELAXED);
+    nh_log(NH_LOG_INFO, "node", "node %u (%s): connected", n->id, n->address);
+}
+
+typedef struct fail_ctx {
+    nh_code code;
+    nh_err_kind kind;
+    const char *text;
+} fail_ctx;
+
+static void fail_entry(void *entry, bool streaming, void *arg) {
+    (void)streaming;
+    nh_call *c = entry;
+    fail_ctx *f = arg;
+    c->in_router = false;
+    nh_call_fail(c, f->code, f->kind, "%s", f->text);
+}
+
+static void fail_router(nh_node *n, nh_code code, nh_err_kind kind, const char *text) {
+    fail_ctx f = {code, kind, text};
+    nh_router_drain(&n->router, fail_entry, &f);
+    update_pending(n);
+}
+
+static void on_closed(void *user, nh_code code, const char *details) {
+    nh_node *n = user;
+    bool was_ready = n->stream_ready;
+    n->stream = NULL;
+    n->stream_ready = false;
+    __atomic_store_n(&n->connected, 0, __ATOMIC_RELAXED);
+    char text[NH_ERROR_MESSAGE_MAX];
+    if (n->closing) {
+        fail_router(n, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
+    } else {
+        if (was_ready)
+            snprintf(text, sizeof text, "stream broken (%s: %s)", nh_code_name(code), details);
+        else
+            snprintf(text, sizeof text, "cannot connect (%s: %s)", nh_code_name(code), details);
+        set_last_error(n, code == NH_OK ? NH_UNAVAILABLE : code, "%s", text);
+        nh_log(NH_LOG_INFO, "node", "node %u (%s): %s", n->id, n->address, text);
+        /* Calls written to a broken stream fail (at-most-once): the server may have run them. */
+        fail_router(n, NH_UNAVAILABLE, NH_ERR_TRANSPORT, text);
+        /* A stream that worked is reopened at once; a failed connect waits for the backoff. */
+        schedule_retry(n, was_ready ? 0 : nh_backoff_next(&n->backoff));
+    }
+    nh_node_unref(n);
+}
+
+/* ---- calls -------------------------------------------------------------------------------- */
+
+void nh_node_submit(nh_node *n, nh_call *c) {
+    if (n->closing) {
+        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
+        return;
+    }
+    if (!n->stream) {
+        nh_error e;
+        nh_node_last_error(n, &e);
+        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "not connected, reconnecting (%s)",
+                     e.code != NH_OK ? e.message : "no attempt finished yet");
+        return;
+    }
+    nh_bytes *msg = c->msg;
+    c->msg = NULL;
+    if (c->kind == NH_CALL_RPC) {
+        if (nh_router_add(&n->router, c->seq, c, false) != 0) {
+            nh_bytes_unref(msg);
+            nh_call_fail(c, NH_INTERNAL, NH_ERR_LOCAL, "sequence number %llu already pending",
+                         (unsigned long long)c->seq);
+            return;
+        }
+        c->in_router = true;
+        update_pending(n);
+        c->sent_ns = nh_now_ns();
+        nh_tp_stream_send(n->stream, msg, NULL);
+        return;
+    }
+    /* Unicast: with a completion callback, learn when the send is done; without, it is
+     * fire-and-forget and ends here. */
+    if (c->done) {
+        c->refs++; /* held by the stream until on_sent */
+        if (nh_tp_stream_send(n->stream, msg, c) != 0) {
+            c->refs--;
+            nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "stream closing");
+        }
+        return;
+    }
+    nh_tp_stream_send(n->stream, msg, NULL);
+    nh_reply r = {.node_id = n->id, .seq = c->seq};
+    nh_call_complete(c, &r);
+}
+
+void nh_node_forget(nh_node *n, nh_call *c) {
+    if (c->in_router) {
+        nh_router_remove(&n->router, c->seq);
+        c->in_router = false;
+        update_pending(n);
+    }
+    if (c->kind == NH_CALL_UNICAST && n->stream) {
+        size_t removed = nh_tp_stream_unqueue(n->stream, c);
+        c->refs -= (int)removed; /* never below 1 here: the caller holds the completion ref */
+    }
+}
+
+static void on_sent(void *user, void *tag, bool ok) {
+    nh_node *n = user;
+    nh_call *c = tag;
+    if (ok) {
+        nh_reply r = {.node_id = n->id, .seq = c->seq};
+        nh_call_complete(c, &r);
+    } else {
+        nh_call_fail(c, NH_UNAVAILABLE, n->closing ? NH_ERR_CLOSED : NH_ERR_TRANSPORT, "%s",
+                     n->closing ? "node closed" : "send failed: stream broken");
+    }
+    nh_call_unref(c);
+}
+
+static void on_message(void *user, const uint8_t *data, size_t len) {
+    nh_node *n = user;
+    nh_error derr;
+    nh_wire_msg *m = nh_wire_decode(data, len, &derr);
+    if (!m) {
+        nh_log(NH_LOG_WARN, "node", "node %u (%s): dropping an undecodable message (%s)", n->id,
+               n->address, derr.message);
+        return;
+    }
+    if (m->seq & NH_SEQ_SERVER_BIT) {
+        /* A server-initiated request; this client has no back-channel handler: drop it. */
+        nh_log(NH_LOG_DEBUG, "node", "node %u: dropping server-initiated request %s", n->id,
+               m->method);
+        nh_wire_msg_free(m);
+        return;
+    }
+    nh_call *c = nh_router_deliver(&n->router, m->seq);
+    if (!c) {
+        nh_wire_msg_free(m); /* late reply of a call that ended, or unknown: dropped */
+        return;
+    }
+    c->in_router = false;
+    update_pending(n);
+    if (m->has_status && m->status_code != 0) {
+        nh_code code = nh_code_from_wire(m->status_code);
+        nh_call_fail(c, code, NH_ERR_STATUS, "%s", m->status_message);
+    } else {
+        int64_t rtt = nh_now_ns() - c->sent_ns;
+        int64_t old = __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
+        int64_t avg = old < 0 ? rtt : (int64_t)(0.8 * (double)old + 0.2 * (double)rtt);
+        __atomic_store_n(&n->latency_ns, avg, __ATOMIC_RELAXED);
+        nh_reply r = {.node_id = n->id, .seq = m->seq, .payload = m->payload,
+                      .len = m->payload_len};
+        nh_call_complete(c, &r);
+    }
+    nh_wire_msg_free(m);
+}
+
+/* ---- open and close ----------------------------------------------------------------------- */
+
+typedef struct open_args {
+    nh_runtime *rt;
+    const nh_node_opts *opts;
+    nh_node *node;
+    nh_error *err;
+    int rc;
+} open_args;
+
+static void on_retry_timer_closed(uv_handle_t *h) {
+    nh_node_unref(h->data);
+}
+
+static void open_on_owner(void *p) {
+    open_args *a = p;
+    nh_node *n = a->node;
+    if (a->rt->stopping) {
+        a->rc = nh_error_set(a->err, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
+        return;
+    }
+    n->channel = nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms,
+                                   n->backoff.max_ms, a->err);
+    if (!n->channel) {
+        a->rc = -1;
+        return;
+    }
+    uv_timer_init(nh_tp_loop_uv(a->rt->loop), &n->retry_timer);
+    n->retry_timer.data = n;
+    n->retry_open = true;
+    n->refs++; /* the timer handle's reference */
+    nh_runtime_add_node(a->rt, n);
+    open_stream(n);
+    a->rc = 0;
+}
+
+static bool valid_address(const char *a) {
+    const char *colon = strrchr(a, ':');
+    if (!colon || colon == a || !colon[1]) return false;
+    for (const char *p = colon + 1; *p; p++)
+        if (*p < '0' || *p > '9') return false;
+    long port = strtol(colon + 1, NULL, 10);
+    return port > 0 && port <= 65535;
+}
+
+int nh_node_open(nh_runtime *rt, const nh_node_opts *opts, nh_node **out, nh_error *err) {
+    if (!rt || !opts || !out)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
+    *out = NULL;
+    if (opts->id == 0)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "node 0 is reserved");
+    if (!opts->address || !valid_address(opts->address))
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, opts->id,
+                            "node %u: invalid address \"%s\": expected host:port with a port "
+                            "from 1 to 65535",
+                            opts->id, opts->address ? opts->address : "");
+    for (size_t i = 0; i < opts->metadata_count; i++) {
+        if (!opts->metadata[i].key || !nh_md_key_valid(opts->metadata[i].key) ||
+            !opts->metadata[i].value)
+            return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, opts->id,
+                                "node %u: invalid metadata key \"%s\": keys are lower-case "
+                                "letters, digits, '-', '_' and '.'",
+                                opts->id, opts->metadata[i].key ? opts->metadata[i].key : "");
+    }
+    nh_node *n = calloc(1, sizeof *n);
+    if (!n) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, opts->id, "out of memory");
+    n->rt = rt;
+    n->id = opts->id;
+    n->address = strdup(opts->address);
+    n->latency_ns = -1;
+    n->refs = 1;
+    n->user_ref = true;
+    pthread_mutex_init(&n->err_mu, NULL);
+    nh_router_init(&n->router);
+    nh_backoff_init(&n->backoff, opts->backoff_base_ms, opts->backoff_max_ms,
+                    (uint64_t)(uintptr_t)n ^ opts->id);
+    if (opts->metadata_count) {
+        n->md = calloc(opts->metadata_count, sizeof *n->md);
+        for (size_t i = 0; n->md && i < opts->metadata_count; i++) {
+            n->md[i].key = strdup(opts->metadata[i].key);
+            n->md[i].value = strdup(opts->metadata[i].value);
+        }
+        n->md_count = n->md ? opts->metadata_count : 0;
+    }
+    open_args a = {.rt = rt, .opts = opts, .node = n, .err = err, .rc = -1};
+    if (nh_runtime_sync(rt, open_on_owner, &a) != 0)
+        a.rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
+    if (a.rc != 0) {
+        node_free(n);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+void nh_node_close_internal(nh_node *n, bool drop_user) {
+    if (!n->closing) {
+        n->closing = true;
+        nh_runtime_remove_node(n->rt, n);
+        if (n->retry_open) {
+            n->retry_open = false;
+            uv_timer_stop(&n->retry_timer);
+            uv_close((uv_handle_t *)&n->retry_timer, on_retry_timer_closed);
+        }
+        fail_router(n, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
+        if (n->stream) nh_tp_stream_cancel(n->stream, NH_CANCELLED, "node closed");
+    }
+    if (drop_user && n->user_ref) {
+        n->user_ref = false;
+        nh_node_unref(n);
+    }
+}
+
+static void close_task(void *p) {
+    nh_node_close_internal(p, true);
+}
+
+void nh_node_close(nh_node *n) {
+    if (!n) return;
+    if (nh_runtime_post(n->rt, close_task, n) != 0)
+        nh_log(NH_LOG_DEBUG, "node", "node %u: runtime already stopping; it closes the node", n->id);
+}
+
+uint32_t nh_node_id(const nh_node *n) {
+    return n ? n->id : 0;
+}
+
+const char *nh_node_address(const nh_node *n) {
+    return n ? n->address : "";
+}
+
+int64_t nh_node_latency_ns(const nh_node *n) {
+    return __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
+}
+
+bool nh_node_last_error(const nh_node *n, nh_error *out) {
+    nh_node *m = (nh_node *)n;
+    pthread_mutex_lock(&m->err_mu);
+    bool has = m->has_err;
+    if (out) {
+        if (has) *out = m->last_err;
+        else nh_error_clear(out);
+    }
+    pthread_mutex_unlock(&m->err_mu);
+    return has;
+}
+
+bool nh_node_connected(const nh_node *n) {
+    return __atomic_load_n(&n->connected, __ATOMIC_RELAXED) != 0;
+}
+
+size_t nh_node_pending(const nh_node *n) {
+    return __atomic_load_n(&n->pending, __ATOMIC_RELAXED);
+}

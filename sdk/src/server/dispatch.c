@@ -1,0 +1,391 @@
+/* Dispatch of requests on accepted streams, and the server context.
+ *
+ * Ordering (spec 3.5): per stream, a request is handed to its handler only when the previous
+ * one no longer holds the stream's order: it returned (not deferred), ended, or released. The
+ * receive stays armed meanwhile; requests that arrive wait in the stream's inbox, which is
+ * bounded (max_inbox): past it the stream stops reading, and HTTP/2 flow control pushes back
+ * on the sender. */
+#include "server/server_impl.h"
+
+#include "util/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pump(nh_server_stream *st);
+
+static void on_message(void *user, const uint8_t *data, size_t len);
+static void on_recv_end(void *user);
+static void on_closed(void *user, nh_code code, const char *details);
+
+static const nh_tp_stream_events server_stream_events = {
+    .on_message = on_message,
+    .on_recv_end = on_recv_end,
+    .on_sent = NULL,
+    .on_ready = NULL,
+    .on_closed = on_closed,
+};
+
+static char *dup_view(const char *p, size_t n) {
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static void stream_unref(nh_server_stream *st) {
+    if (--st->refs > 0) return;
+    for (size_t i = 0; i < st->md_count; i++) {
+        free((char *)st->md[i].key);
+        free((char *)st->md[i].value);
+    }
+    free(st->md);
+    free(st->peer);
+    free(st->inbox);
+    free(st);
+}
+
+void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t n) {
+    nh_server *srv = user;
+    nh_server_stream *st = calloc(1, sizeof *st);
+    if (!st) {
+        nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    st->srv = srv;
+    st->rt = srv->rt;
+    st->tp = s;
+    st->refs = 1;
+    st->peer = strdup(nh_tp_stream_peer(s));
+    st->md = n ? calloc(n, sizeof *st->md) : NULL;
+    for (size_t i = 0; st->md && i < n; i++) {
+        st->md[i].key = dup_view(md[i].key, md[i].key_len);
+        st->md[i].value = dup_view(md[i].value, md[i].value_len);
+        st->md_count++;
+    }
+    st->next = srv->streams;
+    if (srv->streams) srv->streams->prev = st;
+    srv->streams = st;
+    nh_tp_stream_set_events(s, &server_stream_events, st);
+    nh_log(NH_LOG_DEBUG, "server", "stream from %s accepted", st->peer);
+}
+
+/* ---- sending responses -------------------------------------------------------------------- */
+
+static void send_status(nh_server_stream *st, uint64_t seq, const char *method, nh_code code,
+                        const char *text) {
+    if (!st->tp) return;
+    nh_wire_out out = {.seq = seq, .method = method, .has_status = true,
+                       .status_code = (int32_t)code, .status_message = text};
+    nh_bytes *b = nh_wire_encode(&out);
+    if (b) nh_tp_stream_send(st->tp, b, NULL);
+}
+
+static void send_payload(nh_server_stream *st, uint64_t seq, const char *method,
+                         const void *payload, size_t len) {
+    if (!st->tp) return; /* the stream is gone: the reply is dropped */
+    nh_wire_out out = {.seq = seq, .method = method, .payload = payload, .payload_len = len};
+    nh_bytes *b = nh_wire_encode(&out);
+    if (!b) {
+        send_status(st, seq, method, NH_RESOURCE_EXHAUSTED, "out of memory encoding the response");
+        return;
+    }
+    size_t max = st->rt->max_message;
+    if (b->len > max) {
+        char text[160];
+        snprintf(text, sizeof text,
+                 "response of %zu bytes exceeds the maximum message size of %zu bytes", b->len,
+                 max);
+        nh_bytes_unref(b);
+        nh_log(NH_LOG_WARN, "server", "%s: %s", method, text);
+        send_status(st, seq, method, NH_RESOURCE_EXHAUSTED, text);
+        return;
+    }
+    nh_tp_stream_send(st->tp, b, NULL);
+}
+
+/* ---- contexts ----------------------------------------------------------------------------- */
+
+static void ctx_free(nh_server_ctx *ctx) {
+    nh_server_stream *st = ctx->st;
+    nh_wire_msg_free(ctx->msg);
+    free(ctx);
+    stream_unref(st);
+}
+
+static void ctx_release(nh_server_ctx *ctx) {
+    ctx->released = true;
+    if (ctx->st->holder == ctx) ctx->st->holder = NULL;
+}
+
+/* Ends a context: releases the order, frees it unless its handler is still running, and lets
+ * the stream go on. */
+static void ctx_end(nh_server_ctx *ctx) {
+    nh_server_stream *st = ctx->st;
+    ctx->ended = true;
+    ctx_release(ctx);
+    st->open_ctx--;
+    st->refs++; /* keep st alive across ctx_free and pump */
+    if (!ctx->in_handler) ctx_free(ctx);
+    pump(st);
+    stream_unref(st);
+}
+
+static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
+    const nh_method *meth = st->srv ? nh_server_find(st->srv, m->method) : NULL;
+    if (!meth) {
+        char text[NH_ERROR_MESSAGE_MAX];
+        snprintf(text, sizeof text, "no handler registered for method %s", m->method);
+        send_status(st, m->seq, m->method, NH_UNIMPLEMENTED, text);
+        nh_wire_msg_free(m);
+        return;
+    }
+    nh_server_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        send_status(st, m->seq, m->method, NH_RESOURCE_EXHAUSTED, "out of memory");
+        nh_wire_msg_free(m);
+        return;
+    }
+    ctx->st = st;
+    ctx->msg = m;
+    st->refs++;
+    st->open_ctx++;
+    st->holder = ctx;
+    ctx->in_handler = true;
+    meth->fn(ctx, meth->user);
+    ctx->in_handler = false;
+    if (ctx->ended) ctx_free(ctx);
+    else if (!ctx->deferred) ctx_end(ctx); /* returned without a reply: nothing is sent */
+}
+
+static void maybe_finish(nh_server_stream *st) {
+    /* The client half-closed and everything it sent was answered: end with OK, as a Gorums
+     * server does when Recv returns EOF. */
+    if (st->tp && st->recv_ended && st->inbox_len == 0 && st->open_ctx == 0)
+        nh_tp_stream_finish(st->tp, NH_OK, "");
+}
+
+static void pump(nh_server_stream *st) {
+    if (st->pumping) return;
+    st->pumping = true;
+    while (st->tp && !st->holder && st->inbox_len) {
+        nh_wire_msg *m = st->inbox[st->inbox_head];
+        st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
+        st->inbox_len--;
+        dispatch(st, m);
+    }
+    st->pumping = false;
+    if (st->tp && st->paused && st->inbox_len < st->srv_max_inbox_half) {
+        st->paused = false;
+        nh_tp_stream_pause_recv(st->tp, false);
+    }
+    maybe_finish(st);
+}
+
+static int inbox_push(nh_server_stream *st, nh_wire_msg *m) {
+    if (st->inbox_len == st->inbox_cap) {
+        size_t cap = st->inbox_cap ? st->inbox_cap * 2 : 8;
+        nh_wire_msg **q = malloc(cap * sizeof *q);
+        if (!q) return -1;
+        for (size_t i = 0; i < st->inbox_len; i++)
+            q[i] = st->inbox[(st->inbox_head + i) % st->inbox_cap];
+        free(st->inbox);
+        st->inbox = q;
+        st->inbox_cap = cap;
+        st->inbox_head = 0;
+    }
+    st->inbox[(st->inbox_head + st->inbox_len) % st->inbox_cap] = m;
+    st->inbox_len++;
+    return 0;
+}
+
+static void on_message(void *user, const uint8_t *data, size_t len) {
+    nh_server_stream *st = user;
+    nh_error err;
+    nh_wire_msg *m = nh_wire_decode(data, len, &err);
+    if (!m) {
+        nh_log(NH_LOG_WARN, "server", "stream from %s: %s; answered with an error, stream kept",
+               st->peer, err.message);
+        char text[NH_ERROR_MESSAGE_MAX + 64];
+        snprintf(text, sizeof text, "could not decode the message envelope: %s", err.message);
+        send_status(st, 0, "", NH_INVALID_ARGUMENT, text);
+        return;
+    }
+    if (inbox_push(st, m) != 0) {
+        send_status(st, m->seq, m->method, NH_RESOURCE_EXHAUSTED, "out of memory");
+        nh_wire_msg_free(m);
+        return;
+    }
+    size_t max = st->srv ? st->srv->max_inbox : 1024;
+    st->srv_max_inbox_half = max / 2;
+    if (st->inbox_len >= max && !st->paused) {
+        st->paused = true;
+        nh_tp_stream_pause_recv(st->tp, true);
+    }
+    pump(st);
+}
+
+static void on_recv_end(void *user) {
+    nh_server_stream *st = user;
+    st->recv_ended = true;
+    maybe_finish(st);
+}
+
+static void on_closed(void *user, nh_code code, const char *details) {
+    nh_server_stream *st = user;
+    nh_log(NH_LOG_DEBUG, "server", "stream from %s closed (%s %s)", st->peer, nh_code_name(code),
+           details);
+    st->tp = NULL;
+    while (st->inbox_len) {
+        nh_wire_msg_free(st->inbox[st->inbox_head]);
+        st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
+        st->inbox_len--;
+    }
+    if (st->srv) {
+        if (st->prev) st->prev->next = st->next;
+        else if (st->srv->streams == st) st->srv->streams = st->next;
+        if (st->next) st->next->prev = st->prev;
+    }
+    st->next = st->prev = NULL;
+    stream_unref(st);
+}
+
+/* ---- the public context API --------------------------------------------------------------- */
+
+const char *nh_ctx_method(const nh_server_ctx *ctx) {
+    return ctx->msg->method;
+}
+
+uint64_t nh_ctx_seq(const nh_server_ctx *ctx) {
+    return ctx->msg->seq;
+}
+
+const uint8_t *nh_ctx_payload(const nh_server_ctx *ctx, size_t *len) {
+    if (len) *len = ctx->msg->payload_len;
+    return ctx->msg->payload;
+}
+
+size_t nh_ctx_metadata_count(const nh_server_ctx *ctx) {
+    return ctx->st->md_count + ctx->msg->entry_count;
+}
+
+nh_metadata nh_ctx_metadata_at(const nh_server_ctx *ctx, size_t i) {
+    if (i < ctx->st->md_count) return ctx->st->md[i];
+    i -= ctx->st->md_count;
+    if (i < ctx->msg->entry_count) return ctx->msg->entries[i];
+    return (nh_metadata){NULL, NULL};
+}
+
+const char *nh_ctx_metadata(const nh_server_ctx *ctx, const char *key) {
+    size_t n = nh_ctx_metadata_count(ctx);
+    for (size_t i = 0; i < n; i++) {
+        nh_metadata m = nh_ctx_metadata_at(ctx, i);
+        if (m.key && !strcmp(m.key, key)) return m.value;
+    }
+    return NULL;
+}
+
+const char *nh_ctx_peer(const nh_server_ctx *ctx) {
+    return ctx->st->peer;
+}
+
+nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx) {
+    return ctx->st->rt;
+}
+
+typedef struct reply_task {
+    nh_server_ctx *ctx;
+    bool is_error;
+    bool finish_only;
+    nh_code code;
+    char *text;
+    size_t len;
+    uint8_t payload[];
+} reply_task;
+
+static void do_reply(nh_server_ctx *ctx, const reply_task *t) {
+    if (ctx->ended) return;
+    nh_server_stream *st = ctx->st;
+    if (t->finish_only) {
+        /* nothing to send */
+    } else if (t->is_error) {
+        send_status(st, ctx->msg->seq, ctx->msg->method, t->code, t->text ? t->text : "");
+    } else {
+        send_payload(st, ctx->msg->seq, ctx->msg->method, t->payload, t->len);
+    }
+    ctx_end(ctx);
+}
+
+static void run_reply_task(void *p) {
+    reply_task *t = p;
+    do_reply(t->ctx, t);
+    free(t->text);
+    free(t);
+}
+
+/* Replies on the owner thread directly; from another thread, copies and posts. */
+static int reply(nh_server_ctx *ctx, const reply_task *proto, const void *payload, size_t len) {
+    nh_runtime *rt = ctx->st->rt;
+    if (nh_runtime_on_owner(rt)) {
+        if (ctx->ended) return -1;
+        if (!proto->is_error && !proto->finish_only) {
+            send_payload(ctx->st, ctx->msg->seq, ctx->msg->method, payload, len);
+            reply_task t = {.ctx = ctx, .finish_only = true};
+            do_reply(ctx, &t);
+        } else {
+            do_reply(ctx, proto);
+        }
+        return 0;
+    }
+    reply_task *t = malloc(sizeof *t + len);
+    if (!t) return -1;
+    *t = *proto;
+    t->ctx = ctx;
+    t->len = len;
+    if (len) memcpy(t->payload, payload, len);
+    t->text = proto->text ? strdup(proto->text) : NULL;
+    if (nh_runtime_post(rt, run_reply_task, t) != 0) {
+        free(t->text);
+        free(t);
+        return -1;
+    }
+    return 0;
+}
+
+int nh_ctx_reply(nh_server_ctx *ctx, const void *payload, size_t len) {
+    if (!ctx || (!payload && len)) return -1;
+    reply_task proto = {0};
+    return reply(ctx, &proto, payload, len);
+}
+
+int nh_ctx_reply_error(nh_server_ctx *ctx, nh_code code, const char *fmt, ...) {
+    if (!ctx) return -1;
+    char text[NH_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt ? fmt : "", ap);
+    va_end(ap);
+    reply_task proto = {.is_error = true, .code = code, .text = text};
+    return reply(ctx, &proto, NULL, 0);
+}
+
+void nh_ctx_finish(nh_server_ctx *ctx) {
+    if (!ctx) return;
+    reply_task proto = {.finish_only = true};
+    reply(ctx, &proto, NULL, 0);
+}
+
+void nh_ctx_release(nh_server_ctx *ctx) {
+    if (!ctx || ctx->ended || ctx->released) return;
+    nh_server_stream *st = ctx->st;
+    ctx_release(ctx);
+    if (!ctx->in_handler) pump(st);
+}
+
+void nh_ctx_defer(nh_server_ctx *ctx) {
+    if (ctx && ctx->in_handler) ctx->deferred = true;
+}

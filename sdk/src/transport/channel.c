@@ -1,0 +1,137 @@
+/* Client side: a channel per node, and NodeStreams opened on it with the node's headers. The
+ * stream is optimistic: messages are queued at once; gRPC holds them until the connection is up
+ * or fails the call (status 14) if it cannot connect. */
+#include "transport/channel.h"
+
+#include "transport/server.h"
+#include "transport/stream_impl.h"
+#include "util/log.h"
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+struct nh_tp_channel {
+    nh_tp_loop *loop;
+    grpc_channel *channel;
+};
+
+nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t backoff_base_ms,
+                                 uint32_t backoff_max_ms, nh_error *err) {
+    nh_tp_channel *ch = calloc(1, sizeof *ch);
+    if (!ch) {
+        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        return NULL;
+    }
+    ch->loop = loop;
+    grpc_arg args[4] = {
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)nh_tp_loop_max_message(loop)},
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)backoff_base_ms},
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)backoff_base_ms},
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)backoff_max_ms},
+    };
+    grpc_channel_args cargs = {.num_args = 4, .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    ch->channel = grpc_channel_create(addr, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    if (!ch->channel) {
+        nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "cannot create a channel to \"%s\"",
+                     addr);
+        free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
+static void on_client_status(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, close_tag));
+    char details[512];
+    size_t n = GRPC_SLICE_LENGTH(s->status_details);
+    if (n >= sizeof details) n = sizeof details - 1;
+    memcpy(details, GRPC_SLICE_START_PTR(s->status_details), n);
+    details[n] = '\0';
+    nh_tp_stream_report_closed(s, (nh_code)s->status, details);
+    nh_tp_stream_op_done(s);
+}
+
+static void on_client_start(nh_tp_tag *tag, bool ok) {
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, start_tag));
+    /* Headers from the server (ours send them at once) on a channel that is READY prove the
+     * connection; a failed connect also completes this batch, but leaves the channel in
+     * TRANSIENT_FAILURE. */
+    if (ok && !s->ready && !s->closed && s->ev && s->ev->on_ready &&
+        grpc_channel_check_connectivity_state(s->channel, 0) == GRPC_CHANNEL_READY) {
+        s->ready = true;
+        s->ev->on_ready(s->user);
+    }
+    nh_tp_stream_op_done(s);
+}
+
+nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_t n,
+                                 const nh_tp_stream_events *ev, void *user) {
+    grpc_completion_queue *cq = nh_tp_loop_cq(ch->loop);
+    grpc_slice path = grpc_slice_from_static_string(NH_NODESTREAM_PATH);
+    grpc_call *call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, path,
+                                               NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!call) return NULL;
+    nh_tp_stream *s = nh_tp_stream_new(ch->loop, call, true);
+    if (!s) {
+        grpc_call_unref(call);
+        return NULL;
+    }
+    nh_tp_stream_set_events(s, ev, user);
+    s->channel = ch->channel;
+    s->start_tag.fn = on_client_start;
+    s->close_tag.fn = on_client_status;
+
+    grpc_metadata stack_md[8];
+    grpc_metadata *gmd = n <= 8 ? stack_md : calloc(n, sizeof *gmd);
+    if (!gmd) n = 0, gmd = stack_md;
+    for (size_t i = 0; i < n; i++) {
+        memset(&gmd[i], 0, sizeof gmd[i]);
+        gmd[i].key = grpc_slice_from_copied_string(md[i].key);
+        gmd[i].value = grpc_slice_from_copied_string(md[i].value);
+    }
+    grpc_op start[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA}, {.op = GRPC_OP_RECV_INITIAL_METADATA}};
+    start[0].data.send_initial_metadata.count = n;
+    start[0].data.send_initial_metadata.metadata = n ? gmd : NULL;
+    start[1].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    grpc_op status = {.op = GRPC_OP_RECV_STATUS_ON_CLIENT};
+    status.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    status.data.recv_status_on_client.status = &s->status;
+    status.data.recv_status_on_client.status_details = &s->status_details;
+    bool ok = nh_tp_stream_start(s, &status, 1, &s->close_tag);
+    if (ok) ok = nh_tp_stream_start(s, start, 2, &s->start_tag);
+    for (size_t i = 0; i < n; i++) {
+        grpc_slice_unref(gmd[i].key);
+        grpc_slice_unref(gmd[i].value);
+    }
+    if (gmd != stack_md) free(gmd);
+    if (!ok) {
+        if (s->ops == 0) {
+            grpc_call_unref(call);
+            free(s->peer);
+            free(s);
+            return NULL;
+        }
+        /* The status batch is running: cancel, and let it free the stream, silently. */
+        nh_tp_stream_set_events(s, NULL, NULL);
+        grpc_call_cancel_with_status(call, GRPC_STATUS_INTERNAL, "cannot start the stream", NULL);
+        return NULL;
+    }
+    nh_tp_stream_arm_recv(s);
+    return s;
+}
+
+void nh_tp_channel_free(nh_tp_channel *ch) {
+    if (!ch) return;
+    grpc_channel_destroy(ch->channel);
+    free(ch);
+}

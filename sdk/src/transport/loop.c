@@ -1,0 +1,302 @@
+/* The owner loop. The owner thread blocks in grpc_completion_queue_next() with a deadline
+ * taken from libuv's next timer, and runs uv_run(UV_RUN_NOWAIT) after a timeout, after a
+ * wake-up, and at least every millisecond while busy. Two wake-up paths reach a thread that is
+ * blocked in the completion queue:
+ *
+ * - posts from other threads: the poster itself starts a connectivity watch on a never-used
+ *   channel with "last seen = SHUTDOWN"; the state differs, so the watch completes at once and
+ *   cq_next returns (the C core has no public alarm or kick; this uses public calls only);
+ * - other libuv events (signals, uv_async, fs events, thread-pool completions): a bridge thread
+ *   epoll-waits on libuv's backend fd and kicks the same way, then waits until the owner ran
+ *   libuv, so it does not spin on a level-triggered fd. */
+#include "transport/loop.h"
+
+#include "util/log.h"
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+typedef struct post_task {
+    void (*fn)(void *);
+    void *arg;
+} post_task;
+
+struct nh_tp_loop {
+    grpc_completion_queue *cq;
+    grpc_channel *kick_channel; /* never connects; only watched */
+    uv_loop_t uv;
+    size_t max_message;
+    pthread_t owner;
+    bool owner_set;
+    bool quitting;
+    long ops; /* outstanding operations (owner thread) */
+
+    /* posts (any thread) */
+    pthread_mutex_t mu;
+    post_task *posts;
+    size_t posts_len, posts_cap;
+    bool posts_closed;
+    int kick_pending; /* atomic: a post kick is in flight */
+    int posted;       /* atomic: posts_len != 0 hint for the owner */
+
+    /* bridge thread for libuv events */
+    pthread_t bridge;
+    bool bridge_started;
+    int bridge_epfd;
+    int bridge_stopfd;
+    sem_t uv_ran;
+    int uv_kick_pending; /* atomic: the bridge kicked and waits for uv_ran */
+
+    nh_tp_tag post_tag;
+    nh_tp_tag uv_tag;
+};
+
+static void kick(nh_tp_loop *l, nh_tp_tag *tag) {
+    grpc_channel_watch_connectivity_state(l->kick_channel, GRPC_CHANNEL_SHUTDOWN,
+                                          gpr_inf_future(GPR_CLOCK_MONOTONIC), l->cq, tag);
+}
+
+static void on_post_kick(nh_tp_tag *tag, bool ok) {
+    (void)tag;
+    (void)ok; /* posts are drained every iteration; the kick only ends the wait */
+}
+
+static void on_uv_kick(nh_tp_tag *tag, bool ok) {
+    (void)tag;
+    (void)ok; /* handled in the run loop: it runs libuv, then releases the bridge */
+}
+
+static void *bridge_main(void *arg) {
+    nh_tp_loop *l = arg;
+    struct epoll_event ev;
+    for (;;) {
+        int n = epoll_wait(l->bridge_epfd, &ev, 1, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (n == 0) continue;
+        if (ev.data.fd == l->bridge_stopfd) break;
+        __atomic_store_n(&l->uv_kick_pending, 1, __ATOMIC_RELEASE);
+        kick(l, &l->uv_tag);
+        while (sem_wait(&l->uv_ran) != 0 && errno == EINTR) {
+        }
+    }
+    return NULL;
+}
+
+nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err) {
+    nh_tp_loop *l = calloc(1, sizeof *l);
+    if (!l) {
+        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        return NULL;
+    }
+    grpc_init();
+    l->max_message = max_message_size;
+    l->bridge_epfd = l->bridge_stopfd = -1;
+    l->post_tag.fn = on_post_kick;
+    l->uv_tag.fn = on_uv_kick;
+    pthread_mutex_init(&l->mu, NULL);
+    sem_init(&l->uv_ran, 0, 0);
+    if (uv_loop_init(&l->uv) != 0) {
+        nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "uv_loop_init failed");
+        goto fail_uv;
+    }
+    l->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    /* A channel that is only watched, never used for a call: it stays IDLE and never dials. */
+    l->kick_channel = grpc_channel_create("127.0.0.1:1", creds, NULL);
+    grpc_channel_credentials_release(creds);
+
+    l->bridge_epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->bridge_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.fd = uv_backend_fd(&l->uv);
+    int rc1 = epoll_ctl(l->bridge_epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+    ev.data.fd = l->bridge_stopfd;
+    int rc2 = epoll_ctl(l->bridge_epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+    if (l->bridge_epfd < 0 || l->bridge_stopfd < 0 || rc1 || rc2 ||
+        pthread_create(&l->bridge, NULL, bridge_main, l) != 0) {
+        nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "cannot start the wake-up thread: %s",
+                     strerror(errno));
+        nh_tp_loop_free(l);
+        return NULL;
+    }
+    l->bridge_started = true;
+    return l;
+fail_uv:
+    pthread_mutex_destroy(&l->mu);
+    sem_destroy(&l->uv_ran);
+    free(l);
+    grpc_shutdown();
+    return NULL;
+}
+
+static void drain_posts(nh_tp_loop *l) {
+    if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) return;
+    /* Allow the next poster to kick again before we take the batch, so no post is missed. */
+    __atomic_store_n(&l->kick_pending, 0, __ATOMIC_RELEASE);
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        post_task *batch = l->posts;
+        size_t n = l->posts_len;
+        l->posts = NULL;
+        l->posts_len = l->posts_cap = 0;
+        __atomic_store_n(&l->posted, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&l->mu);
+        if (n == 0) {
+            free(batch);
+            return;
+        }
+        for (size_t i = 0; i < n; i++) batch[i].fn(batch[i].arg);
+        free(batch);
+    }
+}
+
+static void run_uv(nh_tp_loop *l) {
+    uv_run(&l->uv, UV_RUN_NOWAIT);
+    if (__atomic_exchange_n(&l->uv_kick_pending, 0, __ATOMIC_ACQ_REL)) sem_post(&l->uv_ran);
+}
+
+void nh_tp_loop_run(nh_tp_loop *l) {
+    l->owner = pthread_self();
+    __atomic_store_n(&l->owner_set, true, __ATOMIC_RELEASE);
+    const int64_t busy_uv_ns = 1000000; /* run libuv at least every 1 ms while busy */
+    gpr_timespec last_uv = gpr_now(GPR_CLOCK_MONOTONIC);
+    for (;;) {
+        drain_posts(l);
+        if (l->quitting && l->ops == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) break;
+        uv_update_time(&l->uv);
+        int wait_ms = uv_backend_timeout(&l->uv);
+        if (wait_ms < 0 || wait_ms > 100) wait_ms = 100;
+        if (__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) wait_ms = 0;
+        gpr_timespec deadline =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(l->cq, deadline, NULL);
+        bool run_libuv = false;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            nh_tp_tag *tag = ev.tag;
+            if (tag == &l->uv_tag) run_libuv = true;
+            tag->fn(tag, ev.success != 0);
+        } else if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            run_libuv = true;
+        } else {
+            break; /* GRPC_QUEUE_SHUTDOWN: cannot happen before free */
+        }
+        gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+        if (!run_libuv) {
+            gpr_timespec d = gpr_time_sub(now, last_uv);
+            run_libuv = (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec >= busy_uv_ns;
+        }
+        if (run_libuv) {
+            run_uv(l);
+            last_uv = now;
+        }
+    }
+}
+
+void nh_tp_loop_quit(nh_tp_loop *l) {
+    l->quitting = true;
+}
+
+int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg) {
+    pthread_mutex_lock(&l->mu);
+    if (l->posts_closed) {
+        pthread_mutex_unlock(&l->mu);
+        return -1;
+    }
+    if (l->posts_len == l->posts_cap) {
+        size_t cap = l->posts_cap ? l->posts_cap * 2 : 16;
+        post_task *p = realloc(l->posts, cap * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&l->mu);
+            return -1;
+        }
+        l->posts = p;
+        l->posts_cap = cap;
+    }
+    l->posts[l->posts_len++] = (post_task){fn, arg};
+    __atomic_store_n(&l->posted, 1, __ATOMIC_RELEASE);
+    /* The owner drains posts before it waits, so it needs no kick for its own posts. The kick
+     * is started under the lock so that nh_tp_loop_close_posts() also means "no kick will be
+     * started any more" (the kick channel is destroyed after that). */
+    if (!nh_tp_loop_on_owner(l) && !__atomic_exchange_n(&l->kick_pending, 1, __ATOMIC_ACQ_REL))
+        kick(l, &l->post_tag);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+void nh_tp_loop_close_posts(nh_tp_loop *l) {
+    pthread_mutex_lock(&l->mu);
+    l->posts_closed = true;
+    pthread_mutex_unlock(&l->mu);
+}
+
+bool nh_tp_loop_on_owner(const nh_tp_loop *l) {
+    return __atomic_load_n(&l->owner_set, __ATOMIC_ACQUIRE) && pthread_equal(pthread_self(), l->owner);
+}
+
+uv_loop_t *nh_tp_loop_uv(nh_tp_loop *l) {
+    return &l->uv;
+}
+
+size_t nh_tp_loop_max_message(const nh_tp_loop *l) {
+    return l->max_message;
+}
+
+void nh_tp_loop_op_begin(nh_tp_loop *l) {
+    l->ops++;
+}
+
+void nh_tp_loop_op_end(nh_tp_loop *l) {
+    l->ops--;
+}
+
+void *nh_tp_loop_cq(nh_tp_loop *l) {
+    return l->cq;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void nh_tp_loop_free(nh_tp_loop *l) {
+    if (!l) return;
+    if (l->bridge_started) {
+        uint64_t one = 1;
+        ssize_t w = write(l->bridge_stopfd, &one, sizeof one);
+        (void)w;
+        sem_post(&l->uv_ran); /* in case the bridge waits for a uv run that will not come */
+        pthread_join(l->bridge, NULL);
+    }
+    if (l->bridge_epfd >= 0) close(l->bridge_epfd);
+    if (l->bridge_stopfd >= 0) close(l->bridge_stopfd);
+    /* Handles still open belong to nobody now (their owners closed first); close them so the
+     * loop can be closed. Their memory is owned elsewhere and already released or static. */
+    uv_walk(&l->uv, close_walk, NULL);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    if (uv_loop_close(&l->uv) != 0) nh_log(NH_LOG_WARN, "loop", "libuv loop still busy at exit");
+    grpc_channel_destroy(l->kick_channel);
+    grpc_completion_queue_shutdown(l->cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    }
+    grpc_completion_queue_destroy(l->cq);
+    pthread_mutex_destroy(&l->mu);
+    sem_destroy(&l->uv_ran);
+    free(l->posts);
+    free(l);
+    grpc_shutdown();
+}

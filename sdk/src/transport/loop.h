@@ -1,0 +1,59 @@
+/* The owner-thread engine: one gRPC completion queue and one libuv loop driven by one thread
+ * (DESIGN.md section 3, notes/grpc-core-stack.md section 4.3). Other threads hand it work with
+ * nh_tp_loop_post(), which wakes the thread at once. */
+#ifndef NH_TRANSPORT_LOOP_H
+#define NH_TRANSPORT_LOOP_H
+
+#include <nodehost/status.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct nh_tp_loop nh_tp_loop;
+
+/** A completion-queue tag: every gRPC operation the transport starts carries one. fn runs on
+ * the owner thread when the operation completes; ok is the completion's success flag. */
+typedef struct nh_tp_tag {
+    void (*fn)(struct nh_tp_tag *tag, bool ok);
+} nh_tp_tag;
+
+/** Creates the loop (completion queue, libuv loop, wake-up machinery). Calls grpc_init(). The
+ * loop runs only inside nh_tp_loop_run(). NULL with err set on failure. */
+nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err);
+
+/** Runs the loop on the calling thread (which becomes the owner) until nh_tp_loop_quit() was
+ * called and every started operation has completed. */
+void nh_tp_loop_run(nh_tp_loop *l);
+
+/** Asks nh_tp_loop_run() to return once no operation is outstanding. Owner thread only. */
+void nh_tp_loop_quit(nh_tp_loop *l);
+
+/** Frees the loop after nh_tp_loop_run() returned (or if it never ran). Calls grpc_shutdown(). */
+void nh_tp_loop_free(nh_tp_loop *l);
+
+/** Queues fn(arg) to run on the owner thread, in order, and wakes it. Any thread. Returns -1
+ * when the loop no longer accepts work (after nh_tp_loop_close_posts()). */
+int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg);
+
+/** Refuses posts from now on. Returns after the already-queued tasks are taken (they still
+ * run). Any thread. */
+void nh_tp_loop_close_posts(nh_tp_loop *l);
+
+/** True on the owner thread. */
+bool nh_tp_loop_on_owner(const nh_tp_loop *l);
+
+/** The libuv loop (owner thread only). */
+uv_loop_t *nh_tp_loop_uv(nh_tp_loop *l);
+
+/** Largest message size sent or received. */
+size_t nh_tp_loop_max_message(const nh_tp_loop *l);
+
+/* For transport files: count an operation started / completed (keeps run() alive). */
+void nh_tp_loop_op_begin(nh_tp_loop *l);
+void nh_tp_loop_op_end(nh_tp_loop *l);
+
+/* For transport files: the completion queue (a grpc_completion_queue*). */
+void *nh_tp_loop_cq(nh_tp_loop *l);
+
+#endif

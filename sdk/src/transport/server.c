@@ -1,0 +1,232 @@
+/* Server side: one request_call always outstanding; each accepted NodeStream becomes an
+ * nh_tp_stream with initial metadata sent at once (so clients learn the stream is up), a
+ * receive armed and RECV_CLOSE_ON_SERVER watching for the end. */
+#include "transport/server.h"
+
+#include "transport/stream_impl.h"
+#include "util/log.h"
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct accept_slot {
+    nh_tp_tag tag;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+} accept_slot;
+
+/* A call on a path we do not serve: answered UNIMPLEMENTED, then dropped. */
+typedef struct reject_call {
+    nh_tp_tag tag;
+    nh_tp_loop *loop;
+    grpc_call *call;
+    int cancelled;
+} reject_call;
+
+struct nh_tp_server {
+    nh_tp_loop *loop;
+    grpc_server *server;
+    nh_tp_accept_fn accept_fn;
+    void *user;
+    accept_slot slot;
+    bool slot_armed;
+    bool shutting_down;
+    bool shut_down; /* gRPC confirmed; freed once the accept slot completed too */
+    nh_tp_tag shutdown_tag;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static void on_accept(nh_tp_tag *tag, bool ok);
+
+static void server_destroy(nh_tp_server *srv) {
+    grpc_server_destroy(srv->server);
+    void (*done)(void *) = srv->done;
+    void *arg = srv->done_arg;
+    free(srv);
+    if (done) done(arg);
+}
+
+static void arm_accept(nh_tp_server *srv) {
+    accept_slot *a = &srv->slot;
+    a->call = NULL;
+    grpc_call_details_init(&a->details);
+    grpc_metadata_array_init(&a->md);
+    grpc_completion_queue *cq = nh_tp_loop_cq(srv->loop);
+    grpc_call_error e =
+        grpc_server_request_call(srv->server, &a->call, &a->details, &a->md, cq, cq, &a->tag);
+    if (e != GRPC_CALL_OK) {
+        nh_log(NH_LOG_ERROR, "server", "grpc_server_request_call failed (%d)", (int)e);
+        grpc_call_details_destroy(&a->details);
+        grpc_metadata_array_destroy(&a->md);
+        return;
+    }
+    srv->slot_armed = true;
+    nh_tp_loop_op_begin(srv->loop);
+}
+
+static void on_reject_done(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    reject_call *r = (reject_call *)tag;
+    grpc_call_unref(r->call);
+    nh_tp_loop_op_end(r->loop);
+    free(r);
+}
+
+static void reject(nh_tp_server *srv, grpc_call *call, const char *path) {
+    reject_call *r = calloc(1, sizeof *r);
+    if (!r) {
+        grpc_call_unref(call);
+        return;
+    }
+    r->tag.fn = on_reject_done;
+    r->loop = srv->loop;
+    r->call = call;
+    char msg[300];
+    snprintf(msg, sizeof msg, "unknown service path %s: this server serves %s only", path,
+             NH_NODESTREAM_PATH);
+    grpc_slice details = grpc_slice_from_copied_string(msg);
+    grpc_op ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
+                      {.op = GRPC_OP_SEND_STATUS_FROM_SERVER},
+                      {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
+    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status_details = &details;
+    ops[2].data.recv_close_on_server.cancelled = &r->cancelled;
+    if (grpc_call_start_batch(call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
+        grpc_call_unref(call);
+        free(r);
+    } else {
+        nh_tp_loop_op_begin(srv->loop);
+    }
+    grpc_slice_unref(details);
+}
+
+static void on_server_close(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, close_tag));
+    nh_code code = s->cancelled ? NH_CANCELLED : (s->status_started ? s->finish_code : NH_OK);
+    nh_tp_stream_report_closed(s, code, s->cancelled ? "stream cancelled by the peer" : "");
+    nh_tp_stream_op_done(s);
+}
+
+static void on_start_done(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, start_tag));
+    nh_tp_stream_op_done(s);
+}
+
+static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_array *md) {
+    nh_tp_stream *s = nh_tp_stream_new(srv->loop, call, false);
+    if (!s) {
+        grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        grpc_call_unref(call);
+        return;
+    }
+    s->start_tag.fn = on_start_done;
+    s->close_tag.fn = on_server_close;
+    grpc_op start = {.op = GRPC_OP_SEND_INITIAL_METADATA};
+    grpc_op close = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
+    close.data.recv_close_on_server.cancelled = &s->cancelled;
+    if (!nh_tp_stream_start(s, &close, 1, &s->close_tag)) {
+        grpc_call_cancel(call, NULL);
+        grpc_call_unref(call);
+        free(s->peer);
+        free(s);
+        return;
+    }
+    nh_tp_stream_start(s, &start, 1, &s->start_tag);
+
+    nh_md_view stack_views[16];
+    nh_md_view *views = md->count <= 16 ? stack_views : calloc(md->count, sizeof *views);
+    size_t n = views ? md->count : 0;
+    for (size_t i = 0; i < n; i++) {
+        views[i].key = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].key);
+        views[i].key_len = GRPC_SLICE_LENGTH(md->metadata[i].key);
+        views[i].value = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+        views[i].value_len = GRPC_SLICE_LENGTH(md->metadata[i].value);
+    }
+    srv->accept_fn(srv->user, s, views, n);
+    if (views != stack_views) free(views);
+    nh_tp_stream_arm_recv(s);
+}
+
+static void on_accept(nh_tp_tag *tag, bool ok) {
+    nh_tp_server *srv = (nh_tp_server *)((char *)tag - offsetof(nh_tp_server, slot));
+    accept_slot *a = &srv->slot;
+    srv->slot_armed = false;
+    nh_tp_loop_op_end(srv->loop);
+    if (ok && a->call) {
+        const grpc_slice m = a->details.method;
+        size_t plen = strlen(NH_NODESTREAM_PATH);
+        if (GRPC_SLICE_LENGTH(m) == plen && memcmp(GRPC_SLICE_START_PTR(m), NH_NODESTREAM_PATH, plen) == 0) {
+            accept_stream(srv, a->call, &a->md);
+        } else {
+            char *path = grpc_slice_to_c_string(m);
+            nh_log(NH_LOG_INFO, "server", "rejecting a call to unknown path %s", path);
+            reject(srv, a->call, path);
+            gpr_free(path);
+        }
+    }
+    grpc_call_details_destroy(&a->details);
+    grpc_metadata_array_destroy(&a->md);
+    if (ok && !srv->shutting_down) arm_accept(srv);
+    if (srv->shut_down && !srv->slot_armed) server_destroy(srv);
+}
+
+nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh_tp_accept_fn fn,
+                               void *user, nh_error *err) {
+    nh_tp_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        return NULL;
+    }
+    srv->loop = loop;
+    srv->accept_fn = fn;
+    srv->user = user;
+    srv->slot.tag.fn = on_accept;
+    int max = (int)nh_tp_loop_max_message(loop);
+    grpc_arg args[1] = {{.type = GRPC_ARG_INTEGER,
+                         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                         .value.integer = max}};
+    grpc_channel_args cargs = {.num_args = 1, .args = args};
+    srv->server = grpc_server_create(&cargs, NULL);
+    grpc_server_register_completion_queue(srv->server, nh_tp_loop_cq(loop), NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int p = grpc_server_add_http2_port(srv->server, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (p == 0) {
+        nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0,
+                     "cannot listen on \"%s\": address invalid or already in use", addr);
+        grpc_server_destroy(srv->server);
+        free(srv);
+        return NULL;
+    }
+    if (port) *port = p;
+    grpc_server_start(srv->server);
+    arm_accept(srv);
+    return srv;
+}
+
+static void on_shutdown(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    nh_tp_server *srv = (nh_tp_server *)((char *)tag - offsetof(nh_tp_server, shutdown_tag));
+    nh_tp_loop_op_end(srv->loop);
+    srv->shut_down = true;
+    if (!srv->slot_armed) server_destroy(srv);
+}
+
+void nh_tp_server_shutdown(nh_tp_server *srv, void (*done)(void *), void *arg) {
+    if (srv->shutting_down) return;
+    srv->shutting_down = true;
+    srv->done = done;
+    srv->done_arg = arg;
+    srv->shutdown_tag.fn = on_shutdown;
+    nh_tp_loop_op_begin(srv->loop);
+    grpc_server_shutdown_and_notify(srv->server, nh_tp_loop_cq(srv->loop), &srv->shutdown_tag);
+    grpc_server_cancel_all_calls(srv->server);
+}

@@ -1,0 +1,238 @@
+/* The common machinery of a NodeStream call: the armed receive, the send FIFO with one send in
+ * flight, and the end of the stream. Completion handlers follow one pattern: do the work, then
+ * nh_tp_stream_op_done(), which frees the stream once it is closed and no batch is left. */
+#include "transport/stream_impl.h"
+
+#include "util/log.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static void on_recv(nh_tp_tag *tag, bool ok);
+static void on_send(nh_tp_tag *tag, bool ok);
+static void on_status_sent(nh_tp_tag *tag, bool ok);
+
+nh_tp_stream *nh_tp_stream_new(nh_tp_loop *loop, grpc_call *call, bool client) {
+    nh_tp_stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->loop = loop;
+    s->call = call;
+    s->client = client;
+    s->recv_tag.fn = on_recv;
+    s->send_tag.fn = on_send;
+    s->status_tag.fn = on_status_sent;
+    char *p = grpc_call_get_peer(call);
+    s->peer = strdup(p ? p : "");
+    if (p) gpr_free(p);
+    grpc_metadata_array_init(&s->initial_md);
+    grpc_metadata_array_init(&s->trailing_md);
+    s->status_details = grpc_empty_slice();
+    return s;
+}
+
+void nh_tp_stream_set_events(nh_tp_stream *s, const nh_tp_stream_events *ev, void *user) {
+    s->ev = ev;
+    s->user = user;
+}
+
+bool nh_tp_stream_start(nh_tp_stream *s, const grpc_op *ops, size_t n, nh_tp_tag *tag) {
+    grpc_call_error e = grpc_call_start_batch(s->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        nh_log(NH_LOG_ERROR, "transport", "grpc_call_start_batch failed (%d) on stream %s", (int)e,
+               s->peer);
+        return false;
+    }
+    s->ops++;
+    nh_tp_loop_op_begin(s->loop);
+    return true;
+}
+
+static void stream_free(nh_tp_stream *s) {
+    nh_send_queue_clear(&s->queue);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    grpc_slice_unref(s->status_details);
+    grpc_call_unref(s->call);
+    free(s->finish_details);
+    free(s->peer);
+    free(s);
+}
+
+void nh_tp_stream_op_done(nh_tp_stream *s) {
+    s->ops--;
+    nh_tp_loop_op_end(s->loop);
+    if (s->closed && s->ops == 0) stream_free(s);
+}
+
+void nh_tp_stream_arm_recv(nh_tp_stream *s) {
+    if (s->recv_armed || s->recv_paused || s->recv_done || s->closed) return;
+    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+    op.data.recv_message.recv_message = &s->recv_bb;
+    if (nh_tp_stream_start(s, &op, 1, &s->recv_tag)) s->recv_armed = true;
+}
+
+static void report_ready(nh_tp_stream *s) {
+    if (s->client && !s->ready && !s->closed) {
+        s->ready = true;
+        if (s->ev && s->ev->on_ready) s->ev->on_ready(s->user);
+    }
+}
+
+static void on_recv(nh_tp_tag *tag, bool ok) {
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, recv_tag));
+    s->recv_armed = false;
+    grpc_byte_buffer *bb = s->recv_bb;
+    s->recv_bb = NULL;
+    if (!ok) {
+        s->recv_done = true; /* the call failed; its status follows */
+    } else if (!bb) {
+        s->recv_done = true; /* half-close */
+        if (!s->closed && s->ev && s->ev->on_recv_end) s->ev->on_recv_end(s->user);
+    } else {
+        grpc_byte_buffer_reader r;
+        if (grpc_byte_buffer_reader_init(&r, bb)) {
+            grpc_slice all = grpc_byte_buffer_reader_readall(&r);
+            grpc_byte_buffer_reader_destroy(&r);
+            report_ready(s);
+            if (!s->closed && s->ev && s->ev->on_message)
+                s->ev->on_message(s->user, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+            grpc_slice_unref(all);
+        } else {
+            nh_log(NH_LOG_WARN, "transport", "unreadable message from %s dropped", s->peer);
+        }
+        grpc_byte_buffer_destroy(bb);
+        nh_tp_stream_arm_recv(s);
+    }
+    nh_tp_stream_op_done(s);
+}
+
+static void bytes_unref_cb(void *p) {
+    nh_bytes_unref(p);
+}
+
+static void start_status(nh_tp_stream *s);
+
+static void send_next(nh_tp_stream *s) {
+    if (s->send_busy || s->closed) return;
+    nh_send_item it;
+    if (!nh_send_queue_pop(&s->queue, &it)) {
+        if (s->finishing && !s->status_started) start_status(s);
+        return;
+    }
+    grpc_slice sl = grpc_slice_new_with_user_data(it.msg->data, it.msg->len, bytes_unref_cb, it.msg);
+    s->send_bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    s->send_user_tag = it.tag;
+    grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
+    op.data.send_message.send_message = s->send_bb;
+    if (!nh_tp_stream_start(s, &op, 1, &s->send_tag)) {
+        grpc_byte_buffer_destroy(s->send_bb);
+        s->send_bb = NULL;
+        if (it.tag && s->ev && s->ev->on_sent) s->ev->on_sent(s->user, it.tag, false);
+        s->send_user_tag = NULL;
+        return;
+    }
+    s->send_busy = true;
+}
+
+static void on_send(nh_tp_tag *tag, bool ok) {
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, send_tag));
+    s->send_busy = false;
+    grpc_byte_buffer_destroy(s->send_bb);
+    s->send_bb = NULL;
+    void *t = s->send_user_tag;
+    s->send_user_tag = NULL;
+    if (ok) report_ready(s);
+    if (!s->closed) {
+        if (t && s->ev && s->ev->on_sent) s->ev->on_sent(s->user, t, ok);
+        if (ok) send_next(s);
+    }
+    nh_tp_stream_op_done(s);
+}
+
+int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag) {
+    if (s->closed || s->finishing) {
+        nh_bytes_unref(msg);
+        return -1;
+    }
+    if (nh_send_queue_push(&s->queue, msg, tag) != 0) {
+        nh_bytes_unref(msg);
+        return -1;
+    }
+    send_next(s);
+    return 0;
+}
+
+size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag) {
+    return nh_send_queue_remove_tag(&s->queue, tag);
+}
+
+void nh_tp_stream_pause_recv(nh_tp_stream *s, bool paused) {
+    s->recv_paused = paused;
+    if (!paused) nh_tp_stream_arm_recv(s);
+}
+
+static void start_status(nh_tp_stream *s) {
+    s->status_started = true;
+    grpc_slice details = grpc_slice_from_copied_string(s->finish_details ? s->finish_details : "");
+    grpc_op op = {.op = GRPC_OP_SEND_STATUS_FROM_SERVER};
+    op.data.send_status_from_server.status = (grpc_status_code)s->finish_code;
+    op.data.send_status_from_server.status_details = &details;
+    if (!nh_tp_stream_start(s, &op, 1, &s->status_tag))
+        grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "cannot send status", NULL);
+    grpc_slice_unref(details);
+}
+
+static void on_status_sent(nh_tp_tag *tag, bool ok) {
+    (void)ok;
+    nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, status_tag));
+    nh_tp_stream_op_done(s);
+}
+
+void nh_tp_stream_finish(nh_tp_stream *s, nh_code code, const char *details) {
+    if (s->closed || s->finishing) return;
+    if (s->client) {
+        nh_tp_stream_cancel(s, code, details);
+        return;
+    }
+    s->finishing = true;
+    s->finish_code = code;
+    s->finish_details = strdup(details ? details : "");
+    send_next(s);
+}
+
+void nh_tp_stream_cancel(nh_tp_stream *s, nh_code code, const char *details) {
+    if (s->closed) return;
+    s->finishing = true;
+    grpc_call_cancel_with_status(s->call, (grpc_status_code)code, details ? details : "", NULL);
+}
+
+void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *details) {
+    if (s->closed) return;
+    s->closed = true;
+    const nh_tp_stream_events *ev = s->ev;
+    void *user = s->user;
+    /* Tagged sends that will never complete successfully: tell their owners now. */
+    void *inflight = s->send_user_tag;
+    s->send_user_tag = NULL;
+    if (inflight && ev && ev->on_sent) ev->on_sent(user, inflight, false);
+    nh_send_item it;
+    while (nh_send_queue_pop(&s->queue, &it)) {
+        if (it.tag && ev && ev->on_sent) ev->on_sent(user, it.tag, false);
+        nh_bytes_unref(it.msg);
+    }
+    if (ev && ev->on_closed) ev->on_closed(user, code, details ? details : "");
+}
+
+const char *nh_tp_stream_peer(const nh_tp_stream *s) {
+    return s->peer;
+}
+
+size_t nh_tp_stream_queued(const nh_tp_stream *s) {
+    return nh_send_queue_len(&s->queue);
+}

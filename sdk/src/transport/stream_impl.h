@@ -1,0 +1,64 @@
+/* Private to the transport: the stream object shared by server.c, channel.c and stream.c. */
+#ifndef NH_TRANSPORT_STREAM_IMPL_H
+#define NH_TRANSPORT_STREAM_IMPL_H
+
+#include "transport/stream.h"
+#include "util/send_queue.h"
+
+#include <grpc/grpc.h>
+
+struct nh_tp_stream {
+    nh_tp_loop *loop;
+    grpc_call *call;
+    bool client;
+    grpc_channel *channel; /* client streams: the channel they run on */
+    const nh_tp_stream_events *ev;
+    void *user;
+    char *peer;
+    int ops;      /* batches started and not completed */
+    bool closed;  /* on_closed delivered; no more events */
+    bool ready;   /* on_ready delivered (client) */
+
+    /* receive */
+    nh_tp_tag recv_tag;
+    grpc_byte_buffer *recv_bb;
+    bool recv_armed, recv_paused, recv_done;
+
+    /* send */
+    nh_tp_tag send_tag;
+    grpc_byte_buffer *send_bb;
+    void *send_user_tag;
+    bool send_busy;
+    nh_send_queue queue;
+
+    /* end of stream */
+    nh_tp_tag start_tag;  /* initial metadata batch */
+    nh_tp_tag close_tag;  /* server: RECV_CLOSE_ON_SERVER; client: RECV_STATUS_ON_CLIENT */
+    nh_tp_tag status_tag; /* server: SEND_STATUS_FROM_SERVER */
+    int cancelled;        /* server: RECV_CLOSE_ON_SERVER result */
+    grpc_status_code status;      /* client: final status */
+    grpc_slice status_details;    /* client */
+    grpc_metadata_array initial_md; /* client: received headers */
+    grpc_metadata_array trailing_md; /* client */
+    bool finishing;       /* server: send status once the queue is empty */
+    bool status_started;
+    nh_code finish_code;
+    char *finish_details;
+};
+
+/* Allocates a stream around call (takes ownership of the call reference). */
+nh_tp_stream *nh_tp_stream_new(nh_tp_loop *loop, grpc_call *call, bool client);
+
+/* Starts a batch on the stream's call, counting it; logs and returns false on failure. */
+bool nh_tp_stream_start(nh_tp_stream *s, const grpc_op *ops, size_t n, nh_tp_tag *tag);
+
+/* Arms the receive if allowed. */
+void nh_tp_stream_arm_recv(nh_tp_stream *s);
+
+/* Delivers on_closed once (drops queued sends first). */
+void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *details);
+
+/* Called at the end of every completion: frees the stream once closed and idle. */
+void nh_tp_stream_op_done(nh_tp_stream *s);
+
+#endif
