@@ -52,17 +52,40 @@ const char *nh_test_binary_dir(void) {
     return d && *d ? d : ".";
 }
 
+/* Children still running when the test program exits (a failed assertion skips the test's own
+ * cleanup) are killed, so no server outlives its test. */
+static pid_t g_children[64];
+static int g_nchildren;
+
+static void kill_children(void) {
+    for (int i = 0; i < g_nchildren; i++) {
+        if (g_children[i] > 0) {
+            kill(g_children[i], SIGKILL);
+            waitpid(g_children[i], NULL, 0);
+        }
+    }
+    g_nchildren = 0;
+}
+
 pid_t nh_test_spawn(char *const argv[]) {
+    static bool registered;
+    if (!registered) {
+        atexit(kill_children);
+        registered = true;
+    }
     pid_t pid = fork();
     if (pid == 0) {
         execv(argv[0], argv);
         _exit(127);
     }
+    if (pid > 0 && g_nchildren < 64) g_children[g_nchildren++] = pid;
     return pid;
 }
 
 int nh_test_kill_wait(pid_t pid, int sig) {
     if (pid <= 0) return -1;
+    for (int i = 0; i < g_nchildren; i++)
+        if (g_children[i] == pid) g_children[i] = 0;
     kill(pid, sig);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0) {

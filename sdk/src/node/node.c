@@ -144,8 +144,11 @@ static void on_closed(void *user, nh_code code, const char *details) {
             snprintf(text, sizeof text, "cannot connect (%s: %s)", nh_code_name(code), details);
         set_last_error(n, code == NH_OK ? NH_UNAVAILABLE : code, "%s", text);
         nh_log(NH_LOG_INFO, "node", "node %u (%s): %s", n->id, n->address, text);
-        /* Calls written to a broken stream fail (at-most-once): the server may have run them. */
-        fail_router(n, NH_UNAVAILABLE, NH_ERR_TRANSPORT, text);
+        /* Calls written to a broken stream fail (at-most-once): the server may have run them.
+         * They carry the stream's status code as gRPC reported it (UNAVAILABLE for a lost
+         * connection, RESOURCE_EXHAUSTED for a message over the server's limit, ...). */
+        nh_code call_code = (code == NH_OK || code == NH_CANCELLED) ? NH_UNAVAILABLE : code;
+        fail_router(n, call_code, NH_ERR_TRANSPORT, text);
         /* A stream that worked is reopened at once; a failed connect waits for the backoff. */
         schedule_retry(n, was_ready ? 0 : nh_backoff_next(&n->backoff));
     }
