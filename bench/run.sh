@@ -130,10 +130,15 @@ for inflight in $MODES; do
     done
 done
 
-# stat <inflight> <client> <server> <field>: the median over the repetitions.
-stat() {
+# values <inflight> <client> <server> <field>: one value per repetition.
+values() {
     awk -v m="$1" -v c="$2" -v s="$3" '$1 == m && $2 == c && $3 == s' "$RESULTS" |
-        while read -r _ _ _ rest; do field "$4" "$rest"; done | median
+        while read -r _ _ _ rest; do field "$4" "$rest"; done
+}
+# stat ...: the median over the repetitions; range ...: "min–max" of msgs/s in thousands.
+stat() { values "$@" | median; }
+range() {
+    values "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1fk–%.1fk", lo / 1000, hi / 1000}'
 }
 errors() {
     awk -v m="$1" '$1 == m' "$RESULTS" | while read -r _ _ _ rest; do field errors "$rest"; done |
@@ -141,13 +146,17 @@ errors() {
 }
 mode_name() { if [[ $1 == 1 ]]; then echo "ping-pong (1 in flight)"; else echo "pipelined ($1 in flight)"; fi; }
 
+echo "Medians of $REPS runs of ${RUN_SECONDS} s, ${PAYLOAD}-byte payload; [min–max] of msgs/s."
+echo
 echo "| mode | baseline msgs/s | nodehost msgs/s | ratio | baseline p50 / p99 µs | nodehost p50 / p99 µs | errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for inflight in $MODES; do
     b=$(stat "$inflight" baseline baseline msgs_per_s)
     n=$(stat "$inflight" nodehost nodehost msgs_per_s)
-    printf '| %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %s |\n' "$(mode_name "$inflight")" \
-        "$b" "$n" "$(awk -v b="$b" -v n="$n" 'BEGIN {print (b > 0 ? n / b : 0)}')" \
+    printf '| %s | %.0f [%s] | %.0f [%s] | %.2f | %.1f / %.1f | %.1f / %.1f | %s |\n' \
+        "$(mode_name "$inflight")" "$b" "$(range "$inflight" baseline baseline msgs_per_s)" \
+        "$n" "$(range "$inflight" nodehost nodehost msgs_per_s)" \
+        "$(awk -v b="$b" -v n="$n" 'BEGIN {print (b > 0 ? n / b : 0)}')" \
         "$(stat "$inflight" baseline baseline p50_us)" "$(stat "$inflight" baseline baseline p99_us)" \
         "$(stat "$inflight" nodehost nodehost p50_us)" "$(stat "$inflight" nodehost nodehost p99_us)" \
         "$(errors "$inflight")"

@@ -165,8 +165,14 @@ void nh_node_submit(nh_node *n, nh_call *c) {
     if (!n->stream) {
         nh_error e;
         nh_node_last_error(n, &e);
-        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "not connected, reconnecting (%s)",
-                     e.code != NH_OK ? e.message : "no attempt finished yet");
+        /* The last error starts with the same "node N (addr): " label the call error gets. */
+        char label[160];
+        nh_node_label(n, label, sizeof label);
+        size_t skip = strlen(label);
+        const char *cause = e.message;
+        if (!strncmp(cause, label, skip) && cause[skip] == ':') cause += skip + 2;
+        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "not connected, reconnecting (last: %s)",
+                     e.code != NH_OK ? cause : "no attempt finished yet");
         return;
     }
     nh_bytes *msg = c->msg;
