@@ -385,16 +385,21 @@ static void test_closing_a_node_fails_its_pending_calls(void **state) {
     pthread_mutex_destroy(&o.mu);
 }
 
+typedef struct err_slot {
+    int done; /* atomic */
+    nh_error err;
+} err_slot;
+
 static void closed_err_done(const nh_reply *r, void *user) {
-    nh_error *e = user;
-    *e = r->err;
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    err_slot *e = user;
+    e->err = r->err;
+    __atomic_store_n(&e->done, 1, __ATOMIC_RELEASE);
 }
 
 static void test_node_closed_error_says_node_closed(void **state) {
     fixture *f = *state;
-    nh_error err, got = {.code = NH_OK};
-    got.message[0] = '\0';
+    nh_error err;
+    err_slot got = {0};
     nh_node *n2;
     nh_node_opts no = {.id = 12, .address = f->addr};
     assert_int_equal(nh_node_open(f->crt, &no, &n2, &err), 0);
@@ -402,12 +407,13 @@ static void test_node_closed_error_says_node_closed(void **state) {
                      0);
     for (int i = 0; i < 500 && nh_node_pending(n2) < 1; i++) nh_test_sleep_ms(10);
     nh_node_close(n2);
-    for (int i = 0; i < 500 && got.code == NH_OK; i++) nh_test_sleep_ms(10);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    assert_int_equal(got.code, NH_UNAVAILABLE);
-    assert_int_equal(got.kind, NH_ERR_CLOSED);
-    assert_non_null(strstr(got.message, "node 12 (127.0.0.1:"));
-    assert_non_null(strstr(got.message, "node closed"));
+    for (int i = 0; i < 500 && !__atomic_load_n(&got.done, __ATOMIC_ACQUIRE); i++)
+        nh_test_sleep_ms(10);
+    assert_int_equal(__atomic_load_n(&got.done, __ATOMIC_ACQUIRE), 1);
+    assert_int_equal(got.err.code, NH_UNAVAILABLE);
+    assert_int_equal(got.err.kind, NH_ERR_CLOSED);
+    assert_non_null(strstr(got.err.message, "node 12 (127.0.0.1:"));
+    assert_non_null(strstr(got.err.message, "node closed"));
 }
 
 typedef struct mt_args {

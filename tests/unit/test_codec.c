@@ -666,6 +666,39 @@ static int teardown_vectors(void **state) {
     return 0;
 }
 
+static void expect_utf8_rejected(const uint8_t *bytes, size_t n, const char *field) {
+    nh_error err;
+    nh_wire_msg *m = nh_wire_decode(bytes, n, &err);
+    assert_null(m);
+    assert_int_equal(err.code, NH_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, field));
+}
+
+static void test_invalid_utf8_in_strings_is_rejected_like_go(void **state) {
+    (void)state;
+    /* method = C3 28 (bad continuation) */
+    const uint8_t bad_method[] = {0x12, 0x02, 0xC3, 0x28};
+    expect_utf8_rejected(bad_method, sizeof bad_method, "method");
+    /* method = C0 AF (overlong '/') */
+    const uint8_t overlong[] = {0x12, 0x02, 0xC0, 0xAF};
+    expect_utf8_rejected(overlong, sizeof overlong, "method");
+    /* method = ED A0 80 (a UTF-16 surrogate) */
+    const uint8_t surrogate[] = {0x12, 0x03, 0xED, 0xA0, 0x80};
+    expect_utf8_rejected(surrogate, sizeof surrogate, "method");
+    /* entry { key: "k", value: FF } */
+    const uint8_t bad_entry[] = {0x22, 0x06, 0x0A, 0x01, 'k', 0x12, 0x01, 0xFF};
+    expect_utf8_rejected(bad_entry, sizeof bad_entry, "entry.value");
+    /* status { message: 80 } */
+    const uint8_t bad_status[] = {0x1A, 0x03, 0x12, 0x01, 0x80};
+    expect_utf8_rejected(bad_status, sizeof bad_status, "status.message");
+    /* valid multi-byte UTF-8 (e, a 3-byte and a 4-byte character) is accepted */
+    const uint8_t good[] = {0x12, 0x09, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80};
+    nh_wire_msg *m = nh_wire_decode(good, sizeof good, NULL);
+    assert_non_null(m);
+    assert_int_equal(strlen(m->method), 9);
+    nh_wire_msg_free(m);
+}
+
 int main(void) {
     init_logical_data();
     const struct CMUnitTest tests[] = {
@@ -687,6 +720,7 @@ int main(void) {
         cmocka_unit_test(test_known_field_with_wrong_wire_type_is_rejected),
         cmocka_unit_test(test_free_accepts_null),
         cmocka_unit_test(test_random_garbage_never_crashes_decode),
+        cmocka_unit_test(test_invalid_utf8_in_strings_is_rejected_like_go),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_vectors);
 }

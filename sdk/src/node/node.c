@@ -56,8 +56,10 @@ static void update_pending(nh_node *n) {
     __atomic_store_n(&n->pending, nh_router_len(&n->router), __ATOMIC_RELAXED);
 }
 
+/* Calls take a node reference on the caller's thread, before they reach the owner thread, so
+ * node references are atomic. */
 void nh_node_ref(nh_node *n) {
-    n->refs++;
+    __atomic_add_fetch(&n->refs, 1, __ATOMIC_RELAXED);
 }
 
 static void node_free(nh_node *n) {
@@ -74,7 +76,7 @@ static void node_free(nh_node *n) {
 }
 
 void nh_node_unref(nh_node *n) {
-    if (n && --n->refs == 0) node_free(n);
+    if (n && __atomic_sub_fetch(&n->refs, 1, __ATOMIC_ACQ_REL) == 0) node_free(n);
 }
 
 /* ---- the stream life cycle ---------------------------------------------------------------- */
@@ -298,7 +300,7 @@ static void open_on_owner(void *p) {
     uv_timer_init(nh_tp_loop_uv(a->rt->loop), &n->retry_timer);
     n->retry_timer.data = n;
     n->retry_open = true;
-    n->refs++; /* the timer handle's reference */
+    nh_node_ref(n); /* the timer handle's reference */
     nh_runtime_add_node(a->rt, n);
     open_stream(n);
     a->rc = 0;

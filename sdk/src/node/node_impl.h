@@ -29,7 +29,7 @@ struct nh_node {
     bool retry_open;
     bool closing;
     bool user_ref;         /* the handle returned by nh_node_open is still owned */
-    int refs;              /* user handle + running calls + stream + timer handle */
+    int refs;              /* atomic: user handle + running calls + stream + timer handle */
     struct nh_node *next, *prev; /* the runtime's list */
 
     /* read from any thread */

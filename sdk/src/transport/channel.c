@@ -26,17 +26,18 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
         return NULL;
     }
     ch->loop = loop;
-    grpc_arg args[4] = {
+    /* gRPC's own reconnect backoff follows ours. GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left at
+     * its default (20 s) on purpose: gRPC uses it as the minimum connect timeout, and a small
+     * value makes every slow handshake fail. */
+    grpc_arg args[3] = {
         {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
         {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_base_ms},
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-         .value.integer = (int)backoff_base_ms},
         {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_max_ms},
     };
-    grpc_channel_args cargs = {.num_args = 4, .args = args};
+    grpc_channel_args cargs = {.num_args = 3, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(addr, creds, &cargs);
     grpc_channel_credentials_release(creds);

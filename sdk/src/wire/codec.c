@@ -6,6 +6,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* Entries up to this count are encoded from stack arrays, more from the heap. */
@@ -68,6 +69,52 @@ done:
     return out;
 }
 
+/* True when s is well-formed UTF-8 (no overlong forms, no surrogates, at most U+10FFFF). */
+static bool utf8_valid(const char *str) {
+    const uint8_t *s = (const uint8_t *)str;
+    while (*s) {
+        uint8_t c = *s;
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        static const uint32_t min[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+/* proto3 strings must be UTF-8; Go's protobuf rejects a message that breaks this, protobuf-c
+ * does not check, so the decoder does. */
+static const char *invalid_string_field(const Stream__Message *pb) {
+    if (pb->method && !utf8_valid(pb->method)) return "method";
+    if (pb->status && pb->status->message && !utf8_valid(pb->status->message))
+        return "status.message";
+    for (size_t i = 0; i < pb->n_entry; i++) {
+        if (!utf8_valid(pb->entry[i]->key)) return "entry.key";
+        if (!utf8_valid(pb->entry[i]->value)) return "entry.value";
+    }
+    return NULL;
+}
+
 nh_wire_msg *nh_wire_decode(const uint8_t *data, size_t len, nh_error *err) {
     static const uint8_t empty[1] = {0};
     if (data == NULL) {
@@ -84,6 +131,13 @@ nh_wire_msg *nh_wire_decode(const uint8_t *data, size_t len, nh_error *err) {
     if (pb == NULL) {
         nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                      "malformed message: stream.Message of %zu bytes does not parse", len);
+        return NULL;
+    }
+    const char *bad = invalid_string_field(pb);
+    if (bad) {
+        protobuf_c_message_free_unpacked(&pb->base, NULL);
+        nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                     "malformed message: field %s is not valid UTF-8", bad);
         return NULL;
     }
 
