@@ -100,8 +100,12 @@ static int dial(demo_node *from, const demo_node *to) {
     snprintf(addr, sizeof addr, "127.0.0.1:%d", to->port);
     snprintf(idbuf, sizeof idbuf, "%u", from->id);
     nh_metadata md[] = {{"gorums-node-id", idbuf}};
-    nh_node_opts no = {.id = to->id, .address = addr, .metadata = md, .metadata_count = 1,
-                       .backoff_base_ms = 100, .backoff_max_ms = 1000};
+    nh_node_opts no = {.id = to->id,
+                       .address = addr,
+                       .metadata = md,
+                       .metadata_count = 1,
+                       .backoff_base_ms = 100,
+                       .backoff_max_ms = 1000};
     if (nh_node_open(from->rt, &no, &from->peer, &err) != 0) {
         say("node %u: cannot open node %u: %s", from->id, to->id, err.message);
         return -1;
@@ -166,7 +170,8 @@ int main(int argc, char **argv) {
 
     say("\n-- unicast: five one-way notes from node 1 to node 2");
     nh_error err;
-    for (int i = 0; i < 5; i++) ok &= nh_unicast(a.peer, "demo.Greeter.Note", "n", 1, NULL, &err) == 0;
+    for (int i = 0; i < 5; i++)
+        ok &= nh_unicast(a.peer, "demo.Greeter.Note", "n", 1, NULL, &err) == 0;
     ok &= call(&a, "demo.Greeter.Hello", "sync", 2000); /* same stream: after the notes */
     count_probe cp = {&b, 0, 0};
     int rc = nh_runtime_post(b.rt, read_count, &cp);

@@ -74,7 +74,8 @@ static void test_server_killed_mid_call_fails_the_call_and_reconnects_later(void
     result r = {0};
     nh_call_opts o = {.timeout_ms = 20000};
     assert_int_equal(nh_rpc_async(node, "test.Echo.Hold", "", 0, &o, on_done, &r, &err), 0);
-    for (int i = 0; i < 500 && nh_node_pending(node) == 0; i++) nh_test_sleep_ms(10);
+    for (int i = 0; i < 500 && nh_node_pending(node) == 0; i++)
+        nh_test_sleep_ms(10);
     nh_test_sleep_ms(50);
     int st = nh_test_kill_wait(pid, SIGKILL);
     assert_true(WIFSIGNALED(st));
@@ -88,7 +89,8 @@ static void test_server_killed_mid_call_fails_the_call_and_reconnects_later(void
     assert_int_equal(nh_node_pending(node), 0);
 
     /* While the server is down, calls fail fast with the connect error. */
-    for (int i = 0; i < 100 && nh_node_connected(node); i++) nh_test_sleep_ms(10);
+    for (int i = 0; i < 100 && nh_node_connected(node); i++)
+        nh_test_sleep_ms(10);
     assert_false(nh_node_connected(node));
     assert_int_not_equal(rpc_echo(node, &err), 0);
     assert_int_equal(err.code, NH_UNAVAILABLE);

@@ -171,8 +171,8 @@ static void test_fire_and_forget_unicast_leaves_nothing_pending(void **state) {
     fixture *f = *state;
     nh_error err;
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(nh_unicast_async(f->node, "test.Echo.Count", "", 0, NULL, NULL, NULL, &err),
-                         0);
+        assert_int_equal(
+            nh_unicast_async(f->node, "test.Echo.Count", "", 0, NULL, NULL, NULL, &err), 0);
     expect_reply(f->node, "test.Echo.Echo", "sync", "echo: sync");
     assert_int_equal(nh_echo_count(), 1000);
     assert_int_equal(nh_node_pending(f->node), 0);
@@ -240,17 +240,18 @@ static void test_sequential_rpcs_arrive_in_order(void **state) {
     for (int i = 0; i < 200; i++) {
         char req[16];
         int k = snprintf(req, sizeof req, "%d", i);
-        assert_int_equal(nh_rpc_async(f->node, "test.Echo.Order", req, (size_t)k, NULL, NULL, NULL,
-                                      &err),
-                         -1); /* done is required for RPCs */
-        assert_int_equal(nh_unicast_async(f->node, "test.Echo.Order", req, (size_t)k, NULL, NULL,
-                                          NULL, &err),
-                         0);
+        assert_int_equal(
+            nh_rpc_async(f->node, "test.Echo.Order", req, (size_t)k, NULL, NULL, NULL, &err),
+            -1); /* done is required for RPCs */
+        assert_int_equal(
+            nh_unicast_async(f->node, "test.Echo.Order", req, (size_t)k, NULL, NULL, NULL, &err),
+            0);
     }
     expect_reply(f->node, "test.Echo.Echo", "sync", "echo: sync");
     long got[200];
     assert_int_equal(nh_echo_order(got, 200), 200);
-    for (int i = 0; i < 200; i++) assert_int_equal(got[i], i);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(got[i], i);
 }
 
 static void test_metadata_reaches_the_handler(void **state) {
@@ -349,8 +350,8 @@ static void probe_on_owner(void *p) {
     owner_probe *o = p;
     o->rc = nh_rpc(o->node, "test.Echo.Echo", "", 0, NULL, NULL, &o->err);
     nh_error e2;
-    o->async_rc = nh_rpc_async(o->node, "test.Echo.Echo", "", 0, NULL, async_on_owner_done,
-                               &o->done, &e2);
+    o->async_rc =
+        nh_rpc_async(o->node, "test.Echo.Echo", "", 0, NULL, async_on_owner_done, &o->done, &e2);
 }
 
 static void test_blocking_call_on_the_owner_thread_is_refused(void **state) {
@@ -377,11 +378,13 @@ static void test_closing_a_node_fails_its_pending_calls(void **state) {
     o.n = 0;
     for (int i = 0; i < 3; i++)
         assert_int_equal(nh_rpc_async(n2, "test.Echo.Hold", "", 0, NULL, record_done, &o, &err), 0);
-    for (int i = 0; i < 500 && nh_node_pending(n2) < 3; i++) nh_test_sleep_ms(10);
+    for (int i = 0; i < 500 && nh_node_pending(n2) < 3; i++)
+        nh_test_sleep_ms(10);
     assert_int_equal(nh_node_pending(n2), 3);
     nh_node_close(n2);
     wait_count(&o, 3);
-    for (int i = 0; i < 3; i++) assert_string_equal(o.order[i], "error");
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(o.order[i], "error");
     pthread_mutex_destroy(&o.mu);
 }
 
@@ -405,7 +408,8 @@ static void test_node_closed_error_says_node_closed(void **state) {
     assert_int_equal(nh_node_open(f->crt, &no, &n2, &err), 0);
     assert_int_equal(nh_rpc_async(n2, "test.Echo.Hold", "", 0, NULL, closed_err_done, &got, &err),
                      0);
-    for (int i = 0; i < 500 && nh_node_pending(n2) < 1; i++) nh_test_sleep_ms(10);
+    for (int i = 0; i < 500 && nh_node_pending(n2) < 1; i++)
+        nh_test_sleep_ms(10);
     nh_node_close(n2);
     for (int i = 0; i < 500 && !__atomic_load_n(&got.done, __ATOMIC_ACQUIRE); i++)
         nh_test_sleep_ms(10);

@@ -52,7 +52,8 @@ int main(int argc, char **argv) {
     }
     printf("listening %d\n", port);
     fflush(stdout);
-    while (!g_stop) usleep(20000);
+    while (!g_stop)
+        usleep(20000);
     nh_runtime_free(rt);
     return 0;
 }

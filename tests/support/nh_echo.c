@@ -90,8 +90,10 @@ static void h_hold(nh_server_ctx *ctx, void *u) {
     nh_ctx_defer(ctx);
     nh_ctx_release(ctx);
     pthread_mutex_lock(&g_mu);
-    if (g_held_len < sizeof g_held / sizeof g_held[0]) g_held[g_held_len++] = ctx;
-    else nh_ctx_finish(ctx);
+    if (g_held_len < sizeof g_held / sizeof g_held[0])
+        g_held[g_held_len++] = ctx;
+    else
+        nh_ctx_finish(ctx);
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -143,11 +145,15 @@ int nh_echo_register(nh_server *srv) {
         const char *name;
         nh_handler_fn fn;
     } methods[] = {
-        {"test.Echo.Echo", h_echo},   {"test.Echo.Raw", h_raw},
-        {"test.Echo.Fail", h_fail},   {"test.Echo.Slow", h_slow},
+        {"test.Echo.Echo", h_echo},
+        {"test.Echo.Raw", h_raw},
+        {"test.Echo.Fail", h_fail},
+        {"test.Echo.Slow", h_slow},
         {"test.Echo.SlowRelease", h_slow_release},
-        {"test.Echo.Hold", h_hold},   {"test.Echo.Count", h_count},
-        {"test.Echo.Order", h_order}, {"test.Echo.Big", h_big},
+        {"test.Echo.Hold", h_hold},
+        {"test.Echo.Count", h_count},
+        {"test.Echo.Order", h_order},
+        {"test.Echo.Big", h_big},
         {"test.Echo.Meta", h_meta},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
@@ -181,7 +187,8 @@ void nh_echo_reset(void) {
 size_t nh_echo_finish_held(void) {
     pthread_mutex_lock(&g_mu);
     size_t n = g_held_len;
-    for (size_t i = 0; i < n; i++) nh_ctx_finish(g_held[i]);
+    for (size_t i = 0; i < n; i++)
+        nh_ctx_finish(g_held[i]);
     g_held_len = 0;
     pthread_mutex_unlock(&g_mu);
     return n;

@@ -72,8 +72,7 @@ NH_API int nh_rpc(nh_node *node, const char *method, const void *req, size_t len
  * leaves nothing pending. Any thread. Returns 0 when started, -1 with err set when refused.
  */
 NH_API int nh_unicast_async(nh_node *node, const char *method, const void *req, size_t len,
-                            const nh_call_opts *opts, nh_reply_fn done, void *user,
-                            nh_error *err);
+                            const nh_call_opts *opts, nh_reply_fn done, void *user, nh_error *err);
 
 /**
  * Blocking unicast: waits until the request was handed to the transport. Not on the owner

@@ -27,10 +27,10 @@ typedef void (*nh_handler_fn)(nh_server_ctx *ctx, void *user);
 
 /** Options for nh_server_new(). Zero-initialise and set what you need. */
 typedef struct nh_server_opts {
-    const char *listen;         /**< "host:port" to listen on ("127.0.0.1:0" picks a port) */
-    size_t max_inbox;           /**< requests buffered per stream while a handler holds the
-                                     stream's order; past it the stream stops reading
-                                     (backpressure). 0 means 1024 */
+    const char *listen; /**< "host:port" to listen on ("127.0.0.1:0" picks a port) */
+    size_t max_inbox;   /**< requests buffered per stream while a handler holds the
+                             stream's order; past it the stream stops reading
+                             (backpressure). 0 means 1024 */
 } nh_server_opts;
 
 /**

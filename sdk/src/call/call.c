@@ -231,9 +231,10 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
         nh_bytes_unref(msg);
         char label[160];
         nh_node_label(node, label, sizeof label);
-        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id,
-                            "%s: request of %zu bytes exceeds the maximum message size of %zu bytes",
-                            label, n, rt->max_message);
+        return nh_error_set(
+            err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id,
+            "%s: request of %zu bytes exceeds the maximum message size of %zu bytes", label, n,
+            rt->max_message);
     }
     nh_node_ref(node);
     nh_call *c = nh_call_new(rt, node, kind, seq, msg, opts, done, user);
@@ -312,7 +313,8 @@ static int blocking(nh_node *node, nh_call_kind kind, const char *method, const 
     int rc = start_call(node, kind, method, req, len, opts, waiter_done, &w, err);
     if (rc == 0) {
         pthread_mutex_lock(&w.mu);
-        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
         pthread_mutex_unlock(&w.mu);
         if (w.err.code != NH_OK) {
             if (err) *err = w.err;
@@ -320,16 +322,18 @@ static int blocking(nh_node *node, nh_call_kind kind, const char *method, const 
         } else {
             nh_error_clear(err);
         }
-        if (resp) *resp = w.resp;
-        else nh_buf_free(&w.resp);
+        if (resp)
+            *resp = w.resp;
+        else
+            nh_buf_free(&w.resp);
     }
     pthread_cond_destroy(&w.cv);
     pthread_mutex_destroy(&w.mu);
     return rc;
 }
 
-int nh_rpc(nh_node *node, const char *method, const void *req, size_t len,
-           const nh_call_opts *opts, nh_buf *resp, nh_error *err) {
+int nh_rpc(nh_node *node, const char *method, const void *req, size_t len, const nh_call_opts *opts,
+           nh_buf *resp, nh_error *err) {
     if (resp) *resp = (nh_buf){0};
     return blocking(node, NH_CALL_RPC, method, req, len, opts, resp, err);
 }

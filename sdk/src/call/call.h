@@ -20,18 +20,18 @@ typedef struct nh_call {
     struct nh_node *node; /* holds a node reference */
     uint64_t seq;
     nh_call_kind kind;
-    nh_bytes *msg;        /* the encoded request, until handed to the stream */
+    nh_bytes *msg; /* the encoded request, until handed to the stream */
     nh_reply_fn done;
     void *user;
     nh_cancel *cancel;
     uint32_t timeout_ms;
-    int64_t sent_ns;      /* when the request was handed to the stream */
+    int64_t sent_ns; /* when the request was handed to the stream */
     uv_timer_t timer;
     bool timer_open;
     bool completed;
     bool in_router;
-    int refs;             /* 1 until completed, +1 per tagged send with the stream,
-                             +1 while the timer handle is open */
+    int refs; /* 1 until completed, +1 per tagged send with the stream,
+                 +1 while the timer handle is open */
 } nh_call;
 
 /** Creates a call (any thread). Takes over the caller's reference to msg. */

@@ -67,8 +67,10 @@ static void stop_on_owner(void *arg) {
     nh_runtime *rt = arg;
     rt->stopping = true;
     nh_tp_loop_close_posts(rt->loop);
-    while (rt->servers) nh_server_stop_internal(rt->servers);
-    while (rt->nodes) nh_node_close_internal(rt->nodes, true);
+    while (rt->servers)
+        nh_server_stop_internal(rt->servers);
+    while (rt->nodes)
+        nh_node_close_internal(rt->nodes, true);
     /* Calls not tied to a node (none yet) would be failed here. */
     nh_tp_loop_quit(rt->loop);
 }
@@ -142,8 +144,10 @@ void nh_runtime_add_node(nh_runtime *rt, struct nh_node *n) {
 }
 
 void nh_runtime_remove_node(nh_runtime *rt, struct nh_node *n) {
-    if (n->prev) n->prev->next = n->next;
-    else if (rt->nodes == n) rt->nodes = n->next;
+    if (n->prev)
+        n->prev->next = n->next;
+    else if (rt->nodes == n)
+        rt->nodes = n->next;
     if (n->next) n->next->prev = n->prev;
     n->next = n->prev = NULL;
 }
@@ -156,8 +160,10 @@ void nh_runtime_add_server(nh_runtime *rt, struct nh_server *s) {
 }
 
 void nh_runtime_remove_server(nh_runtime *rt, struct nh_server *s) {
-    if (s->prev) s->prev->next = s->next;
-    else if (rt->servers == s) rt->servers = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (rt->servers == s)
+        rt->servers = s->next;
     if (s->next) s->next->prev = s->prev;
     s->next = s->prev = NULL;
 }

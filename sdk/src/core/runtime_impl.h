@@ -19,11 +19,11 @@ struct nh_runtime {
     bool thread_started;
     char *name;
     size_t max_message;
-    uint64_t next_seq;      /* atomic; client-initiated message_seq_no, first is 1 */
-    nh_u64map calls;        /* seq -> struct nh_call* of running calls (owner thread) */
-    struct nh_node *nodes;  /* open nodes (owner thread), linked through node->next */
+    uint64_t next_seq;         /* atomic; client-initiated message_seq_no, first is 1 */
+    nh_u64map calls;           /* seq -> struct nh_call* of running calls (owner thread) */
+    struct nh_node *nodes;     /* open nodes (owner thread), linked through node->next */
     struct nh_server *servers; /* running servers (owner thread), linked via server->next */
-    bool stopping;          /* owner thread */
+    bool stopping;             /* owner thread */
 };
 
 /** Runs fn(arg) on the owner thread and waits for it (directly when already there). Returns 0,

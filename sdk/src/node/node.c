@@ -31,8 +31,10 @@ static const nh_tp_stream_events node_stream_events = {
 };
 
 void nh_node_label(const nh_node *n, char *buf, size_t len) {
-    if (n) snprintf(buf, len, "node %u (%s)", n->id, n->address);
-    else snprintf(buf, len, "node ?");
+    if (n)
+        snprintf(buf, len, "node %u (%s)", n->id, n->address);
+    else
+        snprintf(buf, len, "node ?");
 }
 
 static void set_last_error(nh_node *n, nh_code code, const char *fmt, ...)
@@ -263,8 +265,8 @@ static void on_message(void *user, const uint8_t *data, size_t len) {
         int64_t old = __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
         int64_t avg = old < 0 ? rtt : (int64_t)(0.8 * (double)old + 0.2 * (double)rtt);
         __atomic_store_n(&n->latency_ns, avg, __ATOMIC_RELAXED);
-        nh_reply r = {.node_id = n->id, .seq = m->seq, .payload = m->payload,
-                      .len = m->payload_len};
+        nh_reply r = {
+            .node_id = n->id, .seq = m->seq, .payload = m->payload, .len = m->payload_len};
         nh_call_complete(c, &r);
     }
     nh_wire_msg_free(m);
@@ -291,8 +293,8 @@ static void open_on_owner(void *p) {
         a->rc = nh_error_set(a->err, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
         return;
     }
-    n->channel = nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms,
-                                   n->backoff.max_ms, a->err);
+    n->channel =
+        nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms, n->backoff.max_ms, a->err);
     if (!n->channel) {
         a->rc = -1;
         return;
@@ -335,7 +337,8 @@ int nh_node_open(nh_runtime *rt, const nh_node_opts *opts, nh_node **out, nh_err
                                 opts->id, opts->metadata[i].key ? opts->metadata[i].key : "");
     }
     nh_node *n = calloc(1, sizeof *n);
-    if (!n) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, opts->id, "out of memory");
+    if (!n)
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, opts->id, "out of memory");
     n->rt = rt;
     n->id = opts->id;
     n->address = strdup(opts->address);
@@ -390,7 +393,8 @@ static void close_task(void *p) {
 void nh_node_close(nh_node *n) {
     if (!n) return;
     if (nh_runtime_post(n->rt, close_task, n) != 0)
-        nh_log(NH_LOG_DEBUG, "node", "node %u: runtime already stopping; it closes the node", n->id);
+        nh_log(NH_LOG_DEBUG, "node", "node %u: runtime already stopping; it closes the node",
+               n->id);
 }
 
 uint32_t nh_node_id(const nh_node *n) {
@@ -410,8 +414,10 @@ bool nh_node_last_error(const nh_node *n, nh_error *out) {
     pthread_mutex_lock(&m->err_mu);
     bool has = m->has_err;
     if (out) {
-        if (has) *out = m->last_err;
-        else nh_error_clear(out);
+        if (has)
+            *out = m->last_err;
+        else
+            nh_error_clear(out);
     }
     pthread_mutex_unlock(&m->err_mu);
     return has;

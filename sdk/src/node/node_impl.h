@@ -18,24 +18,24 @@ struct nh_node {
     nh_runtime *rt;
     uint32_t id;
     char *address;
-    nh_metadata *md;       /* owned copies of the stream headers */
+    nh_metadata *md; /* owned copies of the stream headers */
     size_t md_count;
     nh_tp_channel *channel;
-    nh_tp_stream *stream;  /* NULL while waiting to reconnect */
-    bool stream_ready;     /* the current stream proved the connection */
+    nh_tp_stream *stream; /* NULL while waiting to reconnect */
+    bool stream_ready;    /* the current stream proved the connection */
     nh_router router;
     nh_backoff backoff;
     uv_timer_t retry_timer;
     bool retry_open;
     bool closing;
-    bool user_ref;         /* the handle returned by nh_node_open is still owned */
-    int refs;              /* atomic: user handle + running calls + stream + timer handle */
+    bool user_ref;               /* the handle returned by nh_node_open is still owned */
+    int refs;                    /* atomic: user handle + running calls + stream + timer handle */
     struct nh_node *next, *prev; /* the runtime's list */
 
     /* read from any thread */
-    int64_t latency_ns;    /* atomic; -1 until measured */
-    int connected;         /* atomic */
-    size_t pending;        /* atomic mirror of the router size */
+    int64_t latency_ns; /* atomic; -1 until measured */
+    int connected;      /* atomic */
+    size_t pending;     /* atomic mirror of the router size */
     pthread_mutex_t err_mu;
     nh_error last_err;
     bool has_err;

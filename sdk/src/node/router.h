@@ -41,7 +41,6 @@ size_t nh_router_len(const nh_router *r);
  * Removes every entry, calling fn(entry, streaming, arg) for each (in no particular order).
  * fn must not touch the router. Returns the number removed.
  */
-size_t nh_router_drain(nh_router *r, void (*fn)(void *entry, bool streaming, void *arg),
-                       void *arg);
+size_t nh_router_drain(nh_router *r, void (*fn)(void *entry, bool streaming, void *arg), void *arg);
 
 #endif

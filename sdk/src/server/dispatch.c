@@ -79,8 +79,11 @@ void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t 
 static void send_status(nh_server_stream *st, uint64_t seq, const char *method, nh_code code,
                         const char *text) {
     if (!st->tp) return;
-    nh_wire_out out = {.seq = seq, .method = method, .has_status = true,
-                       .status_code = (int32_t)code, .status_message = text};
+    nh_wire_out out = {.seq = seq,
+                       .method = method,
+                       .has_status = true,
+                       .status_code = (int32_t)code,
+                       .status_message = text};
     nh_bytes *b = nh_wire_encode(&out);
     if (b) nh_tp_stream_send(st->tp, b, NULL);
 }
@@ -158,8 +161,10 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
     ctx->in_handler = true;
     meth->fn(ctx, meth->user);
     ctx->in_handler = false;
-    if (ctx->ended) ctx_free(ctx);
-    else if (!ctx->deferred) ctx_end(ctx); /* returned without a reply: nothing is sent */
+    if (ctx->ended)
+        ctx_free(ctx);
+    else if (!ctx->deferred)
+        ctx_end(ctx); /* returned without a reply: nothing is sent */
 }
 
 static void maybe_finish(nh_server_stream *st) {
@@ -246,8 +251,10 @@ static void on_closed(void *user, nh_code code, const char *details) {
         st->inbox_len--;
     }
     if (st->srv) {
-        if (st->prev) st->prev->next = st->next;
-        else if (st->srv->streams == st) st->srv->streams = st->next;
+        if (st->prev)
+            st->prev->next = st->next;
+        else if (st->srv->streams == st)
+            st->srv->streams = st->next;
         if (st->next) st->next->prev = st->prev;
     }
     st->next = st->prev = NULL;

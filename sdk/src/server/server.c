@@ -8,7 +8,8 @@
 
 static uint64_t hash_name(const char *s) {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
     return h;
 }
 
@@ -31,7 +32,8 @@ static int table_put(nh_server *srv, const char *name, nh_handler_fn fn, void *u
             nh_method *m = &srv->methods[j];
             if (!m->name) continue;
             size_t i = hash_name(m->name) & (cap - 1);
-            while (t[i].name) i = (i + 1) & (cap - 1);
+            while (t[i].name)
+                i = (i + 1) & (cap - 1);
             t[i] = *m;
         }
         free(srv->methods);
@@ -40,7 +42,8 @@ static int table_put(nh_server *srv, const char *name, nh_handler_fn fn, void *u
     }
     size_t mask = srv->methods_cap - 1;
     size_t i = hash_name(name) & mask;
-    while (srv->methods[i].name && strcmp(srv->methods[i].name, name)) i = (i + 1) & mask;
+    while (srv->methods[i].name && strcmp(srv->methods[i].name, name))
+        i = (i + 1) & mask;
     nh_method *m = &srv->methods[i];
     if (!m->name) {
         m->name = strdup(name);
@@ -67,8 +70,8 @@ static void new_on_owner(void *p) {
         a->rc = nh_error_set(a->err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
         return;
     }
-    a->srv->tp = nh_tp_server_new(a->rt->loop, a->opts->listen, &a->port, nh_server_accept, a->srv,
-                                  a->err);
+    a->srv->tp =
+        nh_tp_server_new(a->rt->loop, a->opts->listen, &a->port, nh_server_accept, a->srv, a->err);
     if (!a->srv->tp) {
         a->rc = -1;
         return;
@@ -116,19 +119,22 @@ static void handle_on_owner(void *p) {
 
 int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void *user,
                      nh_error *err) {
-    if (!srv || !fn) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
+    if (!srv || !fn)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
     if (!method || !*method)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "method name is empty");
     handle_args a = {srv, method, fn, user, -1};
     if (nh_runtime_sync(srv->rt, handle_on_owner, &a) != 0)
         return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
-    if (a.rc != 0) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    if (a.rc != 0)
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     return 0;
 }
 
 static void free_server(void *p) {
     nh_server *srv = p;
-    for (size_t i = 0; i < srv->methods_cap; i++) free(srv->methods[i].name);
+    for (size_t i = 0; i < srv->methods_cap; i++)
+        free(srv->methods[i].name);
     free(srv->methods);
     free(srv);
 }
@@ -140,7 +146,8 @@ void nh_server_stop_internal(nh_server *srv) {
     /* The transport cancels every live stream; each reports on_closed, which releases it. The
      * method table is freed once gRPC confirmed the shutdown. Streams outlive the server only as
      * closed shells held by deferred contexts, which never look at srv again. */
-    for (nh_server_stream *st = srv->streams; st; st = st->next) st->srv = NULL;
+    for (nh_server_stream *st = srv->streams; st; st = st->next)
+        st->srv = NULL;
     srv->streams = NULL;
     nh_tp_server_shutdown(srv->tp, free_server, srv);
 }

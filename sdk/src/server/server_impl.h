@@ -29,18 +29,18 @@ struct nh_server {
 /* One accepted stream with its ordering state. Reference counted: the transport stream (until
  * on_closed) and every open server context hold a reference. */
 typedef struct nh_server_stream {
-    nh_server *srv;           /* NULL once the server stopped */
+    nh_server *srv; /* NULL once the server stopped */
     nh_runtime *rt;
-    nh_tp_stream *tp;         /* NULL once closed */
+    nh_tp_stream *tp; /* NULL once closed */
     int refs;
-    nh_metadata *md;          /* owned copies of the stream headers */
+    nh_metadata *md; /* owned copies of the stream headers */
     size_t md_count;
     char *peer;
-    nh_wire_msg **inbox;      /* requests waiting for the stream's order (ring) */
+    nh_wire_msg **inbox; /* requests waiting for the stream's order (ring) */
     size_t inbox_head, inbox_len, inbox_cap;
     struct nh_server_ctx *holder; /* the context holding the order, if any */
-    int open_ctx;             /* contexts not yet ended */
-    size_t srv_max_inbox_half; /* resume reading below this inbox length */
+    int open_ctx;                 /* contexts not yet ended */
+    size_t srv_max_inbox_half;    /* resume reading below this inbox length */
     bool pumping, recv_ended, paused;
     struct nh_server_stream *next, *prev;
 } nh_server_stream;

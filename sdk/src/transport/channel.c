@@ -30,11 +30,14 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
      * its default (20 s) on purpose: gRPC uses it as the minimum connect timeout, and a small
      * value makes every slow handshake fail. */
     grpc_arg args[3] = {
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_base_ms},
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_max_ms},
     };
     grpc_channel_args cargs = {.num_args = 3, .args = args};
@@ -100,7 +103,8 @@ nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_
         gmd[i].key = grpc_slice_from_copied_string(md[i].key);
         gmd[i].value = grpc_slice_from_copied_string(md[i].value);
     }
-    grpc_op start[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA}, {.op = GRPC_OP_RECV_INITIAL_METADATA}};
+    grpc_op start[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
+                        {.op = GRPC_OP_RECV_INITIAL_METADATA}};
     start[0].data.send_initial_metadata.count = n;
     start[0].data.send_initial_metadata.metadata = n ? gmd : NULL;
     start[1].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;

@@ -158,7 +158,8 @@ static void drain_posts(nh_tp_loop *l) {
             free(batch);
             return;
         }
-        for (size_t i = 0; i < n; i++) batch[i].fn(batch[i].arg);
+        for (size_t i = 0; i < n; i++)
+            batch[i].fn(batch[i].arg);
         free(batch);
     }
 }
@@ -243,7 +244,8 @@ void nh_tp_loop_close_posts(nh_tp_loop *l) {
 }
 
 bool nh_tp_loop_on_owner(const nh_tp_loop *l) {
-    return __atomic_load_n(&l->owner_set, __ATOMIC_ACQUIRE) && pthread_equal(pthread_self(), l->owner);
+    return __atomic_load_n(&l->owner_set, __ATOMIC_ACQUIRE) &&
+           pthread_equal(pthread_self(), l->owner);
 }
 
 uv_loop_t *nh_tp_loop_uv(nh_tp_loop *l) {
@@ -290,7 +292,8 @@ void nh_tp_loop_free(nh_tp_loop *l) {
     grpc_channel_destroy(l->kick_channel);
     grpc_completion_queue_shutdown(l->cq);
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     }
     grpc_completion_queue_destroy(l->cq);

@@ -163,7 +163,8 @@ static void on_accept(nh_tp_tag *tag, bool ok) {
     if (ok && a->call) {
         const grpc_slice m = a->details.method;
         size_t plen = strlen(NH_NODESTREAM_PATH);
-        if (GRPC_SLICE_LENGTH(m) == plen && memcmp(GRPC_SLICE_START_PTR(m), NH_NODESTREAM_PATH, plen) == 0) {
+        if (GRPC_SLICE_LENGTH(m) == plen &&
+            memcmp(GRPC_SLICE_START_PTR(m), NH_NODESTREAM_PATH, plen) == 0) {
             accept_stream(srv, a->call, &a->md);
         } else {
             char *path = grpc_slice_to_c_string(m);

@@ -124,7 +124,8 @@ static void send_next(nh_tp_stream *s) {
         if (s->finishing && !s->status_started) start_status(s);
         return;
     }
-    grpc_slice sl = grpc_slice_new_with_user_data(it.msg->data, it.msg->len, bytes_unref_cb, it.msg);
+    grpc_slice sl =
+        grpc_slice_new_with_user_data(it.msg->data, it.msg->len, bytes_unref_cb, it.msg);
     s->send_bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     s->send_user_tag = it.tag;

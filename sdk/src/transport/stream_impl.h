@@ -15,9 +15,9 @@ struct nh_tp_stream {
     const nh_tp_stream_events *ev;
     void *user;
     char *peer;
-    int ops;      /* batches started and not completed */
-    bool closed;  /* on_closed delivered; no more events */
-    bool ready;   /* on_ready delivered (client) */
+    int ops;     /* batches started and not completed */
+    bool closed; /* on_closed delivered; no more events */
+    bool ready;  /* on_ready delivered (client) */
 
     /* receive */
     nh_tp_tag recv_tag;
@@ -32,15 +32,15 @@ struct nh_tp_stream {
     nh_send_queue queue;
 
     /* end of stream */
-    nh_tp_tag start_tag;  /* initial metadata batch */
-    nh_tp_tag close_tag;  /* server: RECV_CLOSE_ON_SERVER; client: RECV_STATUS_ON_CLIENT */
-    nh_tp_tag status_tag; /* server: SEND_STATUS_FROM_SERVER */
-    int cancelled;        /* server: RECV_CLOSE_ON_SERVER result */
-    grpc_status_code status;      /* client: final status */
-    grpc_slice status_details;    /* client */
-    grpc_metadata_array initial_md; /* client: received headers */
+    nh_tp_tag start_tag;       /* initial metadata batch */
+    nh_tp_tag close_tag;       /* server: RECV_CLOSE_ON_SERVER; client: RECV_STATUS_ON_CLIENT */
+    nh_tp_tag status_tag;      /* server: SEND_STATUS_FROM_SERVER */
+    int cancelled;             /* server: RECV_CLOSE_ON_SERVER result */
+    grpc_status_code status;   /* client: final status */
+    grpc_slice status_details; /* client */
+    grpc_metadata_array initial_md;  /* client: received headers */
     grpc_metadata_array trailing_md; /* client */
-    bool finishing;       /* server: send status once the queue is empty */
+    bool finishing;                  /* server: send status once the queue is empty */
     bool status_started;
     nh_code finish_code;
     char *finish_details;

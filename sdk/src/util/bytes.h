@@ -8,9 +8,9 @@
 /** A reference-counted byte buffer. Thread-safe reference counting; contents are immutable
  * once shared. Create with nh_bytes_new() (refcount 1). */
 typedef struct nh_bytes {
-    size_t len;       /* number of bytes in data */
-    int refs;         /* atomic reference count */
-    uint8_t data[];   /* the bytes */
+    size_t len;     /* number of bytes in data */
+    int refs;       /* atomic reference count */
+    uint8_t data[]; /* the bytes */
 } nh_bytes;
 
 /** Allocates a buffer of len bytes (uninitialised), refcount 1. NULL when out of memory. */

@@ -40,6 +40,6 @@ void nh_log(nh_log_level level, const char *component, const char *fmt, ...) {
     gmtime_r(&ts.tv_sec, &tm);
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000L, names[level],
-            component, msg);
+    fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000L, names[level], component,
+            msg);
 }

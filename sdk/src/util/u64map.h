@@ -9,10 +9,10 @@
 /** The map. Zero-initialise (or nh_u64map_init) before use; free with nh_u64map_free. */
 typedef struct nh_u64map {
     uint64_t *keys;
-    void **vals;    /* NULL marks an empty slot; a tombstone marks a deleted one */
-    size_t cap;     /* slots, a power of two (0 before the first insert) */
-    size_t len;     /* live entries */
-    size_t used;    /* live entries + tombstones */
+    void **vals; /* NULL marks an empty slot; a tombstone marks a deleted one */
+    size_t cap;  /* slots, a power of two (0 before the first insert) */
+    size_t len;  /* live entries */
+    size_t used; /* live entries + tombstones */
 } nh_u64map;
 
 /** Initialises an empty map. */

@@ -15,13 +15,13 @@
 /** A message to encode. Pointers are borrowed for the duration of nh_wire_encode(). */
 typedef struct nh_wire_out {
     uint64_t seq;
-    const char *method;          /* NULL or "" omits the field */
-    bool has_status;             /* emit the status field (even with code 0) */
+    const char *method; /* NULL or "" omits the field */
+    bool has_status;    /* emit the status field (even with code 0) */
     int32_t status_code;
-    const char *status_message;  /* NULL means "" */
-    const nh_metadata *entries;  /* per-message metadata, in order */
+    const char *status_message; /* NULL means "" */
+    const nh_metadata *entries; /* per-message metadata, in order */
     size_t entry_count;
-    const uint8_t *payload;      /* may be NULL when payload_len is 0 */
+    const uint8_t *payload; /* may be NULL when payload_len is 0 */
     size_t payload_len;
 } nh_wire_out;
 
@@ -31,15 +31,15 @@ nh_bytes *nh_wire_encode(const nh_wire_out *m);
 /** A decoded message. Strings are NUL-terminated and owned by the message. */
 typedef struct nh_wire_msg {
     uint64_t seq;
-    char *method;               /* never NULL ("" when absent) */
+    char *method; /* never NULL ("" when absent) */
     bool has_status;
     int32_t status_code;
-    char *status_message;       /* never NULL */
-    nh_metadata *entries;       /* entry_count pairs, owned */
+    char *status_message; /* never NULL */
+    nh_metadata *entries; /* entry_count pairs, owned */
     size_t entry_count;
-    const uint8_t *payload;     /* payload_len bytes, owned by the message */
+    const uint8_t *payload; /* payload_len bytes, owned by the message */
     size_t payload_len;
-    void *impl_;                /* the protobuf-c object backing the fields */
+    void *impl_; /* the protobuf-c object backing the fields */
 } nh_wire_msg;
 
 /**

@@ -24,10 +24,10 @@ uint32_t nh_md_parse_node_id(const char *value, size_t len);
 
 /** How a new stream's peer is classified by its headers (spec 1.6 table, HEAD). */
 typedef enum nh_peer_class {
-    NH_PEER_REGULAR = 0,  /* no gorums-node-id header: served, untracked */
-    NH_PEER_CLIENT = 1,   /* header present, value 0 or invalid: a client peer */
-    NH_PEER_ID = 2,       /* header with a valid non-zero ID: a known peer if the ID is known,
-                             otherwise served as a regular client */
+    NH_PEER_REGULAR = 0, /* no gorums-node-id header: served, untracked */
+    NH_PEER_CLIENT = 1,  /* header present, value 0 or invalid: a client peer */
+    NH_PEER_ID = 2,      /* header with a valid non-zero ID: a known peer if the ID is known,
+                            otherwise served as a regular client */
 } nh_peer_class;
 
 /** One header as received: key and value are not NUL-terminated. */
