@@ -104,7 +104,10 @@ field() { # field <name> <line>
     done
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+median() {
+    sort -g | awk '{v[NR] = $1}
+        END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
 
 # ---- runs --------------------------------------------------------------------------------------
 PAIRS=("baseline baseline" "nodehost nodehost")
@@ -138,17 +141,21 @@ values() {
 # stat ...: the median over the repetitions; range ...: "min–max" of msgs/s in thousands.
 stat() { values "$@" | median; }
 range() {
-    values "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1fk–%.1fk", lo / 1000, hi / 1000}'
+    values "$@" | sort -g |
+        awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1fk–%.1fk", lo / 1000, hi / 1000}'
 }
 errors() {
     awk -v m="$1" '$1 == m' "$RESULTS" | while read -r _ _ _ rest; do field errors "$rest"; done |
         awk '{s += $1} END {print s + 0}'
 }
-mode_name() { if [[ $1 == 1 ]]; then echo "ping-pong (1 in flight)"; else echo "pipelined ($1 in flight)"; fi; }
+mode_name() {
+    if [[ $1 == 1 ]]; then echo "ping-pong (1 in flight)"; else echo "pipelined ($1 in flight)"; fi
+}
 
 echo "Medians of $REPS runs of ${RUN_SECONDS} s, ${PAYLOAD}-byte payload; [min–max] of msgs/s."
 echo
-echo "| mode | baseline msgs/s | nodehost msgs/s | ratio | baseline p50 / p99 µs | nodehost p50 / p99 µs | errors |"
+printf '| mode | baseline msgs/s | nodehost msgs/s | ratio | baseline p50 / p99 µs '
+printf '| nodehost p50 / p99 µs | errors |\n'
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for inflight in $MODES; do
     b=$(stat "$inflight" baseline baseline msgs_per_s)
@@ -157,8 +164,10 @@ for inflight in $MODES; do
         "$(mode_name "$inflight")" "$b" "$(range "$inflight" baseline baseline msgs_per_s)" \
         "$n" "$(range "$inflight" nodehost nodehost msgs_per_s)" \
         "$(awk -v b="$b" -v n="$n" 'BEGIN {print (b > 0 ? n / b : 0)}')" \
-        "$(stat "$inflight" baseline baseline p50_us)" "$(stat "$inflight" baseline baseline p99_us)" \
-        "$(stat "$inflight" nodehost nodehost p50_us)" "$(stat "$inflight" nodehost nodehost p99_us)" \
+        "$(stat "$inflight" baseline baseline p50_us)" \
+        "$(stat "$inflight" baseline baseline p99_us)" \
+        "$(stat "$inflight" nodehost nodehost p50_us)" \
+        "$(stat "$inflight" nodehost nodehost p99_us)" \
         "$(errors "$inflight")"
 done
 if [[ $CROSS == 1 ]]; then
