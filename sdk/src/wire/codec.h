@@ -1,4 +1,4 @@
-/* The Gorums envelope (stream.Message) on the wire: encoding and decoding with protobuf-c. */
+/* The Gorums envelope (stream.Message) on the wire: a hand-written encoder and decoder. */
 #ifndef NH_WIRE_CODEC_H
 #define NH_WIRE_CODEC_H
 
@@ -28,7 +28,8 @@ typedef struct nh_wire_out {
 /** Encodes a message into a new buffer (refcount 1). NULL when out of memory. */
 nh_bytes *nh_wire_encode(const nh_wire_out *m);
 
-/** A decoded message. Strings are NUL-terminated and owned by the message. */
+/** A decoded message. Strings are NUL-terminated and owned by the message: the struct, the
+ * entries, the strings and the payload are one allocation. */
 typedef struct nh_wire_msg {
     uint64_t seq;
     char *method; /* never NULL ("" when absent) */
@@ -37,15 +38,16 @@ typedef struct nh_wire_msg {
     char *status_message; /* never NULL */
     nh_metadata *entries; /* entry_count pairs, owned */
     size_t entry_count;
-    const uint8_t *payload; /* payload_len bytes, owned by the message */
+    const uint8_t *payload; /* payload_len bytes, owned by the message (NULL when 0) */
     size_t payload_len;
-    void *impl_; /* the protobuf-c object backing the fields */
 } nh_wire_msg;
 
 /**
  * Decodes data[0..len) into a new message. Returns NULL on malformed input (truncated, bad
- * wire types, invalid UTF-8 in strings as protobuf-c checks) and, when err is not NULL, sets
- * it to NH_INVALID_ARGUMENT with a short reason. Unknown fields are accepted and ignored.
+ * wire types, field number 0, invalid UTF-8 in a string field, an embedded NUL in method or
+ * in an entry key or value) and, when err is not NULL, sets it to NH_INVALID_ARGUMENT with a
+ * short reason. Unknown fields are accepted and ignored; an embedded NUL in the status message
+ * truncates it. The exact rules are at the top of codec.c.
  */
 nh_wire_msg *nh_wire_decode(const uint8_t *data, size_t len, nh_error *err);
 
