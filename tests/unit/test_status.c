@@ -53,7 +53,9 @@ static void test_err_kind_names(void **state) {
     assert_string_equal(nh_err_kind_name(NH_ERR_CANCELLED), "cancelled");
     assert_string_equal(nh_err_kind_name(NH_ERR_CLOSED), "closed");
     assert_string_equal(nh_err_kind_name(NH_ERR_LOCAL), "local");
-    assert_non_null(nh_err_kind_name((nh_err_kind)7));
+    assert_string_equal(nh_err_kind_name(NH_ERR_INCOMPLETE), "incomplete");
+    assert_string_equal(nh_err_kind_name(NH_ERR_SEND_FAILURE), "send failure");
+    assert_string_equal(nh_err_kind_name((nh_err_kind)9), "unknown");
     assert_non_null(nh_err_kind_name((nh_err_kind)-1));
 }
 

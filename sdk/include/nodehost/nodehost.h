@@ -7,5 +7,7 @@
 #include <nodehost/server.h>
 #include <nodehost/node.h>
 #include <nodehost/call.h>
+#include <nodehost/config.h>
+#include <nodehost/quorum.h>
 
 #endif

@@ -95,6 +95,14 @@ NH_API int nh_ctx_reply(nh_server_ctx *ctx, const void *payload, size_t len);
 NH_API int nh_ctx_reply_error(nh_server_ctx *ctx, nh_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/**
+ * Sends one response without ending the call, for correctable (streaming) calls: each send
+ * reaches the caller as one more reply with the request's seq. End the call afterwards with
+ * nh_ctx_finish() (or let the handler return, if it did not defer). Any thread. Returns 0, or
+ * -1 when the call already ended.
+ */
+NH_API int nh_ctx_send(nh_server_ctx *ctx, const void *payload, size_t len);
+
 /** Ends a deferred call without a response (one-way calls). Any thread. */
 NH_API void nh_ctx_finish(nh_server_ctx *ctx);
 

@@ -40,13 +40,17 @@ typedef enum nh_code {
 
 /** What kind of failure an nh_error describes (who produced it). */
 typedef enum nh_err_kind {
-    NH_ERR_NONE = 0,      /**< no error */
-    NH_ERR_STATUS = 1,    /**< the remote handler answered with an error status */
-    NH_ERR_TRANSPORT = 2, /**< the connection or stream failed (gRPC status of the stream) */
-    NH_ERR_TIMEOUT = 3,   /**< the call's timeout passed before an answer */
-    NH_ERR_CANCELLED = 4, /**< the caller cancelled the call */
-    NH_ERR_CLOSED = 5,    /**< the node or runtime was closed ("node closed") */
-    NH_ERR_LOCAL = 6,     /**< refused locally: bad argument, wrong thread, limit reached */
+    NH_ERR_NONE = 0,         /**< no error */
+    NH_ERR_STATUS = 1,       /**< the remote handler answered with an error status */
+    NH_ERR_TRANSPORT = 2,    /**< the connection or stream failed (gRPC status of the stream) */
+    NH_ERR_TIMEOUT = 3,      /**< the call's timeout passed before an answer */
+    NH_ERR_CANCELLED = 4,    /**< the caller cancelled the call */
+    NH_ERR_CLOSED = 5,       /**< the node or runtime was closed ("node closed") */
+    NH_ERR_LOCAL = 6,        /**< refused locally: bad argument, wrong thread, limit reached */
+    NH_ERR_INCOMPLETE = 7,   /**< a quorum call ended without its quorum ("incomplete call");
+                                  code says why: DEADLINE_EXCEEDED, CANCELLED, or UNAVAILABLE
+                                  when too many nodes failed */
+    NH_ERR_SEND_FAILURE = 8, /**< a multicast could not be sent to some nodes ("send failure") */
 } nh_err_kind;
 
 /** Size of the message buffer of an nh_error, including the terminating NUL. */

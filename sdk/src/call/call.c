@@ -7,6 +7,7 @@
 #include "wire/codec.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +107,21 @@ void nh_cancel_unregister(nh_cancel *c, nh_runtime *rt, uint64_t seq) {
 
 /* ---- the call object ---------------------------------------------------------------------- */
 
+static void leg_on_reply(nh_pending *p, struct nh_node *n, const nh_wire_msg *m);
+static void leg_on_fail(nh_pending *p, struct nh_node *n, nh_code code, nh_err_kind kind,
+                        const char *text);
+static void leg_on_sent(nh_pending *p, struct nh_node *n, bool ok);
+static void run_cancel_call(nh_running *r);
+
+static const nh_pending_ops call_leg_ops = {leg_on_reply, leg_on_fail, leg_on_sent};
+
 nh_call *nh_call_new(nh_runtime *rt, struct nh_node *node, nh_call_kind kind, uint64_t seq,
                      nh_bytes *msg, const nh_call_opts *opts, nh_reply_fn done, void *user) {
     nh_call *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    c->leg.ops = &call_leg_ops;
+    c->leg.seq = seq;
+    c->run.cancel = run_cancel_call;
     c->rt = rt;
     c->node = node;
     c->kind = kind;
@@ -150,9 +162,9 @@ void nh_call_complete(nh_call *c, const nh_reply *r) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     }
-    nh_u64map_del(&c->rt->calls, c->seq);
+    nh_running_remove(c->rt, c->seq);
     if (c->cancel) nh_cancel_unregister(c->cancel, c->rt, c->seq);
-    nh_node_forget(c->node, c);
+    c->refs -= (int)nh_node_forget(c->node, &c->leg); /* queued sends that will not report */
     if (c->done) c->done(r, c->user);
     nh_call_unref(c);
 }
@@ -170,6 +182,14 @@ void nh_call_fail(nh_call *c, nh_code code, nh_err_kind kind, const char *fmt, .
     nh_call_complete(c, &r);
 }
 
+int nh_running_add(nh_runtime *rt, uint64_t seq, nh_running *r) {
+    return nh_u64map_put(&rt->calls, seq, r);
+}
+
+void nh_running_remove(nh_runtime *rt, uint64_t seq) {
+    nh_u64map_del(&rt->calls, seq);
+}
+
 void nh_call_start(nh_call *c) {
     if (c->rt->stopping) {
         nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_CLOSED, "runtime stopped");
@@ -180,7 +200,7 @@ void nh_call_start(nh_call *c) {
         nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled before it started");
         return;
     }
-    if (nh_u64map_put(&c->rt->calls, c->seq, c) != 0) {
+    if (nh_running_add(c->rt, c->seq, &c->run) != 0) {
         nh_call_fail(c, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, "out of memory");
         return;
     }
@@ -191,12 +211,65 @@ void nh_call_start(nh_call *c) {
         c->refs++;
         uv_timer_start(&c->timer, on_timeout, c->timeout_ms, 0);
     }
-    nh_node_submit(c->node, c);
+    /* RPCs wait for a reply; unicasts with a callback wait for the send confirmation;
+     * fire-and-forget unicasts end once written. */
+    unsigned flags = c->kind == NH_CALL_RPC ? NH_SEND_EXPECT_REPLY : c->done ? NH_SEND_CONFIRM : 0;
+    if (flags & NH_SEND_CONFIRM) c->refs++; /* held by the stream until on_sent */
+    nh_bytes *msg = c->msg;
+    c->msg = NULL;
+    nh_error why;
+    if (nh_node_send(c->node, msg, &c->leg, flags, &why) != 0) {
+        if (flags & NH_SEND_CONFIRM) c->refs--;
+        nh_call_fail(c, why.code, why.kind, "%s", why.message);
+        return;
+    }
+    if (c->kind == NH_CALL_UNICAST && !c->done) {
+        nh_reply r = {.node_id = nh_node_id(c->node), .seq = c->seq};
+        nh_call_complete(c, &r);
+    }
+}
+
+static void run_cancel_call(nh_running *r) {
+    nh_call *c = (nh_call *)((char *)r - offsetof(nh_call, run));
+    nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled");
 }
 
 void nh_call_cancel_seq(nh_runtime *rt, uint64_t seq) {
-    nh_call *c = nh_u64map_get(&rt->calls, seq);
-    if (c) nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled");
+    nh_running *r = nh_u64map_get(&rt->calls, seq);
+    if (r) r->cancel(r);
+}
+
+static void leg_on_reply(nh_pending *p, struct nh_node *n, const nh_wire_msg *m) {
+    (void)n;
+    nh_call *c = (nh_call *)p;
+    if (m->has_status && m->status_code != 0) {
+        nh_call_fail(c, nh_code_from_wire(m->status_code), NH_ERR_STATUS, "%s", m->status_message);
+        return;
+    }
+    nh_reply r = {.node_id = nh_node_id(c->node),
+                  .seq = m->seq,
+                  .payload = m->payload,
+                  .len = m->payload_len};
+    nh_call_complete(c, &r);
+}
+
+static void leg_on_fail(nh_pending *p, struct nh_node *n, nh_code code, nh_err_kind kind,
+                        const char *text) {
+    (void)n;
+    nh_call_fail((nh_call *)p, code, kind, "%s", text);
+}
+
+static void leg_on_sent(nh_pending *p, struct nh_node *n, bool ok) {
+    nh_call *c = (nh_call *)p;
+    if (ok) {
+        nh_reply r = {.node_id = nh_node_id(n), .seq = c->seq};
+        nh_call_complete(c, &r);
+    } else {
+        bool closed = nh_node_closing(n);
+        nh_call_fail(c, NH_UNAVAILABLE, closed ? NH_ERR_CLOSED : NH_ERR_TRANSPORT, "%s",
+                     closed ? "node closed" : "send failed: stream broken");
+    }
+    nh_call_unref(c);
 }
 
 /* ---- public entry points ------------------------------------------------------------------ */
@@ -243,12 +316,9 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
         nh_node_unref(node);
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id, "out of memory");
     }
-    if (nh_runtime_on_owner(rt)) {
-        /* Start now; a failure found at start is reported through a posted task so that done
-         * never runs inside this function. */
-        nh_call_start(c);
-        return 0;
-    }
+    /* Always through the owner's task queue, also on the owner thread: done never runs inside
+     * this function (a callback that re-issues a failing call cannot recurse), and calls
+     * issued in a row start in that order. */
     if (nh_runtime_post(rt, start_task, c) != 0) {
         c->node = NULL;
         nh_bytes_unref(c->msg);

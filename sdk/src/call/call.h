@@ -3,6 +3,7 @@
 #ifndef NH_CALL_CALL_H
 #define NH_CALL_CALL_H
 
+#include "call/pending.h"
 #include "core/runtime_impl.h"
 #include "util/bytes.h"
 
@@ -16,6 +17,8 @@ typedef enum nh_call_kind {
 } nh_call_kind;
 
 typedef struct nh_call {
+    nh_pending leg; /* this call's entry in the node's router / send queue */
+    nh_running run; /* cancellation by seq */
     nh_runtime *rt;
     struct nh_node *node; /* holds a node reference */
     uint64_t seq;
@@ -29,7 +32,6 @@ typedef struct nh_call {
     uv_timer_t timer;
     bool timer_open;
     bool completed;
-    bool in_router;
     int refs; /* 1 until completed, +1 per tagged send with the stream,
                  +1 while the timer handle is open */
 } nh_call;
@@ -54,6 +56,12 @@ void nh_call_unref(nh_call *c);
 
 /** Cancels the running call with this seq, if any (owner thread). */
 void nh_call_cancel_seq(nh_runtime *rt, uint64_t seq);
+
+/** Reports a seq as running (rt->calls) so that nh_call_cancel_seq() finds it. */
+int nh_running_add(nh_runtime *rt, uint64_t seq, nh_running *r);
+
+/** Forgets a running seq. */
+void nh_running_remove(nh_runtime *rt, uint64_t seq);
 
 /** Cancellation-token bookkeeping (any thread; called by calls). */
 bool nh_cancel_register(nh_cancel *c, nh_runtime *rt, uint64_t seq);

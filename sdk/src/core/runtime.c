@@ -69,9 +69,11 @@ static void stop_on_owner(void *arg) {
     nh_tp_loop_close_posts(rt->loop);
     while (rt->servers)
         nh_server_stop_internal(rt->servers);
-    while (rt->nodes)
-        nh_node_close_internal(rt->nodes, true);
-    /* Calls not tied to a node (none yet) would be failed here. */
+    /* Nodes are closed (their calls fail with "node closed") but their handles stay with their
+     * owners (the user or a configuration registry), who may still release them while the loop
+     * drains; what is left is freed once the loop ended. */
+    for (nh_node *n = rt->nodes; n; n = n->next)
+        nh_node_close_internal(n, false);
     nh_tp_loop_quit(rt->loop);
 }
 
@@ -84,6 +86,7 @@ void nh_runtime_free(nh_runtime *rt) {
     if (nh_tp_loop_post(rt->loop, stop_on_owner, rt) != 0)
         nh_log(NH_LOG_WARN, "runtime", "runtime %s was already stopping", rt->name);
     pthread_join(rt->thread, NULL);
+    nh_node_free_remaining(rt);
     nh_tp_loop_free(rt->loop);
     nh_u64map_free(&rt->calls);
     free(rt->name);

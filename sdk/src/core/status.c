@@ -30,10 +30,15 @@ static const char *const code_names[] = {
 };
 
 static const char *const kind_names[] = {
-    [NH_ERR_NONE] = "none",           [NH_ERR_STATUS] = "status",
-    [NH_ERR_TRANSPORT] = "transport", [NH_ERR_TIMEOUT] = "timeout",
-    [NH_ERR_CANCELLED] = "cancelled", [NH_ERR_CLOSED] = "closed",
+    [NH_ERR_NONE] = "none",
+    [NH_ERR_STATUS] = "status",
+    [NH_ERR_TRANSPORT] = "transport",
+    [NH_ERR_TIMEOUT] = "timeout",
+    [NH_ERR_CANCELLED] = "cancelled",
+    [NH_ERR_CLOSED] = "closed",
     [NH_ERR_LOCAL] = "local",
+    [NH_ERR_INCOMPLETE] = "incomplete",
+    [NH_ERR_SEND_FAILURE] = "send failure",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -65,6 +65,7 @@ void nh_node_ref(nh_node *n) {
 }
 
 static void node_free(nh_node *n) {
+    if (n->listed) nh_runtime_remove_node(n->rt, n);
     nh_tp_channel_free(n->channel);
     nh_router_free(&n->router);
     for (size_t i = 0; i < n->md_count; i++) {
@@ -113,6 +114,7 @@ static void on_ready(void *user) {
 }
 
 typedef struct fail_ctx {
+    nh_node *node;
     nh_code code;
     nh_err_kind kind;
     const char *text;
@@ -120,16 +122,18 @@ typedef struct fail_ctx {
 
 static void fail_entry(void *entry, bool streaming, void *arg) {
     (void)streaming;
-    nh_call *c = entry;
+    nh_pending *p = entry;
     fail_ctx *f = arg;
-    c->in_router = false;
-    nh_call_fail(c, f->code, f->kind, "%s", f->text);
+    p->in_router = false;
+    p->ops->on_fail(p, f->node, f->code, f->kind, f->text);
 }
 
 static void fail_router(nh_node *n, nh_code code, nh_err_kind kind, const char *text) {
-    fail_ctx f = {code, kind, text};
+    fail_ctx f = {n, code, kind, text};
+    nh_node_ref(n); /* legs may drop the last call reference to the node */
     nh_router_drain(&n->router, fail_entry, &f);
     update_pending(n);
+    nh_node_unref(n);
 }
 
 static void on_closed(void *user, nh_code code, const char *details) {
@@ -161,77 +165,59 @@ static void on_closed(void *user, nh_code code, const char *details) {
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
-void nh_node_submit(nh_node *n, nh_call *c) {
+int nh_node_send(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_error *why) {
     if (n->closing) {
-        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
-        return;
+        nh_bytes_unref(msg);
+        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "node closed");
     }
     if (!n->stream) {
+        nh_bytes_unref(msg);
         nh_error e;
         nh_node_last_error(n, &e);
-        /* The last error starts with the same "node N (addr): " label the call error gets. */
+        /* The last error starts with the "node N (addr): " label; callers add their own. */
         char label[160];
         nh_node_label(n, label, sizeof label);
         size_t skip = strlen(label);
         const char *cause = e.message;
         if (!strncmp(cause, label, skip) && cause[skip] == ':') cause += skip + 2;
-        nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "not connected, reconnecting (last: %s)",
-                     e.code != NH_OK ? cause : "no attempt finished yet");
-        return;
+        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
+                            "not connected, reconnecting (last: %s)",
+                            e.code != NH_OK ? cause : "no attempt finished yet");
     }
-    nh_bytes *msg = c->msg;
-    c->msg = NULL;
-    if (c->kind == NH_CALL_RPC) {
-        if (nh_router_add(&n->router, c->seq, c, false) != 0) {
+    if (flags & NH_SEND_EXPECT_REPLY) {
+        if (nh_router_add(&n->router, p->seq, p, p->streaming) != 0) {
             nh_bytes_unref(msg);
-            nh_call_fail(c, NH_INTERNAL, NH_ERR_LOCAL, "sequence number %llu already pending",
-                         (unsigned long long)c->seq);
-            return;
+            return nh_error_set(why, NH_INTERNAL, NH_ERR_LOCAL, n->id,
+                                "sequence number %llu already pending", (unsigned long long)p->seq);
         }
-        c->in_router = true;
+        p->in_router = true;
         update_pending(n);
-        c->sent_ns = nh_now_ns();
-        nh_tp_stream_send(n->stream, msg, NULL);
-        return;
     }
-    /* Unicast: with a completion callback, learn when the send is done; without, it is
-     * fire-and-forget and ends here. */
-    if (c->done) {
-        c->refs++; /* held by the stream until on_sent */
-        if (nh_tp_stream_send(n->stream, msg, c) != 0) {
-            c->refs--;
-            nh_call_fail(c, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "stream closing");
+    if (p) p->sent_ns = nh_now_ns();
+    if (nh_tp_stream_send(n->stream, msg, (flags & NH_SEND_CONFIRM) ? p : NULL) != 0) {
+        if (p && p->in_router) {
+            nh_router_remove(&n->router, p->seq);
+            p->in_router = false;
+            update_pending(n);
         }
-        return;
+        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id, "stream closing");
     }
-    nh_tp_stream_send(n->stream, msg, NULL);
-    nh_reply r = {.node_id = n->id, .seq = c->seq};
-    nh_call_complete(c, &r);
+    return 0;
 }
 
-void nh_node_forget(nh_node *n, nh_call *c) {
-    if (c->in_router) {
-        nh_router_remove(&n->router, c->seq);
-        c->in_router = false;
+size_t nh_node_forget(nh_node *n, nh_pending *p) {
+    if (p->in_router) {
+        nh_router_remove(&n->router, p->seq);
+        p->in_router = false;
         update_pending(n);
     }
-    if (c->kind == NH_CALL_UNICAST && n->stream) {
-        size_t removed = nh_tp_stream_unqueue(n->stream, c);
-        c->refs -= (int)removed; /* never below 1 here: the caller holds the completion ref */
-    }
+    return n->stream ? nh_tp_stream_unqueue(n->stream, p) : 0;
 }
 
 static void on_sent(void *user, void *tag, bool ok) {
     nh_node *n = user;
-    nh_call *c = tag;
-    if (ok) {
-        nh_reply r = {.node_id = n->id, .seq = c->seq};
-        nh_call_complete(c, &r);
-    } else {
-        nh_call_fail(c, NH_UNAVAILABLE, n->closing ? NH_ERR_CLOSED : NH_ERR_TRANSPORT, "%s",
-                     n->closing ? "node closed" : "send failed: stream broken");
-    }
-    nh_call_unref(c);
+    nh_pending *p = tag;
+    p->ops->on_sent(p, n, ok);
 }
 
 static void on_message(void *user, const uint8_t *data, size_t len) {
@@ -250,25 +236,24 @@ static void on_message(void *user, const uint8_t *data, size_t len) {
         nh_wire_msg_free(m);
         return;
     }
-    nh_call *c = nh_router_deliver(&n->router, m->seq);
-    if (!c) {
+    nh_pending *p = nh_router_deliver(&n->router, m->seq);
+    if (!p) {
         nh_wire_msg_free(m); /* late reply of a call that ended, or unknown: dropped */
         return;
     }
-    c->in_router = false;
-    update_pending(n);
-    if (m->has_status && m->status_code != 0) {
-        nh_code code = nh_code_from_wire(m->status_code);
-        nh_call_fail(c, code, NH_ERR_STATUS, "%s", m->status_message);
-    } else {
-        int64_t rtt = nh_now_ns() - c->sent_ns;
+    if (!p->streaming) {
+        p->in_router = false;
+        update_pending(n);
+    }
+    if (!m->has_status || m->status_code == 0) {
+        int64_t rtt = nh_now_ns() - p->sent_ns;
         int64_t old = __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
         int64_t avg = old < 0 ? rtt : (int64_t)(0.8 * (double)old + 0.2 * (double)rtt);
         __atomic_store_n(&n->latency_ns, avg, __ATOMIC_RELAXED);
-        nh_reply r = {
-            .node_id = n->id, .seq = m->seq, .payload = m->payload, .len = m->payload_len};
-        nh_call_complete(c, &r);
     }
+    nh_node_ref(n);
+    p->ops->on_reply(p, n, m);
+    nh_node_unref(n);
     nh_wire_msg_free(m);
 }
 
@@ -304,6 +289,7 @@ static void open_on_owner(void *p) {
     n->retry_open = true;
     nh_node_ref(n); /* the timer handle's reference */
     nh_runtime_add_node(a->rt, n);
+    n->listed = true;
     open_stream(n);
     a->rc = 0;
 }
@@ -371,7 +357,6 @@ int nh_node_open(nh_runtime *rt, const nh_node_opts *opts, nh_node **out, nh_err
 void nh_node_close_internal(nh_node *n, bool drop_user) {
     if (!n->closing) {
         n->closing = true;
-        nh_runtime_remove_node(n->rt, n);
         if (n->retry_open) {
             n->retry_open = false;
             uv_timer_stop(&n->retry_timer);
@@ -392,9 +377,26 @@ static void close_task(void *p) {
 
 void nh_node_close(nh_node *n) {
     if (!n) return;
+    if (nh_runtime_on_owner(n->rt)) {
+        nh_node_close_internal(n, true);
+        return;
+    }
+    /* If the runtime is stopping it has closed the node already and frees it at the end. */
     if (nh_runtime_post(n->rt, close_task, n) != 0)
-        nh_log(NH_LOG_DEBUG, "node", "node %u: runtime already stopping; it closes the node",
-               n->id);
+        nh_log(NH_LOG_DEBUG, "node", "node %u: runtime stopping; it frees the node", n->id);
+}
+
+void nh_node_free_remaining(nh_runtime *rt) {
+    while (rt->nodes) {
+        nh_node *n = rt->nodes;
+        nh_runtime_remove_node(rt, n);
+        n->listed = false;
+        node_free(n);
+    }
+}
+
+bool nh_node_closing(const nh_node *n) {
+    return n->closing;
 }
 
 uint32_t nh_node_id(const nh_node *n) {

@@ -3,7 +3,7 @@
 #ifndef NH_NODE_NODE_IMPL_H
 #define NH_NODE_NODE_IMPL_H
 
-#include "call/call.h"
+#include "call/pending.h"
 #include "core/runtime_impl.h"
 #include "node/backoff.h"
 #include "node/router.h"
@@ -29,6 +29,7 @@ struct nh_node {
     bool retry_open;
     bool closing;
     bool user_ref;               /* the handle returned by nh_node_open is still owned */
+    bool listed;                 /* in the runtime list of nodes not yet freed */
     int refs;                    /* atomic: user handle + running calls + stream + timer handle */
     struct nh_node *next, *prev; /* the runtime's list */
 
@@ -41,12 +42,25 @@ struct nh_node {
     bool has_err;
 };
 
-/** Hands a started call to the node: written to the stream, or failed at once when the node is
- * closed or down. */
-void nh_node_submit(struct nh_node *n, nh_call *c);
+/** nh_node_send() flags. */
+#define NH_SEND_EXPECT_REPLY 1u /* register the leg in the router under p->seq */
+#define NH_SEND_CONFIRM      2u /* tag the send: p->ops->on_sent follows */
 
-/** A call of this node completed or timed out: forget it (router, send queue). */
-void nh_node_forget(struct nh_node *n, nh_call *c);
+/**
+ * Writes msg (the node takes over the reference) to the node's current stream for leg p. With
+ * NH_SEND_EXPECT_REPLY the leg is registered in the router first. Returns 0, or -1 when the node
+ * is closed or not connected: then nothing is registered, and *why says why (code, kind and a
+ * message without the node label).
+ */
+int nh_node_send(struct nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_error *why);
+
+/** The leg ended for another reason (timeout, cancel, quorum reached): removes it from the
+ * router and its not-yet-started tagged sends from the queue. Returns how many tagged sends were
+ * removed (their on_sent will not come). */
+size_t nh_node_forget(struct nh_node *n, nh_pending *p);
+
+/** True once the node is closing (its calls end with "node closed"). */
+bool nh_node_closing(const struct nh_node *n);
 
 /** Reference counting of nodes by calls. */
 void nh_node_ref(struct nh_node *n);
@@ -54,6 +68,9 @@ void nh_node_unref(struct nh_node *n);
 
 /** Closes the node on the owner thread; drop_user also releases the user's handle. */
 void nh_node_close_internal(struct nh_node *n, bool drop_user);
+
+/** After the owner loop ended: frees the nodes whose handles were never released. */
+void nh_node_free_remaining(nh_runtime *rt);
 
 /** "node <id> (<address>)", for error messages. */
 void nh_node_label(const struct nh_node *n, char *buf, size_t len);

@@ -308,6 +308,7 @@ typedef struct reply_task {
     nh_server_ctx *ctx;
     bool is_error;
     bool finish_only;
+    bool keep_open; /* nh_ctx_send: a reply that does not end the call */
     nh_code code;
     char *text;
     size_t len;
@@ -317,6 +318,10 @@ typedef struct reply_task {
 static void do_reply(nh_server_ctx *ctx, const reply_task *t) {
     if (ctx->ended) return;
     nh_server_stream *st = ctx->st;
+    if (t->keep_open) {
+        send_payload(st, ctx->msg->seq, ctx->msg->method, t->payload, t->len);
+        return;
+    }
     if (t->finish_only) {
         /* nothing to send */
     } else if (t->is_error) {
@@ -339,7 +344,9 @@ static int reply(nh_server_ctx *ctx, const reply_task *proto, const void *payloa
     nh_runtime *rt = ctx->st->rt;
     if (nh_runtime_on_owner(rt)) {
         if (ctx->ended) return -1;
-        if (!proto->is_error && !proto->finish_only) {
+        if (proto->keep_open) {
+            send_payload(ctx->st, ctx->msg->seq, ctx->msg->method, payload, len);
+        } else if (!proto->is_error && !proto->finish_only) {
             send_payload(ctx->st, ctx->msg->seq, ctx->msg->method, payload, len);
             reply_task t = {.ctx = ctx, .finish_only = true};
             do_reply(ctx, &t);
@@ -378,6 +385,12 @@ int nh_ctx_reply_error(nh_server_ctx *ctx, nh_code code, const char *fmt, ...) {
     va_end(ap);
     reply_task proto = {.is_error = true, .code = code, .text = text};
     return reply(ctx, &proto, NULL, 0);
+}
+
+int nh_ctx_send(nh_server_ctx *ctx, const void *payload, size_t len) {
+    if (!ctx || (!payload && len)) return -1;
+    reply_task proto = {.keep_open = true};
+    return reply(ctx, &proto, payload, len);
 }
 
 void nh_ctx_finish(nh_server_ctx *ctx) {

@@ -176,7 +176,13 @@ void nh_tp_loop_run(nh_tp_loop *l) {
     gpr_timespec last_uv = gpr_now(GPR_CLOCK_MONOTONIC);
     for (;;) {
         drain_posts(l);
-        if (l->quitting && l->ops == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) break;
+        if (l->quitting && l->ops == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
+            /* Run the close callbacks of handles closed during shutdown (they may release the
+             * memory that holds them); they can post more work, so look again. */
+            uv_run(&l->uv, UV_RUN_NOWAIT);
+            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0) break;
+            continue;
+        }
         uv_update_time(&l->uv);
         int wait_ms = uv_backend_timeout(&l->uv);
         if (wait_ms < 0 || wait_ms > 100) wait_ms = 100;

@@ -1,0 +1,74 @@
+/* Private: configurations and their shared node registry. */
+#ifndef NH_CONFIG_CONFIG_IMPL_H
+#define NH_CONFIG_CONFIG_IMPL_H
+
+#include "core/runtime_impl.h"
+
+#include <nodehost/config.h>
+
+#include <pthread.h>
+
+/* The nodes shared by a family of configurations (Gorums' manager): ID -> node, one node per
+ * ID and per address. Reference counted by its configurations; when the last one goes, its
+ * nodes are closed. Thread-safe (a mutex). */
+typedef struct nh_registry nh_registry;
+
+struct nh_config {
+    int refs; /* atomic */
+    nh_runtime *rt;
+    nh_registry *reg; /* holds a registry reference */
+    size_t n;
+    struct nh_node *nodes[]; /* in configuration order; each holds a node reference */
+};
+
+/* ---- the registry (registry.c) ------------------------------------------------------------ */
+
+/* One registered node. node is NULL while the ID is reserved by an nh_registry_acquire() that
+ * is opening it (other threads wait on the registry's condition variable for it). */
+typedef struct nh_reg_entry {
+    uint32_t id;
+    char *addr;           /* normalized "a.b.c.d:port" or "[v6]:port" */
+    struct nh_node *node; /* the user handle (closed with nh_node_close when the registry goes) */
+} nh_reg_entry;
+
+struct nh_registry {
+    int refs; /* atomic: one per configuration */
+    nh_runtime *rt;
+    pthread_mutex_t mu;    /* guards entries, n, cap */
+    pthread_cond_t cv;     /* signalled when reservations are resolved or dropped */
+    nh_reg_entry *entries; /* sorted by ID */
+    size_t n, cap;
+    /* how nodes are opened (copied from nh_config_new; immutable) */
+    nh_metadata *md;
+    size_t md_count;
+    uint32_t backoff_base_ms, backoff_max_ms;
+};
+
+/** Largest normalized address, including the NUL. */
+#define NH_ADDR_NORM_MAX 96
+
+/** Normalizes "host:port" (spec 5.1): resolves the host (first IPv4 result preferred) and
+ * writes "a.b.c.d:port" or "[v6]:port" to out. Returns false with the reason in why. */
+bool nh_address_normalize(const char *addr, char out[NH_ADDR_NORM_MAX], char *why, size_t why_len);
+
+/** A new registry on rt with opts' metadata and backoff (copied), one reference. NULL with err
+ * set on a bad metadata key or out of memory. */
+nh_registry *nh_registry_new(nh_runtime *rt, const nh_config_opts *opts, nh_error *err);
+
+/** Reference counting (atomic); the last unref closes every node of the registry. */
+void nh_registry_ref(nh_registry *r);
+void nh_registry_unref(nh_registry *r);
+
+/** The registered (fully opened) node with this ID, or NULL. Borrowed: valid while the caller
+ * holds a reference to the registry. */
+struct nh_node *nh_registry_find(nh_registry *r, uint32_t id);
+
+/**
+ * Validates opts (spec 5.1 rules, the exact messages of config.h) against the registry, opens
+ * the new nodes and returns in *nodes (malloc'd, *n entries, sorted by ID, no duplicates) every
+ * node opts describes, each with one node reference for the caller. On error nothing changed.
+ */
+int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_node ***nodes,
+                        size_t *n, nh_error *err);
+
+#endif
