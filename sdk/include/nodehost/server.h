@@ -19,6 +19,9 @@ typedef struct nh_server nh_server;
  *
  * Per-stream ordering (Gorums' rule): the next request on the same stream is not handed to a
  * handler until this one returns (not deferred), replies, or calls nh_ctx_release().
+ *
+ * A deferred call that is still open when its runtime is freed is released with it: using the
+ * context after nh_runtime_free() is invalid. A reply to a call whose stream has gone is dropped.
  */
 typedef struct nh_server_ctx nh_server_ctx;
 

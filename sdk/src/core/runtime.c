@@ -87,6 +87,7 @@ void nh_runtime_free(nh_runtime *rt) {
         nh_log(NH_LOG_WARN, "runtime", "runtime %s was already stopping", rt->name);
     pthread_join(rt->thread, NULL);
     nh_node_free_remaining(rt);
+    nh_server_free_remaining(rt);
     nh_tp_loop_free(rt->loop);
     nh_u64map_free(&rt->calls);
     free(rt->name);

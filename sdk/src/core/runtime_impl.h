@@ -12,6 +12,7 @@
 struct nh_node;
 struct nh_server;
 struct nh_call;
+struct nh_server_ctx;
 
 struct nh_runtime {
     nh_tp_loop *loop;
@@ -19,11 +20,12 @@ struct nh_runtime {
     bool thread_started;
     char *name;
     size_t max_message;
-    uint64_t next_seq;         /* atomic; client-initiated message_seq_no, first is 1 */
-    nh_u64map calls;           /* seq -> struct nh_call* of running calls (owner thread) */
-    struct nh_node *nodes;     /* open nodes (owner thread), linked through node->next */
-    struct nh_server *servers; /* running servers (owner thread), linked via server->next */
-    bool stopping;             /* owner thread */
+    uint64_t next_seq;              /* atomic; client-initiated message_seq_no, first is 1 */
+    nh_u64map calls;                /* seq -> struct nh_call* of running calls (owner thread) */
+    struct nh_node *nodes;          /* open nodes (owner thread), linked through node->next */
+    struct nh_server *servers;      /* running servers (owner thread), linked via server->next */
+    struct nh_server_ctx *open_ctx; /* server contexts not yet freed (owner thread) */
+    bool stopping;                  /* owner thread */
 };
 
 /** Runs fn(arg) on the owner thread and waits for it (directly when already there). Returns 0,

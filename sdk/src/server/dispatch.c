@@ -115,6 +115,12 @@ static void send_payload(nh_server_stream *st, uint64_t seq, const char *method,
 
 static void ctx_free(nh_server_ctx *ctx) {
     nh_server_stream *st = ctx->st;
+    nh_runtime *rt = st->rt;
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        rt->open_ctx = ctx->next;
+    if (ctx->next) ctx->next->prev = ctx->prev;
     nh_wire_msg_free(ctx->msg);
     free(ctx);
     stream_unref(st);
@@ -155,6 +161,9 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
     }
     ctx->st = st;
     ctx->msg = m;
+    ctx->next = st->rt->open_ctx;
+    if (ctx->next) ctx->next->prev = ctx;
+    st->rt->open_ctx = ctx;
     st->refs++;
     st->open_ctx++;
     st->holder = ctx;
@@ -259,6 +268,11 @@ static void on_closed(void *user, nh_code code, const char *details) {
     }
     st->next = st->prev = NULL;
     stream_unref(st);
+}
+
+void nh_server_free_remaining(nh_runtime *rt) {
+    while (rt->open_ctx)
+        ctx_free(rt->open_ctx);
 }
 
 /* ---- the public context API --------------------------------------------------------------- */

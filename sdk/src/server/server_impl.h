@@ -46,6 +46,7 @@ typedef struct nh_server_stream {
 } nh_server_stream;
 
 struct nh_server_ctx {
+    struct nh_server_ctx *next, *prev; /* the runtime's list of open contexts */
     nh_server_stream *st;
     nh_wire_msg *msg;
     bool in_handler, deferred, ended, released;
@@ -56,6 +57,10 @@ const nh_method *nh_server_find(const nh_server *srv, const char *name);
 
 /** Accept callback for the transport: sets up ordering and dispatch for a new stream. */
 void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t n);
+
+/** After the owner loop ended: frees contexts that were never ended (deferred calls whose
+ * handler never answered). */
+void nh_server_free_remaining(nh_runtime *rt);
 
 /** Stops the server (owner thread) and removes it from the runtime. */
 void nh_server_stop_internal(nh_server *srv);

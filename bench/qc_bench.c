@@ -1,0 +1,392 @@
+/* The quorum-call benchmark: Gorums' cmd/benchmark "QuorumCall" (an echo quorum call with
+ * Threshold(q)) made through the public SDK. One runtime, one configuration of N servers
+ * (nh_config_new), and C test.Echo.Raw quorum calls kept in flight with nh_quorum_call_async:
+ * each completion callback (owner thread) records the round trip and issues the next call.
+ *
+ *   qc_bench --servers HOST:PORT,HOST:PORT,... [--config-size N] [--quorum-size Q]
+ *            [--payload B] [--concurrent C] [--seconds S] [--warmup S] [--calls M]
+ *            [--server-pids PID,PID,...]
+ *
+ *   --config-size N   servers used, the first N of --servers (default: all of them)
+ *   --quorum-size Q   NH_QUORUM_THRESHOLD with Q successes; default N/2 with a minimum of 1,
+ *                     as Gorums' benchmark (not a majority); clamped to N
+ *   --payload B       request bytes, all zero (Gorums' Echo payload; default 64)
+ *   --concurrent C    quorum calls kept in flight (default 1)
+ *   --seconds S       measured seconds (default 5)
+ *   --warmup S        seconds run before measuring (default 1)
+ *   --calls M         measure exactly M calls instead of a duration (for profiling)
+ *   --server-pids P   server processes whose CPU time (/proc/<pid>/stat) is read at the start
+ *                     and the end of the measured window
+ *
+ * Prints one line:
+ *   ops_per_s=<f> p50_us=<f> p99_us=<f> cpu_us_per_op=<f> srv_cpu_us_per_op=<f> count=<n>
+ *   errors=<n> config_size=<n> quorum_size=<n> concurrent=<n>
+ * cpu_us_per_op is this process's CPU time (getrusage, user + system, all threads) over the
+ * measured window divided by the calls completed in it; srv_cpu_us_per_op is the same for the
+ * sum of the --server-pids processes (-1 without them). */
+#include "bench_common.h"
+
+#include <nodehost/nodehost.h>
+
+#include <errno.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SERVERS 64
+
+typedef struct qb_args {
+    const char *servers[MAX_SERVERS];
+    size_t n_servers;
+    pid_t pids[MAX_SERVERS];
+    size_t n_pids;
+    size_t config_size; /* 0 = all servers */
+    size_t quorum;      /* 0 = Gorums' default */
+    nhb_args a;         /* inflight = --concurrent, messages = --calls */
+} qb_args;
+
+/* Owner-thread state (written only there after the start task was posted). */
+typedef struct bench {
+    qb_args q;
+    nh_config *cfg;
+    nh_qc_opts opts;
+    uint8_t *payload;
+    nhb_rec rec;
+    int64_t *issued; /* issue time per in-flight slot */
+    size_t outstanding;
+    size_t extra_errors;
+    bool starting, finished;
+    int64_t drain_deadline;
+    /* CPU over the measured window: sampled at the first completion inside it and at its end */
+    bool cpu_started;
+    double cpu0, srv0, cpu1, srv1;
+    char first_error[NH_ERROR_MESSAGE_MAX];
+    sem_t done;
+} bench;
+
+static bench g;
+
+/* ---- CPU time ----------------------------------------------------------------------------- */
+
+static double self_cpu_s(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* utime + stime of a process (all its threads), in seconds; -1 when unreadable. */
+static double proc_cpu_s(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may contain spaces */
+    if (!p) return -1;
+    unsigned long long utime, stime;
+    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
+}
+
+static double servers_cpu_s(void) {
+    double sum = 0;
+    for (size_t i = 0; i < g.q.n_pids; i++) {
+        double s = proc_cpu_s(g.q.pids[i]);
+        if (s < 0) return -1;
+        sum += s;
+    }
+    return sum;
+}
+
+static void cpu_mark_start(void) {
+    g.cpu_started = true;
+    g.cpu0 = self_cpu_s();
+    g.srv0 = g.q.n_pids ? servers_cpu_s() : -1;
+}
+
+static void cpu_mark_end(void) {
+    g.cpu1 = self_cpu_s();
+    g.srv1 = g.q.n_pids ? servers_cpu_s() : -1;
+}
+
+/* ---- result ------------------------------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted samples, in microseconds (as bench_common.c). */
+static double pct_us(const int64_t *s, size_t n, double p) {
+    if (n == 0) return 0;
+    size_t k = (size_t)(p / 100.0 * (double)n + 0.999999);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return (double)s[k - 1] / 1000.0;
+}
+
+static void report(void) {
+    nhb_rec *r = &g.rec;
+    qsort(r->samples, r->count, sizeof *r->samples, cmp_i64);
+    int64_t end = r->t_done ? r->t_done : nhb_now_ns();
+    if (end > r->t_end) end = r->t_end; /* completions after the window are not counted */
+    double secs = (double)(end - r->t_measure) / 1e9;
+    double rate = secs > 0 ? (double)r->count / secs : 0;
+    double ops = (double)r->count;
+    double cpu = g.cpu_started && ops > 0 ? (g.cpu1 - g.cpu0) * 1e6 / ops : 0;
+    double srv =
+        g.cpu_started && ops > 0 && g.srv0 >= 0 && g.srv1 >= 0 ? (g.srv1 - g.srv0) * 1e6 / ops : -1;
+    printf("ops_per_s=%.1f p50_us=%.1f p99_us=%.1f cpu_us_per_op=%.2f srv_cpu_us_per_op=%.2f "
+           "count=%zu errors=%zu config_size=%zu quorum_size=%zu concurrent=%zu\n",
+           rate, pct_us(r->samples, r->count, 50), pct_us(r->samples, r->count, 99), cpu, srv,
+           r->count, r->errors + g.extra_errors, g.q.config_size, g.q.quorum, g.q.a.inflight);
+    fflush(stdout);
+    free(r->samples);
+    r->samples = NULL;
+}
+
+static void finish(void) {
+    if (g.finished) return;
+    g.finished = true;
+    if (!g.cpu_started) cpu_mark_start(); /* nothing completed in the window: report 0 */
+    cpu_mark_end();
+    if (g.first_error[0]) fprintf(stderr, "qc_bench: first error: %s\n", g.first_error);
+    report();
+    sem_post(&g.done);
+}
+
+/* ---- the calls ---------------------------------------------------------------------------- */
+
+static void issue(size_t slot);
+
+static void on_done(const nh_qc_result *r, void *user) {
+    size_t slot = (size_t)(uintptr_t)user;
+    g.outstanding--;
+    if (g.finished) return;
+    bool ok = r->err.code == NH_OK && r->value_len == g.q.a.payload;
+    if (!ok && !g.first_error[0]) {
+        if (r->err.code != NH_OK)
+            snprintf(g.first_error, sizeof g.first_error, "%s", r->err.message);
+        else
+            snprintf(g.first_error, sizeof g.first_error, "value of %zu bytes", r->value_len);
+    }
+    /* The window's CPU clock starts with the first completion inside it. Read the time first:
+     * nhb_rec_complete reads it again, so a completion at the boundary is never missed. */
+    if (!g.cpu_started && nhb_now_ns() >= g.rec.t_measure) cpu_mark_start();
+    bool more = nhb_rec_complete(&g.rec, g.issued[slot], ok);
+    /* A failed slot is not re-issued: a failing configuration would otherwise loop on it. */
+    if (more && ok) issue(slot);
+    if (g.outstanding == 0 && !g.starting) finish();
+}
+
+static void issue(size_t slot) {
+    g.issued[slot] = nhb_now_ns();
+    g.outstanding++;
+    nh_error err;
+    if (nh_quorum_call_async(g.cfg, NHB_METHOD, g.payload, g.q.a.payload, &g.opts, on_done,
+                             (void *)(uintptr_t)slot, &err) != 0) {
+        g.outstanding--;
+        g.extra_errors++;
+        if (!g.first_error[0]) snprintf(g.first_error, sizeof g.first_error, "%s", err.message);
+    }
+}
+
+static void start_task(void *arg) {
+    (void)arg;
+    g.starting = true;
+    for (size_t i = 0; i < g.q.a.inflight; i++)
+        issue(i);
+    g.starting = false;
+    if (g.outstanding == 0) finish();
+}
+
+/* Posted periodically: ends a run whose answers stopped coming, and ends the CPU window at
+ * the end of the measurement even while calls are still draining. */
+static void check_task(void *arg) {
+    (void)arg;
+    if (g.finished || !nhb_rec_over(&g.rec)) return;
+    int64_t now = nhb_now_ns();
+    if (!g.drain_deadline) g.drain_deadline = now + 5000000000LL;
+    if (g.outstanding == 0 || now > g.drain_deadline) {
+        g.extra_errors += g.outstanding; /* never answered */
+        finish();
+    }
+}
+
+/* ---- arguments ---------------------------------------------------------------------------- */
+
+static void usage(const char *prog) {
+    fprintf(stderr,
+            "usage: %s --servers HOST:PORT,... [--config-size N] [--quorum-size Q]"
+            " [--payload B]\n"
+            "       [--concurrent C] [--seconds S] [--warmup S] [--calls M]"
+            " [--server-pids PID,...]\n",
+            prog);
+}
+
+static bool parse_num(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || v < 0) return false;
+    *out = v;
+    return true;
+}
+
+/* Splits a comma-separated list in place (s is modified). Returns the count, or -1. */
+static int split_list(char *s, const char **out, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) return -1;
+        out[n++] = tok;
+    }
+    return (int)n;
+}
+
+static int parse_args(int argc, char **argv, qb_args *q) {
+    *q = (qb_args){.a = {.inflight = 1, .seconds = 5, .warmup = 1, .payload = 64}};
+    for (int i = 1; i < argc; i++) {
+        const char *opt = argv[i];
+        if (i + 1 >= argc) {
+            fprintf(stderr, "option %s needs a value\n", opt);
+            return -1;
+        }
+        char *val = argv[++i];
+        if (!strcmp(opt, "--servers")) {
+            int n = split_list(val, q->servers, MAX_SERVERS);
+            if (n <= 0) {
+                fprintf(stderr, "--servers needs 1 to %d addresses\n", MAX_SERVERS);
+                return -1;
+            }
+            q->n_servers = (size_t)n;
+            continue;
+        }
+        if (!strcmp(opt, "--server-pids")) {
+            const char *items[MAX_SERVERS];
+            int n = split_list(val, items, MAX_SERVERS);
+            if (n <= 0) {
+                fprintf(stderr, "--server-pids needs 1 to %d process IDs\n", MAX_SERVERS);
+                return -1;
+            }
+            for (int k = 0; k < n; k++)
+                q->pids[k] = (pid_t)atoi(items[k]);
+            q->n_pids = (size_t)n;
+            continue;
+        }
+        double v;
+        if (!parse_num(val, &v)) {
+            fprintf(stderr, "option %s needs a non-negative number\n", opt);
+            return -1;
+        }
+        if (!strcmp(opt, "--config-size"))
+            q->config_size = (size_t)v;
+        else if (!strcmp(opt, "--quorum-size"))
+            q->quorum = (size_t)v;
+        else if (!strcmp(opt, "--payload"))
+            q->a.payload = (size_t)v;
+        else if (!strcmp(opt, "--concurrent"))
+            q->a.inflight = (size_t)v;
+        else if (!strcmp(opt, "--seconds"))
+            q->a.seconds = v;
+        else if (!strcmp(opt, "--warmup"))
+            q->a.warmup = v;
+        else if (!strcmp(opt, "--calls"))
+            q->a.messages = (size_t)v;
+        else {
+            fprintf(stderr, "unknown option %s\n", opt);
+            return -1;
+        }
+    }
+    if (q->n_servers == 0) {
+        fprintf(stderr, "missing --servers\n");
+        return -1;
+    }
+    if (q->config_size == 0 || q->config_size > q->n_servers) q->config_size = q->n_servers;
+    /* Gorums' benchmark: NumNodes/2, at least 1, at most the configuration size. */
+    if (q->quorum == 0) q->quorum = q->config_size / 2 ? q->config_size / 2 : 1;
+    if (q->quorum > q->config_size) q->quorum = q->config_size;
+    if (q->a.inflight == 0 || (q->a.seconds <= 0 && q->a.messages == 0)) {
+        fprintf(stderr, "--concurrent must be at least 1 and --seconds above 0\n");
+        return -1;
+    }
+    q->a.target = q->servers[0];
+    return 0;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    if (parse_args(argc, argv, &g.q) != 0) {
+        usage(argv[0]);
+        return 2;
+    }
+    g.payload = calloc(1, g.q.a.payload ? g.q.a.payload : 1); /* zeros, as Gorums' Echo */
+    g.issued = calloc(g.q.a.inflight, sizeof *g.issued);
+    if (!g.payload || !g.issued) return 1;
+    sem_init(&g.done, 0, 0);
+    g.opts.quorum.kind = NH_QUORUM_THRESHOLD;
+    g.opts.quorum.threshold = g.q.quorum;
+
+    nh_error err;
+    nh_runtime *rt;
+    nh_runtime_opts ro = {.name = "qc-bench"};
+    if (nh_runtime_new(&ro, &rt, &err) != 0) {
+        fprintf(stderr, "qc_bench: %s\n", err.message);
+        return 1;
+    }
+    nh_config_opts co = {.addresses = g.q.servers, .count = g.q.config_size};
+    if (nh_config_new(rt, &co, &g.cfg, &err) != 0) {
+        fprintf(stderr, "qc_bench: %s\n", err.message);
+        nh_runtime_free(rt);
+        return 1;
+    }
+    /* One blocking call that every node must answer proves the connections before the clock
+     * starts. */
+    nh_qc_opts all = {.quorum = {.kind = NH_QUORUM_ALL}, .call = {.timeout_ms = 2000}};
+    int rc = -1;
+    for (int attempt = 0; attempt < 50 && rc != 0; attempt++) {
+        rc = nh_quorum_call(g.cfg, NHB_METHOD, g.payload, g.q.a.payload, &all, NULL, &err);
+        if (rc != 0) usleep(100000);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "qc_bench: cannot reach every server: %s\n", err.message);
+        nh_config_unref(g.cfg);
+        nh_runtime_free(rt);
+        return 1;
+    }
+    if (nhb_rec_start(&g.rec, &g.q.a) != 0 || nh_runtime_post(rt, start_task, NULL) != 0) {
+        fprintf(stderr, "qc_bench: cannot start\n");
+        nh_config_unref(g.cfg);
+        nh_runtime_free(rt);
+        return 1;
+    }
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (sem_timedwait(&g.done, &ts) == 0) break;
+        if (errno == ETIMEDOUT) nh_runtime_post(rt, check_task, NULL);
+    }
+    size_t errors = g.rec.errors + g.extra_errors;
+    nh_config_unref(g.cfg);
+    nh_runtime_free(rt);
+    sem_destroy(&g.done);
+    free(g.payload);
+    free(g.issued);
+    return errors ? 1 : 0;
+}
