@@ -13,8 +13,8 @@
 #   RUN_SECONDS=5  measured seconds per run        REPS=3      repetitions of every case
 #   WARMUP=1       warm-up seconds per run          PAYLOAD=64  payload bytes (zeros for QC)
 #   QC_CASES="3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"   quorum calls, size:quorum:concurrency
-#   RPC_CASES="base:1 base:1000 rpc:1"   baselines: base = baseline_echo, rpc = rpc_bench,
-#                                        with the number of messages in flight
+#   RPC_CASES="base:1 base:1000 rpc:1 base:16 rpc:16"   RPC baselines: base = baseline_echo,
+#                  rpc = rpc_bench (nodehost), each with its number of messages in flight
 #   BUILD_DIR=<repo>/build-bench
 # Raw result lines go to stderr; the table goes to stdout.
 #
@@ -31,7 +31,7 @@ REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 PAYLOAD=${PAYLOAD:-64}
 QC_CASES=${QC_CASES:-"3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"}
-RPC_CASES=${RPC_CASES:-"base:1 base:1000 rpc:1"}
+RPC_CASES=${RPC_CASES:-"base:1 base:1000 rpc:1 base:16 rpc:16"}
 
 log() { printf '%s\n' "$*" >&2; }
 

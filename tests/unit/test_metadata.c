@@ -95,15 +95,15 @@ static void test_absent_header_is_regular_client(void **state) {
     (void)state;
     md_set s = {0};
     uint32_t id;
-    assert_int_equal(classify(&s, &id), NH_PEER_REGULAR);
+    assert_int_equal(classify(&s, &id), NH_MD_REGULAR);
     assert_int_equal(id, 0);
     add_md(&s, "user-agent", "grpc-go/1.70");
     add_md(&s, "gorums-node-idx", "2"); /* a longer key is a different key */
     add_md(&s, "gorums-node-i", "2");   /* and so is a prefix */
     add_md(&s, "Gorums-Node-Id", "2");  /* keys are compared exactly */
-    assert_int_equal(classify(&s, &id), NH_PEER_REGULAR);
+    assert_int_equal(classify(&s, &id), NH_MD_REGULAR);
     assert_int_equal(id, 0);
-    assert_int_equal(nh_md_classify(NULL, 0, &id), NH_PEER_REGULAR);
+    assert_int_equal(nh_md_classify(NULL, 0, &id), NH_MD_REGULAR);
     assert_int_equal(id, 0);
 }
 
@@ -113,7 +113,7 @@ static void test_zero_value_is_client_peer(void **state) {
     uint32_t id;
     add_md(&s, "user-agent", "x");
     add_md(&s, NH_NODE_ID_KEY, "0");
-    assert_int_equal(classify(&s, &id), NH_PEER_CLIENT);
+    assert_int_equal(classify(&s, &id), NH_MD_CLIENT);
     assert_int_equal(id, 0);
 }
 
@@ -125,7 +125,7 @@ static void test_invalid_value_is_client_peer(void **state) {
         md_set s = {0};
         uint32_t id;
         add_md(&s, NH_NODE_ID_KEY, bad[i]);
-        assert_int_equal(classify(&s, &id), NH_PEER_CLIENT);
+        assert_int_equal(classify(&s, &id), NH_MD_CLIENT);
         assert_int_equal(id, 0);
     }
 }
@@ -141,7 +141,7 @@ static void test_valid_value_gives_id(void **state) {
         uint32_t id;
         add_md(&s, "content-type", "application/grpc");
         add_md(&s, NH_NODE_ID_KEY, cases[i].value);
-        assert_int_equal(classify(&s, &id), NH_PEER_ID);
+        assert_int_equal(classify(&s, &id), NH_MD_ID);
         assert_int_equal(id, cases[i].id);
     }
 }
@@ -153,19 +153,19 @@ static void test_first_node_id_value_wins(void **state) {
     add_md(&a, NH_NODE_ID_KEY, "2");
     add_md(&a, "other", "v");
     add_md(&a, NH_NODE_ID_KEY, "0");
-    assert_int_equal(classify(&a, &id), NH_PEER_ID);
+    assert_int_equal(classify(&a, &id), NH_MD_ID);
     assert_int_equal(id, 2);
 
     md_set b = {0};
     add_md(&b, NH_NODE_ID_KEY, "0");
     add_md(&b, NH_NODE_ID_KEY, "2");
-    assert_int_equal(classify(&b, &id), NH_PEER_CLIENT);
+    assert_int_equal(classify(&b, &id), NH_MD_CLIENT);
     assert_int_equal(id, 0);
 
     md_set c = {0};
     add_md(&c, NH_NODE_ID_KEY, "abc");
     add_md(&c, NH_NODE_ID_KEY, "5");
-    assert_int_equal(classify(&c, &id), NH_PEER_CLIENT);
+    assert_int_equal(classify(&c, &id), NH_MD_CLIENT);
     assert_int_equal(id, 0);
 }
 
@@ -173,7 +173,7 @@ static void test_classify_accepts_null_id(void **state) {
     (void)state;
     md_set s = {0};
     add_md(&s, NH_NODE_ID_KEY, "3");
-    assert_int_equal(nh_md_classify(s.md, s.count, NULL), NH_PEER_ID);
+    assert_int_equal(nh_md_classify(s.md, s.count, NULL), NH_MD_ID);
 }
 
 static void test_metadata_key_validity(void **state) {

@@ -2,6 +2,7 @@
 #ifndef NODEHOST_SERVER_H
 #define NODEHOST_SERVER_H
 
+#include <nodehost/config.h>
 #include <nodehost/runtime.h>
 
 #ifdef __cplusplus
@@ -28,12 +29,42 @@ typedef struct nh_server_ctx nh_server_ctx;
 /** A request handler. Runs on the owner thread; must not block. */
 typedef void (*nh_handler_fn)(nh_server_ctx *ctx, void *user);
 
+/** Who sent a request (nh_ctx_peer_kind()). */
+typedef enum nh_peer_kind {
+    NH_PEER_REGULAR = 0, /**< a client without a gorums-node-id header, or with an unknown ID:
+                              served, not tracked, cannot be called back */
+    NH_PEER_KNOWN = 1,   /**< a known peer (its ID is in the server's peer list): in Config */
+    NH_PEER_CLIENT = 2,  /**< a client peer (header value 0): in ClientConfig, ID >= 2^20 */
+    NH_PEER_SELF = 3,    /**< this node itself, dispatched in process */
+    NH_PEER_SERVER = 4,  /**< a node this runtime dialed, calling back over that stream
+                              (a server-initiated request on a client back-channel) */
+} nh_peer_kind;
+
+/** Called on the owner thread after Config or ClientConfig changed, with the new snapshot
+ * (borrowed: take nh_config_ref() to keep it). Never called under a lock. */
+typedef void (*nh_config_change_fn)(nh_config *cfg, bool client_config, void *user);
+
+/** A condition on a configuration, for nh_server_wait_config(). Must not block. */
+typedef bool (*nh_config_cond_fn)(const nh_config *cfg, void *user);
+
 /** Options for nh_server_new(). Zero-initialise and set what you need. */
 typedef struct nh_server_opts {
     const char *listen; /**< "host:port" to listen on ("127.0.0.1:0" picks a port) */
     size_t max_inbox;   /**< requests buffered per stream while a handler holds the
                              stream's order; past it the stream stops reading
                              (backpressure). 0 means 1024 */
+    /* The symmetric configuration (all optional): */
+    uint32_t node_id;          /**< this node's ID (1 to 2^20-1); 0: no Config tracking */
+    const nh_node_addr *peers; /**< the known peers (may include this node itself) */
+    size_t peer_count;         /**< number of peers */
+    bool dial_peers;           /**< dial every known peer (announcing node_id) and keep those
+                                    streams up, so this node appears in their Config */
+    bool refuse_clients;       /**< refuse client peers (header value 0) instead of tracking */
+    size_t max_clients;        /**< most client peers at once; 0 means 10000 */
+    uint32_t backoff_base_ms;  /**< reconnect backoff of dialed peers (see nh_node_opts) */
+    uint32_t backoff_max_ms;   /**< largest reconnect delay of dialed peers */
+    nh_config_change_fn on_config_change; /**< optional change notification */
+    void *change_user;                    /**< passed to on_config_change */
 } nh_server_opts;
 
 /**
@@ -59,6 +90,36 @@ NH_API int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn
  * Accepts NULL.
  */
 NH_API void nh_server_free(nh_server *srv);
+
+/** This server's Config: itself (when node_id is among the peers) and the known peers
+ * connected right now, sorted by ID. A new reference (nh_config_unref()); an immutable
+ * snapshot, also valid after later changes. Calls over it are server-initiated (bit 63).
+ * Empty without node_id. Any thread. */
+NH_API nh_config *nh_server_config(nh_server *srv);
+
+/** This server's ClientConfig: the client peers connected right now, sorted by ID. As
+ * nh_server_config(). */
+NH_API nh_config *nh_server_client_config(nh_server *srv);
+
+/** The configuration of the peers this server dials (dial_peers), or NULL. New reference. */
+NH_API nh_config *nh_server_outbound_config(nh_server *srv);
+
+/**
+ * Waits until cond(Config) (client false) or cond(ClientConfig) (client true) holds, checking
+ * at once and after every change. Not on the owner thread. Returns 0 when it holds, -1 with err
+ * DEADLINE_EXCEEDED after timeout_ms (0: no timeout), or UNAVAILABLE when the server stops.
+ */
+NH_API int nh_server_wait_config(nh_server *srv, bool client, nh_config_cond_fn cond, void *user,
+                                 uint32_t timeout_ms, nh_error *err);
+
+/**
+ * Registers a back-channel handler on a runtime: it serves server-initiated requests that
+ * arrive over streams this runtime dialed (a client program that announced gorums-node-id 0
+ * and is called back through ClientConfig). A runtime with a server also serves them with its
+ * server's handlers. Same ordering and release rules as server handlers. Any thread.
+ */
+NH_API int nh_runtime_handle(nh_runtime *rt, const char *method, nh_handler_fn fn, void *user,
+                             nh_error *err);
 
 /** The full method name of the request. */
 NH_API const char *nh_ctx_method(const nh_server_ctx *ctx);
@@ -121,6 +182,20 @@ NH_API void nh_ctx_release(nh_server_ctx *ctx);
  * nh_ctx_release(), the stream's next request waits. Owner thread only, inside the handler.
  */
 NH_API void nh_ctx_defer(nh_server_ctx *ctx);
+
+/** Who sent the request. */
+NH_API nh_peer_kind nh_ctx_peer_kind(const nh_server_ctx *ctx);
+
+/** The sender's node ID: a known peer's or client peer's ID, this node's for NH_PEER_SELF, the
+ * dialed node's for NH_PEER_SERVER, 0 for a regular client. */
+NH_API uint32_t nh_ctx_peer_id(const nh_server_ctx *ctx);
+
+/** The serving node's Config (see nh_server_config()); a new reference. Empty for a
+ * back-channel request of a client program. */
+NH_API nh_config *nh_ctx_config(const nh_server_ctx *ctx);
+
+/** The serving node's ClientConfig; a new reference. */
+NH_API nh_config *nh_ctx_client_config(const nh_server_ctx *ctx);
 
 /** The runtime serving this call (for posting work or making calls from the handler). */
 NH_API nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx);

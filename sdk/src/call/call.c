@@ -291,7 +291,9 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
     if (opts && opts->metadata_count && !opts->metadata)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, id, "metadata is NULL");
     nh_runtime *rt = node->rt;
-    uint64_t seq = nh_runtime_next_seq(rt);
+    /* Calls to a peer that dialed us, or to ourselves, are server-initiated (spec 1.5). */
+    uint64_t seq =
+        node->kind == NH_NODE_OUTBOUND ? nh_runtime_next_seq(rt) : nh_runtime_next_server_seq(rt);
     nh_wire_out out = {.seq = seq, .method = method, .payload = req, .payload_len = len};
     if (opts) {
         out.entries = opts->metadata;

@@ -700,7 +700,8 @@ static nh_qcall *qc_new(qc_kind kind, nh_config *cfg, const char *method, const 
     qc->kind = kind;
     qc->n = cfg->n;
     qc->refs = 1;
-    qc->seq = nh_runtime_next_seq(cfg->rt);
+    qc->seq =
+        cfg->server_initiated ? nh_runtime_next_server_seq(cfg->rt) : nh_runtime_next_seq(cfg->rt);
     for (size_t i = 0; i < qc->n; i++) {
         qc->legs[i].p.ops = &qc_leg_ops;
         qc->legs[i].p.seq = qc->seq;

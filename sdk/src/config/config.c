@@ -14,20 +14,41 @@
 
 /* A configuration of n slots on reg (takes a registry reference); the caller fills nodes[]
  * with referenced nodes. */
-static nh_config *cfg_alloc(nh_registry *reg, size_t n) {
+static nh_config *cfg_alloc_on(nh_runtime *rt, nh_registry *reg, bool server_initiated, size_t n) {
     nh_config *c = malloc(sizeof *c + n * sizeof c->nodes[0]);
     if (!c) return NULL;
     c->refs = 1;
-    c->rt = reg->rt;
+    c->rt = rt;
     c->reg = reg;
+    c->server_initiated = server_initiated;
     c->n = n;
-    nh_registry_ref(reg);
+    if (reg) nh_registry_ref(reg);
     return c;
 }
 
-/* A configuration with these nodes, in this order (each gets a reference). */
-static nh_config *cfg_from(nh_registry *reg, struct nh_node *const *nodes, size_t n) {
-    nh_config *c = cfg_alloc(reg, n);
+static nh_config *cfg_alloc(nh_registry *reg, size_t n) {
+    return cfg_alloc_on(reg->rt, reg, false, n);
+}
+
+/* n slots of the same kind as cfg (same runtime, registry or none, call direction). */
+static nh_config *cfg_like(const nh_config *cfg, size_t n) {
+    return cfg_alloc_on(cfg->rt, cfg->reg, cfg->server_initiated, n);
+}
+
+/* A configuration like cfg with these nodes, in this order (each gets a reference). */
+static nh_config *cfg_from(const nh_config *like, struct nh_node *const *nodes, size_t n) {
+    nh_config *c = cfg_like(like, n);
+    if (!c) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        c->nodes[i] = nodes[i];
+        nh_node_ref(nodes[i]);
+    }
+    return c;
+}
+
+nh_config *nh_config_from_nodes(nh_runtime *rt, struct nh_node *const *nodes, size_t n,
+                                bool server_initiated) {
+    nh_config *c = cfg_alloc_on(rt, NULL, server_initiated, n);
     if (!c) return NULL;
     for (size_t i = 0; i < n; i++) {
         c->nodes[i] = nodes[i];
@@ -93,7 +114,7 @@ static int sort_nodes(struct nh_node **nodes, size_t n, sort_key k) {
 
 static nh_config *sorted_copy(const nh_config *cfg, sort_key k) {
     if (!cfg) return NULL;
-    nh_config *c = cfg_from(cfg->reg, cfg->nodes, cfg->n);
+    nh_config *c = cfg_from(cfg, cfg->nodes, cfg->n);
     if (c && sort_nodes(c->nodes, c->n, k) != 0) {
         nh_config_unref(c);
         return NULL;
@@ -135,16 +156,20 @@ int nh_config_extend(const nh_config *cfg, const nh_config_opts *opts, nh_config
     if (!cfg || !out)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
     if (!opts) { /* Gorums' Extend(nil): a copy */
-        *out = cfg_from(cfg->reg, cfg->nodes, cfg->n);
+        *out = cfg_from(cfg, cfg->nodes, cfg->n);
         if (!*out)
             return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
         return 0;
     }
+    if (!cfg->reg)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "this configuration has no node registry (a node's Config or "
+                            "ClientConfig cannot be extended)");
     struct nh_node **nodes;
     size_t n;
     if (nh_registry_acquire(cfg->reg, opts, &nodes, &n, err) != 0) return -1;
     /* cfg's nodes plus the new ones it lacks, sorted by ID (Gorums: c.Union(new)). */
-    nh_config *c = cfg_alloc(cfg->reg, cfg->n + n);
+    nh_config *c = cfg_like(cfg, cfg->n + n);
     if (c) {
         size_t m = 0;
         for (size_t i = 0; i < cfg->n; i++) {
@@ -232,7 +257,7 @@ static bool id_in(uint32_t id, const uint32_t *ids, size_t n) {
 nh_config *nh_config_add(const nh_config *cfg, const uint32_t *ids, size_t n) {
     if (!cfg) return NULL;
     if (!ids) n = 0;
-    nh_config *c = cfg_alloc(cfg->reg, cfg->n + n);
+    nh_config *c = cfg_like(cfg, cfg->n + n);
     if (!c) return NULL;
     c->n = 0; /* counts the slots filled so far */
     for (size_t i = 0; i < cfg->n; i++) {
@@ -256,7 +281,7 @@ nh_config *nh_config_add(const nh_config *cfg, const uint32_t *ids, size_t n) {
 nh_config *nh_config_remove(const nh_config *cfg, const uint32_t *ids, size_t n) {
     if (!cfg) return NULL;
     if (!ids) n = 0;
-    nh_config *c = cfg_alloc(cfg->reg, cfg->n);
+    nh_config *c = cfg_like(cfg, cfg->n);
     if (!c) return NULL;
     size_t m = 0;
     for (size_t i = 0; i < cfg->n; i++) {

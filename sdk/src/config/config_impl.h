@@ -16,7 +16,8 @@ typedef struct nh_registry nh_registry;
 struct nh_config {
     int refs; /* atomic */
     nh_runtime *rt;
-    nh_registry *reg; /* holds a registry reference */
+    nh_registry *reg;      /* holds a registry reference; NULL for a node's Config/ClientConfig */
+    bool server_initiated; /* calls over it are server-initiated (bit 63 in their seq) */
     size_t n;
     struct nh_node *nodes[]; /* in configuration order; each holds a node reference */
 };
@@ -70,5 +71,10 @@ struct nh_node *nh_registry_find(nh_registry *r, uint32_t id);
  */
 int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_node ***nodes,
                         size_t *n, nh_error *err);
+
+/** A configuration of these nodes (sorted as given) without a registry: a node's Config or
+ * ClientConfig snapshot. Each node gets a reference. NULL when out of memory. */
+nh_config *nh_config_from_nodes(nh_runtime *rt, struct nh_node *const *nodes, size_t n,
+                                bool server_initiated);
 
 #endif

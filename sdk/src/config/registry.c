@@ -156,7 +156,7 @@ oom:
 }
 
 void nh_registry_ref(nh_registry *r) {
-    __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+    if (r) __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
 }
 
 void nh_registry_unref(nh_registry *r) {
@@ -224,6 +224,7 @@ static void entry_remove(nh_registry *r, uint32_t id) {
 }
 
 struct nh_node *nh_registry_find(nh_registry *r, uint32_t id) {
+    if (!r) return NULL; /* a node's Config/ClientConfig: no registry to add from */
     pthread_mutex_lock(&r->mu);
     bool found;
     size_t at = entry_search(r, id, &found);

@@ -6,6 +6,8 @@
 #include "server/server_impl.h"
 #include "util/log.h"
 
+#include <nodehost/server.h>
+
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -90,6 +92,7 @@ void nh_runtime_free(nh_runtime *rt) {
     nh_server_free_remaining(rt);
     nh_tp_loop_free(rt->loop);
     nh_u64map_free(&rt->calls);
+    nh_methods_free(&rt->bc_methods);
     free(rt->name);
     free(rt);
 }
@@ -109,6 +112,36 @@ size_t nh_runtime_max_message_size(const nh_runtime *rt) {
 
 uint64_t nh_runtime_next_seq(nh_runtime *rt) {
     return __atomic_add_fetch(&rt->next_seq, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t nh_runtime_next_server_seq(nh_runtime *rt) {
+    return (UINT64_C(1) << 63) | __atomic_add_fetch(&rt->next_server_seq, 1, __ATOMIC_RELAXED);
+}
+
+typedef struct handle_args {
+    nh_runtime *rt;
+    const char *method;
+    nh_handler_fn fn;
+    void *user;
+    int rc;
+} handle_args;
+
+static void handle_on_owner(void *p) {
+    handle_args *a = p;
+    a->rc = nh_methods_put(&a->rt->bc_methods, a->method, a->fn, a->user);
+}
+
+int nh_runtime_handle(nh_runtime *rt, const char *method, nh_handler_fn fn, void *user,
+                      nh_error *err) {
+    if (!rt || !fn) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
+    if (!method || !*method)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "method name is empty");
+    handle_args a = {rt, method, fn, user, -1};
+    if (nh_runtime_sync(rt, handle_on_owner, &a) != 0)
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
+    if (a.rc != 0)
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    return 0;
 }
 
 typedef struct sync_task {

@@ -2,6 +2,7 @@
 #ifndef NH_CORE_RUNTIME_IMPL_H
 #define NH_CORE_RUNTIME_IMPL_H
 
+#include "server/methods.h"
 #include "transport/loop.h"
 #include "util/u64map.h"
 
@@ -21,6 +22,8 @@ struct nh_runtime {
     char *name;
     size_t max_message;
     uint64_t next_seq;              /* atomic; client-initiated message_seq_no, first is 1 */
+    uint64_t next_server_seq;       /* atomic; server-initiated: bit 63 | n, first n is 1 */
+    nh_method_table bc_methods;     /* back-channel handlers (nh_runtime_handle), owner thread */
     nh_u64map calls;                /* seq -> struct nh_call* of running calls (owner thread) */
     struct nh_node *nodes;          /* open nodes (owner thread), linked through node->next */
     struct nh_server *servers;      /* running servers (owner thread), linked via server->next */
@@ -34,6 +37,9 @@ int nh_runtime_sync(nh_runtime *rt, void (*fn)(void *), void *arg);
 
 /** A fresh client-initiated sequence number. Any thread. */
 uint64_t nh_runtime_next_seq(nh_runtime *rt);
+
+/** A fresh server-initiated sequence number (bit 63 set, spec 1.5). Any thread. */
+uint64_t nh_runtime_next_server_seq(nh_runtime *rt);
 
 /* Lists kept for shutdown (owner thread). */
 void nh_runtime_add_node(nh_runtime *rt, struct nh_node *n);

@@ -7,6 +7,7 @@
  * up). A response is matched to its call by message_seq_no through the node's router. */
 #include "node/node_impl.h"
 
+#include "server/server_impl.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "wire/codec.h"
@@ -140,6 +141,10 @@ static void on_closed(void *user, nh_code code, const char *details) {
     nh_node *n = user;
     bool was_ready = n->stream_ready;
     n->stream = NULL;
+    if (n->backchannel) {
+        nh_endpoint_close(n->backchannel);
+        n->backchannel = NULL;
+    }
     n->stream_ready = false;
     __atomic_store_n(&n->connected, 0, __ATOMIC_RELAXED);
     char text[NH_ERROR_MESSAGE_MAX];
@@ -165,11 +170,67 @@ static void on_closed(void *user, nh_code code, const char *details) {
 
 /* ---- calls -------------------------------------------------------------------------------- */
 
+typedef struct local_send {
+    nh_node *node;
+    nh_bytes *msg;
+    nh_pending *confirm; /* leg waiting for its send confirmation, or NULL */
+} local_send;
+
+/* The self node: the request is handed to the in-process endpoint from the task queue, never
+ * inside the call that sent it. */
+static void run_local_send(void *arg) {
+    local_send *t = arg;
+    nh_node *n = t->node;
+    if (t->confirm) t->confirm->ops->on_sent(t->confirm, n, !n->closing);
+    nh_wire_msg *m = nh_wire_decode(t->msg->data, t->msg->len, NULL);
+    if (m && n->local && !n->closing)
+        nh_endpoint_message(n->local, m);
+    else
+        nh_wire_msg_free(m);
+    nh_bytes_unref(t->msg);
+    nh_node_unref(n);
+    free(t);
+}
+
+static int send_local(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_error *why) {
+    local_send *t = malloc(sizeof *t);
+    if (!t) {
+        nh_bytes_unref(msg);
+        return nh_error_set(why, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, n->id, "out of memory");
+    }
+    if ((flags & NH_SEND_EXPECT_REPLY) && nh_router_add(&n->router, p->seq, p, p->streaming) != 0) {
+        free(t);
+        nh_bytes_unref(msg);
+        return nh_error_set(why, NH_INTERNAL, NH_ERR_LOCAL, n->id,
+                            "sequence number %llu already pending", (unsigned long long)p->seq);
+    }
+    if (flags & NH_SEND_EXPECT_REPLY) {
+        p->in_router = true;
+        update_pending(n);
+    }
+    if (p) p->sent_ns = nh_now_ns();
+    nh_node_ref(n);
+    *t = (local_send){n, msg, (flags & NH_SEND_CONFIRM) ? p : NULL};
+    if (nh_runtime_post(n->rt, run_local_send, t) != 0) {
+        if (p && p->in_router) {
+            nh_router_remove(&n->router, p->seq);
+            p->in_router = false;
+            update_pending(n);
+        }
+        nh_node_unref(n);
+        nh_bytes_unref(msg);
+        free(t);
+        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
+    }
+    return 0;
+}
+
 int nh_node_send(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_error *why) {
     if (n->closing) {
         nh_bytes_unref(msg);
         return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "node closed");
     }
+    if (n->kind == NH_NODE_LOCAL) return send_local(n, msg, p, flags, why);
     if (!n->stream) {
         nh_bytes_unref(msg);
         nh_error e;
@@ -180,6 +241,9 @@ int nh_node_send(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_er
         size_t skip = strlen(label);
         const char *cause = e.message;
         if (!strncmp(cause, label, skip) && cause[skip] == ':') cause += skip + 2;
+        if (n->kind == NH_NODE_INBOUND) /* Gorums drops such a request silently */
+            return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
+                                "stream is down: the peer is not connected");
         return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
                             "not connected, reconnecting (last: %s)",
                             e.code != NH_OK ? cause : "no attempt finished yet");
@@ -211,13 +275,31 @@ size_t nh_node_forget(nh_node *n, nh_pending *p) {
         p->in_router = false;
         update_pending(n);
     }
-    return n->stream ? nh_tp_stream_unqueue(n->stream, p) : 0;
+    return n->stream ? nh_tp_stream_unqueue(n->stream, p) : 0; /* local sends cannot be */
 }
 
 static void on_sent(void *user, void *tag, bool ok) {
     nh_node *n = user;
     nh_pending *p = tag;
     p->ops->on_sent(p, n, ok);
+}
+
+void nh_node_deliver(nh_node *n, const nh_wire_msg *m) {
+    nh_pending *p = nh_router_deliver(&n->router, m->seq);
+    if (!p) return; /* late reply of a call that ended, or unknown: dropped */
+    if (!p->streaming) {
+        p->in_router = false;
+        update_pending(n);
+    }
+    if ((!m->has_status || m->status_code == 0) && n->kind != NH_NODE_LOCAL) {
+        int64_t rtt = nh_now_ns() - p->sent_ns;
+        int64_t old = __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
+        int64_t avg = old < 0 ? rtt : (int64_t)(0.8 * (double)old + 0.2 * (double)rtt);
+        __atomic_store_n(&n->latency_ns, avg, __ATOMIC_RELAXED);
+    }
+    nh_node_ref(n);
+    p->ops->on_reply(p, n, m);
+    nh_node_unref(n);
 }
 
 static void on_message(void *user, const uint8_t *data, size_t len) {
@@ -230,31 +312,80 @@ static void on_message(void *user, const uint8_t *data, size_t len) {
         return;
     }
     if (m->seq & NH_SEQ_SERVER_BIT) {
-        /* A server-initiated request; this client has no back-channel handler: drop it. */
-        nh_log(NH_LOG_DEBUG, "node", "node %u: dropping server-initiated request %s", n->id,
-               m->method);
-        nh_wire_msg_free(m);
+        /* A server-initiated request over the stream we dialed: the back-channel serves it
+         * with this runtime's handlers (or answers UNIMPLEMENTED if it has none). */
+        if (!n->backchannel && n->stream)
+            n->backchannel = nh_endpoint_new(n->rt, NULL, true, n->stream, NULL, NH_PEER_SERVER,
+                                             n->id, n->md, n->md_count, n->address);
+        if (n->backchannel)
+            nh_endpoint_message(n->backchannel, m);
+        else
+            nh_wire_msg_free(m);
         return;
     }
-    nh_pending *p = nh_router_deliver(&n->router, m->seq);
-    if (!p) {
-        nh_wire_msg_free(m); /* late reply of a call that ended, or unknown: dropped */
-        return;
-    }
-    if (!p->streaming) {
-        p->in_router = false;
-        update_pending(n);
-    }
-    if (!m->has_status || m->status_code == 0) {
-        int64_t rtt = nh_now_ns() - p->sent_ns;
-        int64_t old = __atomic_load_n(&n->latency_ns, __ATOMIC_RELAXED);
-        int64_t avg = old < 0 ? rtt : (int64_t)(0.8 * (double)old + 0.2 * (double)rtt);
-        __atomic_store_n(&n->latency_ns, avg, __ATOMIC_RELAXED);
-    }
-    nh_node_ref(n);
-    p->ops->on_reply(p, n, m);
-    nh_node_unref(n);
+    nh_node_deliver(n, m);
     nh_wire_msg_free(m);
+}
+
+/* ---- tracked peers (inbound) and the self node --------------------------------------------- */
+
+static nh_node *node_alloc(nh_runtime *rt, uint32_t id, const char *address, nh_node_kind kind) {
+    nh_node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->rt = rt;
+    n->id = id;
+    n->kind = kind;
+    n->address = strdup(address ? address : "");
+    n->latency_ns = -1;
+    n->refs = 1;
+    n->user_ref = true; /* the owner's handle (the inbound manager) */
+    pthread_mutex_init(&n->err_mu, NULL);
+    nh_router_init(&n->router);
+    nh_backoff_init(&n->backoff, 0, 0, id);
+    nh_runtime_add_node(rt, n);
+    n->listed = true;
+    return n;
+}
+
+nh_node *nh_node_new_inbound(nh_runtime *rt, uint32_t id, const char *address) {
+    return node_alloc(rt, id, address, NH_NODE_INBOUND);
+}
+
+nh_node *nh_node_new_local(nh_runtime *rt, uint32_t id, const char *address,
+                           struct nh_server *srv) {
+    nh_node *n = node_alloc(rt, id, address, NH_NODE_LOCAL);
+    if (!n) return NULL;
+    char idbuf[16];
+    snprintf(idbuf, sizeof idbuf, "%u", id);
+    nh_metadata md[] = {{NH_NODE_ID_KEY, idbuf}};
+    n->local = nh_endpoint_new(rt, srv, false, NULL, n, NH_PEER_SELF, id, md, 1, "self");
+    if (!n->local) {
+        nh_node_unref(n);
+        return NULL;
+    }
+    __atomic_store_n(&n->connected, 1, __ATOMIC_RELAXED);
+    return n;
+}
+
+void nh_node_attach(nh_node *n, nh_tp_stream *tp) {
+    if (n->stream && n->stream != tp) {
+        /* Reconnect always replaces (spec 4.5); calls pending on the old stream fail. */
+        fail_router(n, NH_UNAVAILABLE, NH_ERR_TRANSPORT,
+                    "the peer reconnected; its old stream was replaced");
+    }
+    n->stream = tp;
+    n->stream_ready = true;
+    __atomic_store_n(&n->connected, 1, __ATOMIC_RELAXED);
+}
+
+bool nh_node_detach(nh_node *n, nh_tp_stream *tp) {
+    if (n->stream != tp || !tp) return false; /* a replaced stream's late end: no effect */
+    n->stream = NULL;
+    n->stream_ready = false;
+    __atomic_store_n(&n->connected, 0, __ATOMIC_RELAXED);
+    set_last_error(n, NH_UNAVAILABLE, "peer disconnected");
+    fail_router(n, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "peer disconnected");
+    return true;
 }
 
 /* ---- open and close ----------------------------------------------------------------------- */
@@ -363,7 +494,16 @@ void nh_node_close_internal(nh_node *n, bool drop_user) {
             uv_close((uv_handle_t *)&n->retry_timer, on_retry_timer_closed);
         }
         fail_router(n, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
-        if (n->stream) nh_tp_stream_cancel(n->stream, NH_CANCELLED, "node closed");
+        if (n->kind == NH_NODE_OUTBOUND && n->stream)
+            nh_tp_stream_cancel(n->stream, NH_CANCELLED, "node closed");
+        if (n->kind != NH_NODE_OUTBOUND) {
+            n->stream = NULL; /* an accepted stream belongs to the server, which ends it */
+            __atomic_store_n(&n->connected, 0, __ATOMIC_RELAXED);
+        }
+        if (n->local) {
+            nh_endpoint_close(n->local);
+            n->local = NULL;
+        }
     }
     if (drop_user && n->user_ref) {
         n->user_ref = false;

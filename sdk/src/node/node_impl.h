@@ -14,8 +14,21 @@
 #include <pthread.h>
 #include <uv.h>
 
+/* What a node is to this runtime. */
+typedef enum nh_node_kind {
+    NH_NODE_OUTBOUND = 0, /* a peer we dial: our stream, reconnected in the background */
+    NH_NODE_INBOUND = 1,  /* a peer that dialed us: its accepted stream, when connected */
+    NH_NODE_LOCAL = 2,    /* this node itself: dispatched in process */
+} nh_node_kind;
+
+struct nh_server;
+struct nh_server_stream;
+
 struct nh_node {
     nh_runtime *rt;
+    nh_node_kind kind;
+    struct nh_server_stream *backchannel; /* OUTBOUND: serves server-initiated requests */
+    struct nh_server_stream *local;       /* LOCAL: the in-process endpoint */
     uint32_t id;
     char *address;
     nh_metadata *md; /* owned copies of the stream headers */
@@ -68,6 +81,24 @@ void nh_node_unref(struct nh_node *n);
 
 /** Closes the node on the owner thread; drop_user also releases the user's handle. */
 void nh_node_close_internal(struct nh_node *n, bool drop_user);
+
+/** Delivers a response (bit 63 clear on our outbound stream, or set on a tracked peer's
+ * stream) to the pending leg with its seq; unknown seqs are dropped. Owner thread. */
+void nh_node_deliver(struct nh_node *n, const nh_wire_msg *m);
+
+/** A tracked peer (pre-created, or a client peer) that is reached over its accepted stream. */
+struct nh_node *nh_node_new_inbound(nh_runtime *rt, uint32_t id, const char *address);
+
+/** The self node of a server: calls to it are dispatched in process to srv's handlers. */
+struct nh_node *nh_node_new_local(nh_runtime *rt, uint32_t id, const char *address,
+                                  struct nh_server *srv);
+
+/** Binds a tracked peer to its (new) accepted stream; an old stream's pending calls fail. */
+void nh_node_attach(struct nh_node *n, nh_tp_stream *tp);
+
+/** The accepted stream tp ended: if it is still the peer's stream, the peer is detached and its
+ * pending calls fail. Returns whether it was (a replaced stream's end changes nothing). */
+bool nh_node_detach(struct nh_node *n, nh_tp_stream *tp);
 
 /** After the owner loop ended: frees the nodes whose handles were never released. */
 void nh_node_free_remaining(nh_runtime *rt);

@@ -1,12 +1,17 @@
-/* Dispatch of requests on accepted streams, and the server context.
+/* Dispatch endpoints and the server context.
  *
- * Ordering (spec 3.5): per stream, a request is handed to its handler only when the previous
- * one no longer holds the stream's order: it returned (not deferred), ended, or released. The
- * receive stays armed meanwhile; requests that arrive wait in the stream's inbox, which is
- * bounded (max_inbox): past it the stream stops reading, and HTTP/2 flow control pushes back
- * on the sender. */
+ * An endpoint orders the requests of one stream and hands them to handlers (spec 3.5): a
+ * request runs only when the previous one no longer holds the stream's order (it returned
+ * without deferring, ended, or released). The receive stays armed meanwhile; requests that
+ * arrive wait in the endpoint's inbox, which is bounded (max_inbox): past it the stream stops
+ * reading and HTTP/2 flow control pushes back. Replies to calls this node made over the same
+ * stream (bit 63 set on a tracked peer's stream) never wait in the inbox: they go straight to
+ * the peer node's router, so a handler that calls back its own caller cannot deadlock.
+ *
+ * Endpoints serve accepted streams, the back-channel of dialed streams, and the self node. */
 #include "server/server_impl.h"
 
+#include "node/node_impl.h"
 #include "util/log.h"
 
 #include <stdarg.h>
@@ -16,19 +21,9 @@
 
 static void pump(nh_server_stream *st);
 
-static void on_message(void *user, const uint8_t *data, size_t len);
-static void on_recv_end(void *user);
-static void on_closed(void *user, nh_code code, const char *details);
+/* ---- endpoints ---------------------------------------------------------------------------- */
 
-static const nh_tp_stream_events server_stream_events = {
-    .on_message = on_message,
-    .on_recv_end = on_recv_end,
-    .on_sent = NULL,
-    .on_ready = NULL,
-    .on_closed = on_closed,
-};
-
-static char *dup_view(const char *p, size_t n) {
+static char *dup_n(const char *p, size_t n) {
     char *s = malloc(n + 1);
     if (s) {
         memcpy(s, p, n);
@@ -44,53 +39,113 @@ static void stream_unref(nh_server_stream *st) {
         free((char *)st->md[i].value);
     }
     free(st->md);
-    free(st->peer);
+    free(st->peer_addr);
     free(st->inbox);
+    if (st->peer) nh_node_unref(st->peer);
     free(st);
 }
 
-void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t n) {
-    nh_server *srv = user;
+nh_server_stream *nh_endpoint_new(nh_runtime *rt, nh_server *srv, bool backchannel,
+                                  nh_tp_stream *tp, struct nh_node *local_node, nh_peer_kind kind,
+                                  uint32_t peer_id, const nh_metadata *md, size_t n,
+                                  const char *peer_addr) {
     nh_server_stream *st = calloc(1, sizeof *st);
-    if (!st) {
-        nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
+    if (!st) return NULL;
+    st->rt = rt;
     st->srv = srv;
-    st->rt = srv->rt;
-    st->tp = s;
+    st->backchannel = backchannel;
+    st->tp = tp;
+    st->local_node = local_node;
+    st->peer_kind = kind;
+    st->peer_id = peer_id;
     st->refs = 1;
-    st->peer = strdup(nh_tp_stream_peer(s));
+    st->max_inbox = srv && srv->max_inbox ? srv->max_inbox : 1024;
+    st->peer_addr = strdup(peer_addr ? peer_addr : "");
     st->md = n ? calloc(n, sizeof *st->md) : NULL;
     for (size_t i = 0; st->md && i < n; i++) {
-        st->md[i].key = dup_view(md[i].key, md[i].key_len);
-        st->md[i].value = dup_view(md[i].value, md[i].value_len);
+        st->md[i].key = strdup(md[i].key);
+        st->md[i].value = strdup(md[i].value);
         st->md_count++;
     }
-    st->next = srv->streams;
-    if (srv->streams) srv->streams->prev = st;
-    srv->streams = st;
-    nh_tp_stream_set_events(s, &server_stream_events, st);
-    nh_log(NH_LOG_DEBUG, "server", "stream from %s accepted", st->peer);
+    return st;
+}
+
+void nh_endpoint_close(nh_server_stream *st) {
+    st->tp = NULL;
+    st->local_node = NULL;
+    while (st->inbox_len) {
+        nh_wire_msg_free(st->inbox[st->inbox_head]);
+        st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
+        st->inbox_len--;
+    }
+    stream_unref(st);
+}
+
+static const nh_method *find_method(const nh_server_stream *st, const char *name) {
+    if (st->backchannel) {
+        /* A client program's own back-channel handlers, else the handlers of this runtime's
+         * server (a node serves its peers' calls the same way whichever stream they use). */
+        const nh_method *m = nh_methods_find(&st->rt->bc_methods, name);
+        if (!m && st->rt->servers) m = nh_methods_find(&st->rt->servers->methods, name);
+        return m;
+    }
+    return st->srv ? nh_methods_find(&st->srv->methods, name) : NULL;
 }
 
 /* ---- sending responses -------------------------------------------------------------------- */
 
+typedef struct local_delivery {
+    struct nh_node *node;
+    nh_bytes *msg;
+} local_delivery;
+
+static void run_local_delivery(void *p) {
+    local_delivery *d = p;
+    nh_wire_msg *m = nh_wire_decode(d->msg->data, d->msg->len, NULL);
+    if (m) {
+        nh_node_deliver(d->node, m);
+        nh_wire_msg_free(m);
+    }
+    nh_bytes_unref(d->msg);
+    nh_node_unref(d->node);
+    free(d);
+}
+
+/* Sends an encoded reply where this endpoint's replies go (takes the reference). */
+static void endpoint_send(nh_server_stream *st, nh_bytes *b) {
+    if (st->tp) {
+        nh_tp_stream_send(st->tp, b, NULL);
+    } else if (st->local_node) {
+        /* The self node: delivered to its router from the task queue, never inside the
+         * handler that replied (no re-entrancy). */
+        local_delivery *d = malloc(sizeof *d);
+        if (d) {
+            nh_node_ref(st->local_node);
+            *d = (local_delivery){st->local_node, b};
+            if (nh_runtime_post(st->rt, run_local_delivery, d) == 0) return;
+            nh_node_unref(d->node);
+            free(d);
+        }
+        nh_bytes_unref(b);
+    } else {
+        nh_bytes_unref(b); /* the stream is gone: the reply is dropped */
+    }
+}
+
 static void send_status(nh_server_stream *st, uint64_t seq, const char *method, nh_code code,
                         const char *text) {
-    if (!st->tp) return;
     nh_wire_out out = {.seq = seq,
                        .method = method,
                        .has_status = true,
                        .status_code = (int32_t)code,
                        .status_message = text};
     nh_bytes *b = nh_wire_encode(&out);
-    if (b) nh_tp_stream_send(st->tp, b, NULL);
+    if (b) endpoint_send(st, b);
 }
 
 static void send_payload(nh_server_stream *st, uint64_t seq, const char *method,
                          const void *payload, size_t len) {
-    if (!st->tp) return; /* the stream is gone: the reply is dropped */
+    if (!st->tp && !st->local_node) return; /* the stream is gone: the reply is dropped */
     nh_wire_out out = {.seq = seq, .method = method, .payload = payload, .payload_len = len};
     nh_bytes *b = nh_wire_encode(&out);
     if (!b) {
@@ -108,7 +163,7 @@ static void send_payload(nh_server_stream *st, uint64_t seq, const char *method,
         send_status(st, seq, method, NH_RESOURCE_EXHAUSTED, text);
         return;
     }
-    nh_tp_stream_send(st->tp, b, NULL);
+    endpoint_send(st, b);
 }
 
 /* ---- contexts ----------------------------------------------------------------------------- */
@@ -124,6 +179,11 @@ static void ctx_free(nh_server_ctx *ctx) {
     nh_wire_msg_free(ctx->msg);
     free(ctx);
     stream_unref(st);
+}
+
+void nh_server_free_remaining(nh_runtime *rt) {
+    while (rt->open_ctx)
+        ctx_free(rt->open_ctx);
 }
 
 static void ctx_release(nh_server_ctx *ctx) {
@@ -145,7 +205,7 @@ static void ctx_end(nh_server_ctx *ctx) {
 }
 
 static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
-    const nh_method *meth = st->srv ? nh_server_find(st->srv, m->method) : NULL;
+    const nh_method *meth = find_method(st, m->method);
     if (!meth) {
         char text[NH_ERROR_MESSAGE_MAX];
         snprintf(text, sizeof text, "no handler registered for method %s", m->method);
@@ -179,25 +239,31 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
 static void maybe_finish(nh_server_stream *st) {
     /* The client half-closed and everything it sent was answered: end with OK, as a Gorums
      * server does when Recv returns EOF. */
-    if (st->tp && st->recv_ended && st->inbox_len == 0 && st->open_ctx == 0)
+    if (st->tp && st->recv_ended && st->inbox_len == 0 && st->open_ctx == 0 && !st->backchannel)
         nh_tp_stream_finish(st->tp, NH_OK, "");
+}
+
+static bool live(const nh_server_stream *st) {
+    return st->tp || st->local_node;
 }
 
 static void pump(nh_server_stream *st) {
     if (st->pumping) return;
     st->pumping = true;
-    while (st->tp && !st->holder && st->inbox_len) {
+    st->refs++;
+    while (live(st) && !st->holder && st->inbox_len) {
         nh_wire_msg *m = st->inbox[st->inbox_head];
         st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
         st->inbox_len--;
         dispatch(st, m);
     }
     st->pumping = false;
-    if (st->tp && st->paused && st->inbox_len < st->srv_max_inbox_half) {
+    if (st->tp && st->paused && st->inbox_len < st->max_inbox / 2) {
         st->paused = false;
         nh_tp_stream_pause_recv(st->tp, false);
     }
     maybe_finish(st);
+    stream_unref(st);
 }
 
 static int inbox_push(nh_server_stream *st, nh_wire_msg *m) {
@@ -217,16 +283,9 @@ static int inbox_push(nh_server_stream *st, nh_wire_msg *m) {
     return 0;
 }
 
-static void on_message(void *user, const uint8_t *data, size_t len) {
-    nh_server_stream *st = user;
-    nh_error err;
-    nh_wire_msg *m = nh_wire_decode(data, len, &err);
-    if (!m) {
-        nh_log(NH_LOG_WARN, "server", "stream from %s: %s; answered with an error, stream kept",
-               st->peer, err.message);
-        char text[NH_ERROR_MESSAGE_MAX + 64];
-        snprintf(text, sizeof text, "could not decode the message envelope: %s", err.message);
-        send_status(st, 0, "", NH_INVALID_ARGUMENT, text);
+void nh_endpoint_message(nh_server_stream *st, nh_wire_msg *m) {
+    if (!live(st)) {
+        nh_wire_msg_free(m);
         return;
     }
     if (inbox_push(st, m) != 0) {
@@ -234,13 +293,35 @@ static void on_message(void *user, const uint8_t *data, size_t len) {
         nh_wire_msg_free(m);
         return;
     }
-    size_t max = st->srv ? st->srv->max_inbox : 1024;
-    st->srv_max_inbox_half = max / 2;
-    if (st->inbox_len >= max && !st->paused) {
+    if (st->tp && st->inbox_len >= st->max_inbox && !st->paused) {
         st->paused = true;
         nh_tp_stream_pause_recv(st->tp, true);
     }
     pump(st);
+}
+
+/* ---- accepted streams --------------------------------------------------------------------- */
+
+static void on_message(void *user, const uint8_t *data, size_t len) {
+    nh_server_stream *st = user;
+    nh_error err;
+    nh_wire_msg *m = nh_wire_decode(data, len, &err);
+    if (!m) {
+        nh_log(NH_LOG_WARN, "server", "stream from %s: %s; answered with an error, stream kept",
+               st->peer_addr, err.message);
+        char text[NH_ERROR_MESSAGE_MAX + 64];
+        snprintf(text, sizeof text, "could not decode the message envelope: %s", err.message);
+        send_status(st, 0, "", NH_INVALID_ARGUMENT, text);
+        return;
+    }
+    /* Spec 1.5: on a tracked peer's stream, bit 63 marks the reply to a call this node made;
+     * an untracked client's messages are all requests. */
+    if (st->peer && (m->seq & NH_SEQ_SERVER_BIT)) {
+        nh_node_deliver(st->peer, m);
+        nh_wire_msg_free(m);
+        return;
+    }
+    nh_endpoint_message(st, m);
 }
 
 static void on_recv_end(void *user) {
@@ -249,30 +330,89 @@ static void on_recv_end(void *user) {
     maybe_finish(st);
 }
 
+static void on_sent(void *user, void *tag, bool ok) {
+    nh_server_stream *st = user;
+    nh_pending *p = tag; /* a confirmed send of a call to the tracked peer */
+    if (st->peer) p->ops->on_sent(p, st->peer, ok);
+}
+
 static void on_closed(void *user, nh_code code, const char *details) {
     nh_server_stream *st = user;
-    nh_log(NH_LOG_DEBUG, "server", "stream from %s closed (%s %s)", st->peer, nh_code_name(code),
-           details);
-    st->tp = NULL;
-    while (st->inbox_len) {
-        nh_wire_msg_free(st->inbox[st->inbox_head]);
-        st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
-        st->inbox_len--;
-    }
+    nh_log(NH_LOG_DEBUG, "server", "stream from %s closed (%s %s)", st->peer_addr,
+           nh_code_name(code), details);
+    nh_tp_stream *tp = st->tp;
     if (st->srv) {
         if (st->prev)
             st->prev->next = st->next;
         else if (st->srv->streams == st)
             st->srv->streams = st->next;
         if (st->next) st->next->prev = st->prev;
+        if (st->peer && st->srv->inbound)
+            nh_inbound_closed(st->srv->inbound, st->peer, st->peer_kind, tp);
+    } else if (st->peer) {
+        nh_node_detach(st->peer, tp);
     }
     st->next = st->prev = NULL;
-    stream_unref(st);
+    nh_endpoint_close(st);
 }
 
-void nh_server_free_remaining(nh_runtime *rt) {
-    while (rt->open_ctx)
-        ctx_free(rt->open_ctx);
+static const nh_tp_stream_events server_stream_events = {
+    .on_message = on_message,
+    .on_recv_end = on_recv_end,
+    .on_sent = on_sent,
+    .on_ready = NULL,
+    .on_closed = on_closed,
+};
+
+void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t n) {
+    nh_server *srv = user;
+    if (srv->stopped) {
+        nh_tp_stream_cancel(s, NH_UNAVAILABLE, "server stopping");
+        return;
+    }
+    struct nh_node *peer = NULL;
+    nh_peer_kind kind = NH_PEER_REGULAR;
+    uint32_t id = 0;
+    if (srv->inbound) {
+        nh_code code;
+        char why[160];
+        if (nh_inbound_accept(srv->inbound, s, md, n, &peer, &kind, &id, &code, why, sizeof why) !=
+            0) {
+            nh_log(NH_LOG_WARN, "server", "refusing a stream from %s: %s", nh_tp_stream_peer(s),
+                   why);
+            nh_tp_stream_cancel(s, code, why);
+            return;
+        }
+    }
+    nh_metadata stack[16];
+    nh_metadata *copy = n <= 16 ? stack : calloc(n, sizeof *copy);
+    size_t k = copy ? n : 0;
+    for (size_t i = 0; i < k; i++) {
+        copy[i].key = dup_n(md[i].key, md[i].key_len);
+        copy[i].value = dup_n(md[i].value, md[i].value_len);
+    }
+    nh_server_stream *st =
+        nh_endpoint_new(srv->rt, srv, false, s, NULL, kind, id, copy, k, nh_tp_stream_peer(s));
+    for (size_t i = 0; i < k; i++) {
+        free((char *)copy[i].key);
+        free((char *)copy[i].value);
+    }
+    if (copy != stack) free(copy);
+    if (!st) {
+        if (peer) {
+            nh_inbound_closed(srv->inbound, peer, kind, s);
+            nh_node_unref(peer);
+        }
+        nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    st->peer = peer; /* the reference from nh_inbound_accept */
+    st->next = srv->streams;
+    if (srv->streams) srv->streams->prev = st;
+    srv->streams = st;
+    nh_tp_stream_set_events(s, &server_stream_events, st);
+    nh_log(NH_LOG_DEBUG, "server", "stream from %s accepted (peer kind %d, id %u)", st->peer_addr,
+           (int)kind, id);
 }
 
 /* ---- the public context API --------------------------------------------------------------- */
@@ -311,11 +451,32 @@ const char *nh_ctx_metadata(const nh_server_ctx *ctx, const char *key) {
 }
 
 const char *nh_ctx_peer(const nh_server_ctx *ctx) {
-    return ctx->st->peer;
+    return ctx->st->peer_addr;
+}
+
+nh_peer_kind nh_ctx_peer_kind(const nh_server_ctx *ctx) {
+    return ctx->st->peer_kind;
+}
+
+uint32_t nh_ctx_peer_id(const nh_server_ctx *ctx) {
+    return ctx->st->peer_id;
 }
 
 nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx) {
     return ctx->st->rt;
+}
+
+static nh_server *serving_server(const nh_server_ctx *ctx) {
+    if (ctx->st->srv) return ctx->st->srv;
+    return ctx->st->rt->servers; /* a back-channel request of a node: its server */
+}
+
+nh_config *nh_ctx_config(const nh_server_ctx *ctx) {
+    return nh_server_config(serving_server(ctx));
+}
+
+nh_config *nh_ctx_client_config(const nh_server_ctx *ctx) {
+    return nh_server_client_config(serving_server(ctx));
 }
 
 typedef struct reply_task {

@@ -1,59 +1,15 @@
-/* The server: listening, the method table, stopping. Dispatch lives in dispatch.c. */
+/* The server: listening, handler registration, the symmetric configuration's options (the
+ * inbound manager, dialing peers), stopping. Dispatch lives in dispatch.c, the inbound manager
+ * in inbound.c. */
 #include "server/server_impl.h"
 
+#include "config/config_impl.h"
 #include "util/log.h"
+#include "wire/metadata.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
-    return h;
-}
-
-const nh_method *nh_server_find(const nh_server *srv, const char *name) {
-    if (!srv->methods_cap) return NULL;
-    size_t mask = srv->methods_cap - 1;
-    for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
-        const nh_method *m = &srv->methods[i];
-        if (!m->name) return NULL;
-        if (!strcmp(m->name, name)) return m;
-    }
-}
-
-static int table_put(nh_server *srv, const char *name, nh_handler_fn fn, void *user) {
-    if ((srv->methods_len + 1) * 2 > srv->methods_cap) {
-        size_t cap = srv->methods_cap ? srv->methods_cap * 2 : 16;
-        nh_method *t = calloc(cap, sizeof *t);
-        if (!t) return -1;
-        for (size_t j = 0; j < srv->methods_cap; j++) {
-            nh_method *m = &srv->methods[j];
-            if (!m->name) continue;
-            size_t i = hash_name(m->name) & (cap - 1);
-            while (t[i].name)
-                i = (i + 1) & (cap - 1);
-            t[i] = *m;
-        }
-        free(srv->methods);
-        srv->methods = t;
-        srv->methods_cap = cap;
-    }
-    size_t mask = srv->methods_cap - 1;
-    size_t i = hash_name(name) & mask;
-    while (srv->methods[i].name && strcmp(srv->methods[i].name, name))
-        i = (i + 1) & mask;
-    nh_method *m = &srv->methods[i];
-    if (!m->name) {
-        m->name = strdup(name);
-        if (!m->name) return -1;
-        srv->methods_len++;
-    }
-    m->fn = fn;
-    m->user = user;
-    return 0;
-}
 
 typedef struct new_args {
     nh_runtime *rt;
@@ -64,20 +20,56 @@ typedef struct new_args {
     int rc;
 } new_args;
 
+/* Opens the outbound configuration to every known peer but this node, announcing its ID, so
+ * that this node shows up in their Config; the nodes reconnect in the background. */
+static int dial_peers(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
+    size_t n = 0;
+    nh_node_addr *others = calloc(opts->peer_count ? opts->peer_count : 1, sizeof *others);
+    if (!others) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; i < opts->peer_count; i++)
+        if (opts->peers[i].id != opts->node_id) others[n++] = opts->peers[i];
+    char idbuf[16];
+    snprintf(idbuf, sizeof idbuf, "%u", opts->node_id);
+    nh_metadata md[] = {{NH_NODE_ID_KEY, idbuf}};
+    nh_config_opts co = {.nodes = others,
+                         .count = n,
+                         .metadata = md,
+                         .metadata_count = 1,
+                         .backoff_base_ms = opts->backoff_base_ms,
+                         .backoff_max_ms = opts->backoff_max_ms};
+    int rc = 0;
+    if (n) rc = nh_config_new(srv->rt, &co, &srv->outbound, err);
+    free(others);
+    return rc;
+}
+
 static void new_on_owner(void *p) {
     new_args *a = p;
+    nh_server *srv = a->srv;
+    const nh_server_opts *o = a->opts;
     if (a->rt->stopping) {
         a->rc = nh_error_set(a->err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
         return;
     }
-    a->srv->tp =
-        nh_tp_server_new(a->rt->loop, a->opts->listen, &a->port, nh_server_accept, a->srv, a->err);
-    if (!a->srv->tp) {
+    if ((o->node_id || o->peer_count) && nh_inbound_new(srv, o, a->err) != 0) {
         a->rc = -1;
         return;
     }
-    nh_runtime_add_server(a->rt, a->srv);
-    nh_log(NH_LOG_INFO, "server", "listening on %s (port %d)", a->opts->listen, a->port);
+    srv->tp = nh_tp_server_new(a->rt->loop, o->listen, &a->port, nh_server_accept, srv, a->err);
+    if (!srv->tp) {
+        nh_inbound_free(srv->inbound);
+        a->rc = -1;
+        return;
+    }
+    nh_runtime_add_server(a->rt, srv);
+    if (o->dial_peers && o->node_id && dial_peers(srv, o, a->err) != 0) {
+        nh_server_stop_internal(srv); /* frees srv once gRPC confirmed the shutdown */
+        a->srv = NULL;
+        a->rc = -1;
+        return;
+    }
+    nh_log(NH_LOG_INFO, "server", "listening on %s (port %d)%s", o->listen, a->port,
+           srv->inbound ? "" : " without peer tracking");
     a->rc = 0;
 }
 
@@ -88,6 +80,11 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     *out = NULL;
     if (!opts->listen || !*opts->listen)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "listen address is empty");
+    if (opts->peer_count && !opts->peers)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "peers is NULL");
+    if (opts->dial_peers && !opts->node_id)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                            "dial_peers needs node_id (the ID announced to peers)");
     nh_server *srv = calloc(1, sizeof *srv);
     if (!srv) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     srv->rt = rt;
@@ -96,7 +93,7 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     if (nh_runtime_sync(rt, new_on_owner, &a) != 0)
         a.rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
     if (a.rc != 0) {
-        free(srv);
+        if (a.srv && !a.srv->tp) free(srv); /* never listened: nothing else holds it */
         return -1;
     }
     if (bound_port) *bound_port = a.port;
@@ -114,7 +111,7 @@ typedef struct handle_args {
 
 static void handle_on_owner(void *p) {
     handle_args *a = p;
-    a->rc = table_put(a->srv, a->method, a->fn, a->user);
+    a->rc = nh_methods_put(&a->srv->methods, a->method, a->fn, a->user);
 }
 
 int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void *user,
@@ -133,9 +130,7 @@ int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void 
 
 static void free_server(void *p) {
     nh_server *srv = p;
-    for (size_t i = 0; i < srv->methods_cap; i++)
-        free(srv->methods[i].name);
-    free(srv->methods);
+    nh_methods_free(&srv->methods);
     free(srv);
 }
 
@@ -143,12 +138,15 @@ void nh_server_stop_internal(nh_server *srv) {
     if (srv->stopped) return;
     srv->stopped = true;
     nh_runtime_remove_server(srv->rt, srv);
-    /* The transport cancels every live stream; each reports on_closed, which releases it. The
-     * method table is freed once gRPC confirmed the shutdown. Streams outlive the server only as
-     * closed shells held by deferred contexts, which never look at srv again. */
+    /* Streams outlive the server only as closed shells held by deferred contexts, which never
+     * look at srv again; the transport cancels every live stream, and each reports on_closed.
+     * The method table is freed once gRPC confirmed the shutdown. */
     for (nh_server_stream *st = srv->streams; st; st = st->next)
         st->srv = NULL;
     srv->streams = NULL;
+    nh_config_unref(srv->outbound);
+    srv->outbound = NULL;
+    nh_inbound_free(srv->inbound);
     nh_tp_server_shutdown(srv->tp, free_server, srv);
 }
 
@@ -160,4 +158,41 @@ void nh_server_free(nh_server *srv) {
     if (!srv) return;
     if (nh_runtime_sync(srv->rt, stop_on_owner, srv) != 0)
         nh_log(NH_LOG_DEBUG, "server", "runtime already stopping; it stops the server");
+}
+
+static nh_config *snapshot(nh_server *srv, bool client) {
+    if (srv && srv->inbound) return nh_inbound_snapshot(srv->inbound, client);
+    return srv ? nh_config_from_nodes(srv->rt, NULL, 0, true) : NULL;
+}
+
+nh_config *nh_server_config(nh_server *srv) {
+    return snapshot(srv, false);
+}
+
+nh_config *nh_server_client_config(nh_server *srv) {
+    return snapshot(srv, true);
+}
+
+nh_config *nh_server_outbound_config(nh_server *srv) {
+    return srv && srv->outbound ? nh_config_ref(srv->outbound) : NULL;
+}
+
+int nh_server_wait_config(nh_server *srv, bool client, nh_config_cond_fn cond, void *user,
+                          uint32_t timeout_ms, nh_error *err) {
+    if (!srv || !cond)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
+    if (nh_runtime_on_owner(srv->rt))
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "waiting for a configuration on the owner thread would deadlock; use "
+                            "on_config_change");
+    if (!srv->inbound) {
+        nh_config *c = snapshot(srv, client);
+        bool ok = c && cond(c, user);
+        nh_config_unref(c);
+        if (ok) return 0;
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "this server tracks no peers (no node_id): its configurations never "
+                            "change");
+    }
+    return nh_inbound_wait(srv->inbound, client, cond, user, timeout_ms, err);
 }

@@ -160,7 +160,11 @@ static void on_accept(nh_tp_tag *tag, bool ok) {
     accept_slot *a = &srv->slot;
     srv->slot_armed = false;
     nh_tp_loop_op_end(srv->loop);
-    if (ok && a->call) {
+    if (ok && a->call && srv->shutting_down) {
+        /* A call that raced with the shutdown: refuse it, never hand it to the user. */
+        grpc_call_cancel_with_status(a->call, GRPC_STATUS_UNAVAILABLE, "server stopping", NULL);
+        grpc_call_unref(a->call);
+    } else if (ok && a->call) {
         const grpc_slice m = a->details.method;
         size_t plen = strlen(NH_NODESTREAM_PATH);
         if (GRPC_SLICE_LENGTH(m) == plen &&

@@ -23,11 +23,11 @@ nh_peer_class nh_md_classify(const nh_md_view *md, size_t count, uint32_t *id) {
         if (memcmp(md[i].key, NH_NODE_ID_KEY, key_len) != 0) continue;
         /* Only the first value of the key counts. */
         uint32_t parsed = nh_md_parse_node_id(md[i].value, md[i].value_len);
-        if (parsed == 0) return NH_PEER_CLIENT;
+        if (parsed == 0) return NH_MD_CLIENT;
         if (id != NULL) *id = parsed;
-        return NH_PEER_ID;
+        return NH_MD_ID;
     }
-    return NH_PEER_REGULAR;
+    return NH_MD_REGULAR;
 }
 
 bool nh_md_key_valid(const char *key) {

@@ -24,9 +24,9 @@ uint32_t nh_md_parse_node_id(const char *value, size_t len);
 
 /** How a new stream's peer is classified by its headers (spec 1.6 table, HEAD). */
 typedef enum nh_peer_class {
-    NH_PEER_REGULAR = 0, /* no gorums-node-id header: served, untracked */
-    NH_PEER_CLIENT = 1,  /* header present, value 0 or invalid: a client peer */
-    NH_PEER_ID = 2,      /* header with a valid non-zero ID: a known peer if the ID is known,
+    NH_MD_REGULAR = 0, /* no gorums-node-id header: served, untracked */
+    NH_MD_CLIENT = 1,  /* header present, value 0 or invalid: a client peer */
+    NH_MD_ID = 2,      /* header with a valid non-zero ID: a known peer if the ID is known,
                             otherwise served as a regular client */
 } nh_peer_class;
 
@@ -40,7 +40,7 @@ typedef struct nh_md_view {
 
 /**
  * Classifies a stream by its headers. Only the first gorums-node-id value counts (keys compared
- * exactly; gRPC delivers them lower-case). *id receives the parsed ID (0 unless NH_PEER_ID).
+ * exactly; gRPC delivers them lower-case). *id receives the parsed ID (0 unless NH_MD_ID).
  */
 nh_peer_class nh_md_classify(const nh_md_view *md, size_t count, uint32_t *id);
 

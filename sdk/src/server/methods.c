@@ -1,0 +1,63 @@
+#include "server/methods.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+const nh_method *nh_methods_find(const nh_method_table *t, const char *name) {
+    if (!t || !t->cap) return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+        const nh_method *m = &t->slots[i];
+        if (!m->name) return NULL;
+        if (!strcmp(m->name, name)) return m;
+    }
+}
+
+static int grow(nh_method_table *t) {
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    nh_method *s = calloc(cap, sizeof *s);
+    if (!s) return -1;
+    for (size_t j = 0; j < t->cap; j++) {
+        if (!t->slots[j].name) continue;
+        size_t i = hash_name(t->slots[j].name) & (cap - 1);
+        while (s[i].name)
+            i = (i + 1) & (cap - 1);
+        s[i] = t->slots[j];
+    }
+    free(t->slots);
+    t->slots = s;
+    t->cap = cap;
+    return 0;
+}
+
+int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void *user) {
+    if ((t->len + 1) * 2 > t->cap && grow(t) != 0) return -1;
+    size_t mask = t->cap - 1;
+    size_t i = hash_name(name) & mask;
+    while (t->slots[i].name && strcmp(t->slots[i].name, name))
+        i = (i + 1) & mask;
+    nh_method *m = &t->slots[i];
+    if (!m->name) {
+        m->name = strdup(name);
+        if (!m->name) return -1;
+        t->len++;
+    }
+    m->fn = fn;
+    m->user = user;
+    return 0;
+}
+
+void nh_methods_free(nh_method_table *t) {
+    for (size_t i = 0; i < t->cap; i++)
+        free(t->slots[i].name);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}

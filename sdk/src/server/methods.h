@@ -1,0 +1,32 @@
+/* Private: a table of handlers by full method name. Used by servers and by a runtime's client
+ * back-channel. Owner thread only. */
+#ifndef NH_SERVER_METHODS_H
+#define NH_SERVER_METHODS_H
+
+#include <nodehost/server.h>
+
+#include <stddef.h>
+
+/** One registered method. */
+typedef struct nh_method {
+    char *name;
+    nh_handler_fn fn;
+    void *user;
+} nh_method;
+
+/** An open-addressing hash table keyed by method name. Zero-initialise before use. */
+typedef struct nh_method_table {
+    nh_method *slots;
+    size_t cap, len;
+} nh_method_table;
+
+/** The registration of a method, or NULL. */
+const nh_method *nh_methods_find(const nh_method_table *t, const char *name);
+
+/** Registers or replaces a method's handler. Returns 0, or -1 when out of memory. */
+int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void *user);
+
+/** Frees the table's storage. */
+void nh_methods_free(nh_method_table *t);
+
+#endif
