@@ -12,7 +12,9 @@
 # Environment (all optional):
 #   RUN_SECONDS=5  measured seconds per run        REPS=3      repetitions of every case
 #   WARMUP=1       warm-up seconds per run          PAYLOAD=64  payload bytes (zeros for QC)
-#   QC_CASES="3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"   quorum calls, size:quorum:concurrency
+#   QC_CASES="3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"   quorum calls, size:quorum:concurrency;
+#                  a ":b" suffix runs that case against baseline_echo servers instead of
+#                  nh_bench_server (the envelope is the same), e.g. "3:2:1:b"
 #   RPC_CASES="base:1 base:1000 rpc:1 base:16 rpc:16"   RPC baselines: base = baseline_echo,
 #                  rpc = rpc_bench (nodehost), each with its number of messages in flight
 #   BUILD_DIR=<repo>/build-bench
@@ -148,10 +150,11 @@ run_rpc() {
                 (c1 - c0) / hz / d / r * 1e6, (s1 - s0) / hz / d / r * 1e6 }')"
 }
 
-# run_qc <size> <quorum> <concurrency>: one quorum-call run; prints qc_bench's result line.
+# run_qc <size> <quorum> <concurrency> [b]: one quorum-call run (b: against baseline_echo
+# servers); prints qc_bench's result line.
 run_qc() {
     local n=$1 q=$2 c=$3 line pids
-    start_servers nodehost "$n"
+    if [[ ${4:-} == b ]]; then start_servers baseline "$n"; else start_servers nodehost "$n"; fi
     pids=$(IFS=,; echo "${SERVER_PIDS[*]}")
     line=$("$BIN/qc_bench" --servers "$ADDRS" --server-pids "$pids" --config-size "$n" \
         --quorum-size "$q" --concurrent "$c" --payload "$PAYLOAD" --seconds "$RUN_SECONDS" \
@@ -209,9 +212,9 @@ for rep in $(seq "$REPS"); do
         for ((k = ${#CASES[@]} - 1; k >= 0; k--)); do order+=("${CASES[$k]}"); done
     fi
     for case_ in "${order[@]}"; do
-        IFS=: read -r kind a b c <<<"$case_"
+        IFS=: read -r kind a b c d <<<"$case_"
         if [[ $kind == qc ]]; then
-            line=$(run_qc "$a" "$b" "$c")
+            line=$(run_qc "$a" "$b" "$c" "$d")
         else
             line=$(run_rpc "$kind" "$a")
             line=${line/msgs_per_s=/ops_per_s=}
@@ -254,13 +257,14 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 ordered=("${RPC_LIST[@]}")
 for q in "${QC_LIST[@]}"; do ordered+=("qc:$q"); done
 for case_ in "${ordered[@]}"; do
-    IFS=: read -r kind a b c <<<"$case_"
+    IFS=: read -r kind a b c d <<<"$case_"
     goal="–"
     case $kind in
         base) name="baseline_echo (bare gRPC)" n=1 q=– inflight=$a ;;
         rpc) name="rpc_bench (nodehost RPC)" n=1 q=– inflight=$a ;;
         *)
             name="quorum call" n=$a q=$b inflight=$c
+            if [[ $d == b ]]; then name="quorum call, baseline_echo servers"; fi
             ops=$(stat "$case_" ops_per_s) p50=$(stat "$case_" p50_us)
             if ((c == 1)); then
                 goal=""

@@ -147,6 +147,16 @@ static void start_node(int i) {
     nh_server_handle(s->srv, "sys.AskClients", h_ask_clients, s, &err);
 }
 
+/* A copy of a node's counters (never assert while holding a lock: a failed assertion jumps
+ * out of the test with the lock held). */
+static sysnode snap(int i) {
+    sysnode c;
+    pthread_mutex_lock(&g[i].mu);
+    c = g[i];
+    pthread_mutex_unlock(&g[i].mu);
+    return c;
+}
+
 static void stop_node(int i) {
     nh_runtime_free(g[i].rt);
     g[i].rt = NULL;
@@ -171,8 +181,9 @@ static int setup(void **state) {
         g[i].port = nh_test_free_port();
         snprintf(g[i].addr, sizeof g[i].addr, "127.0.0.1:%d", g[i].port);
         g_peers[i] = (nh_node_addr){g[i].id, g[i].addr};
-        pthread_mutex_init(&g[i].mu, NULL);
+        pthread_mutex_lock(&g[i].mu);
         g[i].config_changes = g[i].client_changes = 0;
+        pthread_mutex_unlock(&g[i].mu);
     }
     /* Start order does not matter: 3, then 1, then 2, with pauses. */
     start_node(2);
@@ -185,10 +196,8 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < N; i++)
         if (g[i].rt) stop_node(i);
-        pthread_mutex_destroy(&g[i].mu);
-    }
     return 0;
 }
 
@@ -229,9 +238,7 @@ static void test_every_config_reaches_all_nodes_in_any_start_order(void **state)
     nh_config *cc = nh_server_client_config(g[0].srv);
     assert_int_equal(nh_config_size(cc), 0);
     nh_config_unref(cc);
-    pthread_mutex_lock(&g[0].mu);
-    assert_true(g[0].config_changes >= 3); /* [1], [1,x], [1,2,3] */
-    pthread_mutex_unlock(&g[0].mu);
+    assert_true(snap(0).config_changes >= 3); /* [1], [1,x], [1,2,3] */
 }
 
 static void test_handler_makes_a_nested_quorum_call_over_its_config(void **state) {
@@ -245,20 +252,16 @@ static void test_handler_makes_a_nested_quorum_call_over_its_config(void **state
     expect_rpc(c1, "sys.Nested", "1,2,3");
     /* The inner call reached node 2 over node 2's own stream to node 1 (a back-channel
      * request), with a server-initiated seq (bit 63). */
-    pthread_mutex_lock(&g[1].mu);
-    assert_true(g[1].last_seq & (UINT64_C(1) << 63));
-    assert_int_equal(g[1].last_kind, NH_PEER_SERVER);
-    assert_int_equal(g[1].last_peer, 1);
-    uint64_t seq2 = g[1].last_seq;
-    pthread_mutex_unlock(&g[1].mu);
+    sysnode n2 = snap(1);
+    assert_true(n2.last_seq & (UINT64_C(1) << 63));
+    assert_int_equal(n2.last_kind, NH_PEER_SERVER);
+    assert_int_equal(n2.last_peer, 1);
+    uint64_t seq2 = n2.last_seq;
     /* Node 1 served itself in process, with the same seq (one seq per quorum call). */
-    pthread_mutex_lock(&g[0].mu);
-    assert_int_equal(g[0].last_kind, NH_PEER_SELF);
-    assert_true(g[0].last_seq == seq2);
-    pthread_mutex_unlock(&g[0].mu);
-    pthread_mutex_lock(&g[2].mu);
-    assert_true(g[2].last_seq == seq2);
-    pthread_mutex_unlock(&g[2].mu);
+    sysnode n1 = snap(0), n3 = snap(2);
+    assert_int_equal(n1.last_kind, NH_PEER_SELF);
+    assert_true(n1.last_seq == seq2);
+    assert_true(n3.last_seq == seq2);
     nh_config_unref(c1);
     nh_runtime_free(crt);
 }
@@ -338,9 +341,8 @@ static void test_node_calls_back_connected_clients_through_client_config(void **
     assert_int_equal(ids[0], 1048576);
     assert_int_equal(ids[1], 1048578); /* IDs are never reused */
     nh_config_unref(cc);
-    pthread_mutex_lock(&g[0].mu);
-    assert_true(g[0].client_changes >= 4); /* ClientConfig changes are notified too */
-    pthread_mutex_unlock(&g[0].mu);
+    int changes = snap(0).client_changes;
+    if (changes < 4) fail_msg("%d ClientConfig notifications, want at least 4", changes);
     nh_config_unref(ca);
     nh_config_unref(cb2);
     nh_runtime_free(a);
@@ -380,9 +382,7 @@ static void test_unknown_id_is_served_but_not_tracked(void **state) {
     assert_int_equal(nh_runtime_new(NULL, &rt, &err), 0);
     nh_config *c99 = client_to(rt, 0, "99");
     expect_rpc(c99, "sys.Id", "1");
-    pthread_mutex_lock(&g[0].mu);
-    assert_int_equal(g[0].last_kind, NH_PEER_REGULAR);
-    pthread_mutex_unlock(&g[0].mu);
+    assert_int_equal(snap(0).last_kind, NH_PEER_REGULAR);
     nh_config *c = nh_server_config(g[0].srv);
     assert_int_equal(nh_config_size(c), N);
     assert_false(nh_config_contains(c, 99));
@@ -450,7 +450,8 @@ static void test_too_many_clients_are_refused_with_a_reason(void **state) {
     int port;
     nh_server_opts so = {.listen = "127.0.0.1:0", .node_id = 7, .max_clients = 1};
     assert_int_equal(nh_server_new(srt, &so, &srv, &port, &err), 0);
-    nh_server_handle(srv, "sys.Id", h_id, &g[0], &err);
+    static sysnode solo = {.id = 7, .mu = PTHREAD_MUTEX_INITIALIZER};
+    nh_server_handle(srv, "sys.Id", h_id, &solo, &err);
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     const char *addrs[] = {addr};
@@ -486,6 +487,8 @@ static void test_too_many_clients_are_refused_with_a_reason(void **state) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
+    for (int i = 0; i < N; i++)
+        pthread_mutex_init(&g[i].mu, NULL);
     const struct CMUnitTest tests[] = {
         T(test_every_config_reaches_all_nodes_in_any_start_order),
         T(test_handler_makes_a_nested_quorum_call_over_its_config),

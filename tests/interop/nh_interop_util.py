@@ -4,6 +4,8 @@
   system protoc into a temporary directory and imports the generated stream_pb2.
 - EchoServer: runs <build>/tests/nh_echo_server on 127.0.0.1, port 0, as a subprocess, reads
   the "listening <port>" line and stops it with SIGTERM (returns the exit code).
+- SymServer: the same for <build>/tests/nh_sym_server (a node with an ID and known peers); it
+  may listen on a given port (see free_port()) so that its own address can be in its peer list.
 - NodeStream: one grpcio bidirectional call on /stream.Gorums/NodeStream, fed from a queue,
   with a reader thread that puts every reply (or the end of the call) on another queue, so a
   test can send without waiting and receive with a timeout.
@@ -44,6 +46,19 @@ def echo_server_path():
     return os.path.join(binary_dir(), "tests", "nh_echo_server")
 
 
+def sym_server_path():
+    return os.path.join(binary_dir(), "tests", "nh_sym_server")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (the caller must cope with losing a
+    race for it, e.g. by retrying)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def load_stream_pb2():
     """Generates and imports stream_pb2 once per process; the temporary directory is removed
     at interpreter exit."""
@@ -74,17 +89,20 @@ def cleanup():
 
 
 class EchoServer:
-    """nh_echo_server subprocess. stderr goes to a temporary file (see stderr_tail())."""
+    """nh_echo_server subprocess (or another program printing "listening <port>", see
+    SymServer). stderr goes to a temporary file (see stderr_tail())."""
 
-    def __init__(self, extra_args=(), env=None, start_timeout=15.0):
-        path = echo_server_path()
+    program = "nh_echo_server"
+
+    def __init__(self, extra_args=(), env=None, start_timeout=15.0, listen="127.0.0.1:0"):
+        path = os.path.join(binary_dir(), "tests", self.program)
         if not os.access(path, os.X_OK):
-            raise RuntimeError("nh_echo_server not found at %s" % path)
-        self._stderr = tempfile.TemporaryFile(prefix="nh-echo-server-stderr-")
+            raise RuntimeError("%s not found at %s" % (self.program, path))
+        self._stderr = tempfile.TemporaryFile(prefix="nh-%s-stderr-" % self.program)
         penv = dict(os.environ)
         if env:
             penv.update(env)
-        self.proc = subprocess.Popen([path] + list(extra_args) + ["127.0.0.1:0"],
+        self.proc = subprocess.Popen([path] + list(extra_args) + [listen],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=penv)
         self.port = self._read_port(start_timeout)
@@ -108,8 +126,8 @@ class EchoServer:
         t.join(timeout)
         if "port" not in result:
             self.kill()
-            raise RuntimeError("nh_echo_server did not print 'listening <port>' within %.0f s; "
-                               "stderr:\n%s" % (timeout, self.stderr_tail()))
+            raise RuntimeError("%s did not print 'listening <port>' within %.0f s; "
+                               "stderr:\n%s" % (self.program, timeout, self.stderr_tail()))
         return result["port"]
 
     def alive(self):
@@ -149,6 +167,24 @@ class EchoServer:
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()
+
+
+class SymServer(EchoServer):
+    """nh_sym_server subprocess: node_id, known peers ({id: "host:port"}), optional --dial.
+    With port=None it listens on port 0; with a port number on 127.0.0.1:<port>."""
+
+    program = "nh_sym_server"
+
+    def __init__(self, node_id, peers=None, dial=False, port=None, env=None,
+                 start_timeout=15.0):
+        args = ["--id", str(node_id)]
+        for pid, addr in sorted((peers or {}).items()):
+            args += ["--peer", "%d=%s" % (pid, addr)]
+        if dial:
+            args.append("--dial")
+        super().__init__(args, env=env, start_timeout=start_timeout,
+                         listen="127.0.0.1:%d" % (port or 0))
+        self.node_id = node_id
 
 
 def _serialize(m):

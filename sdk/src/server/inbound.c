@@ -65,8 +65,15 @@ static int by_id(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Rebuilds one snapshot from the current state, swaps it in, wakes waiters, notifies. */
+/* Rebuilds one snapshot from the current state, swaps it in, wakes waiters, notifies (an
+ * empty snapshot at construction is not notified, as in Gorums). */
+static void rebuild_as(nh_inbound *ib, bool client, bool initial);
+
 static void rebuild(nh_inbound *ib, bool client) {
+    rebuild_as(ib, client, false);
+}
+
+static void rebuild_as(nh_inbound *ib, bool client, bool initial) {
     nh_u64map *map = client ? &ib->clients : &ib->known;
     size_t cap = nh_u64map_len(map) + 1, n = 0;
     nh_node **nodes = malloc(cap * sizeof *nodes);
@@ -94,11 +101,15 @@ static void rebuild(nh_inbound *ib, bool client) {
         ib->client_config = snap;
     else
         ib->config = snap;
+    pthread_mutex_unlock(&ib->mu);
+    nh_config_unref(old);
+    /* The change callback runs before waiters wake, outside the lock. */
+    if (ib->on_change && !(initial && nh_config_size(snap) == 0))
+        ib->on_change(snap, client, ib->change_user);
+    pthread_mutex_lock(&ib->mu);
     ib->gen++;
     pthread_cond_broadcast(&ib->cv);
     pthread_mutex_unlock(&ib->mu);
-    nh_config_unref(old);
-    if (ib->on_change) ib->on_change(snap, client, ib->change_user);
 }
 
 int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
@@ -174,8 +185,8 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
     }
     free(addrs);
     srv->inbound = ib;
-    rebuild(ib, false);
-    rebuild(ib, true);
+    rebuild_as(ib, false, true);
+    rebuild_as(ib, true, true);
     return 0;
 }
 
