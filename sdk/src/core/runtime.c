@@ -118,30 +118,10 @@ uint64_t nh_runtime_next_server_seq(nh_runtime *rt) {
     return (UINT64_C(1) << 63) | __atomic_add_fetch(&rt->next_server_seq, 1, __ATOMIC_RELAXED);
 }
 
-typedef struct handle_args {
-    nh_runtime *rt;
-    const char *method;
-    nh_handler_fn fn;
-    void *user;
-    int rc;
-} handle_args;
-
-static void handle_on_owner(void *p) {
-    handle_args *a = p;
-    a->rc = nh_methods_put(&a->rt->bc_methods, a->method, a->fn, a->user);
-}
-
 int nh_runtime_handle(nh_runtime *rt, const char *method, nh_handler_fn fn, void *user,
                       nh_error *err) {
-    if (!rt || !fn) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
-    if (!method || !*method)
-        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "method name is empty");
-    handle_args a = {rt, method, fn, user, -1};
-    if (nh_runtime_sync(rt, handle_on_owner, &a) != 0)
-        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
-    if (a.rc != 0)
-        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    return 0;
+    if (!rt) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "runtime is NULL");
+    return nh_methods_register(rt, &rt->bc_methods, method, fn, user, err);
 }
 
 typedef struct sync_task {

@@ -1,5 +1,7 @@
 #include "server/methods.h"
 
+#include "core/runtime_impl.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,4 +62,30 @@ void nh_methods_free(nh_method_table *t) {
         free(t->slots[i].name);
     free(t->slots);
     memset(t, 0, sizeof *t);
+}
+
+typedef struct register_args {
+    nh_method_table *t;
+    const char *method;
+    nh_handler_fn fn;
+    void *user;
+    int rc;
+} register_args;
+
+static void register_on_owner(void *p) {
+    register_args *a = p;
+    a->rc = nh_methods_put(a->t, a->method, a->fn, a->user);
+}
+
+int nh_methods_register(nh_runtime *rt, nh_method_table *t, const char *method, nh_handler_fn fn,
+                        void *user, nh_error *err) {
+    if (!fn) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "handler is NULL");
+    if (!method || !*method)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "method name is empty");
+    register_args a = {t, method, fn, user, -1};
+    if (nh_runtime_sync(rt, register_on_owner, &a) != 0)
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
+    if (a.rc != 0)
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    return 0;
 }

@@ -26,6 +26,13 @@ const nh_method *nh_methods_find(const nh_method_table *t, const char *name);
 /** Registers or replaces a method's handler. Returns 0, or -1 when out of memory. */
 int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void *user);
 
+struct nh_runtime;
+
+/** Validates and registers a handler in t on rt's owner thread (waiting for it when called
+ * from another thread): the body of nh_server_handle() and nh_runtime_handle(). */
+int nh_methods_register(nh_runtime *rt, nh_method_table *t, const char *method, nh_handler_fn fn,
+                        void *user, nh_error *err);
+
 /** Frees the table's storage. */
 void nh_methods_free(nh_method_table *t);
 

@@ -101,31 +101,10 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     return 0;
 }
 
-typedef struct handle_args {
-    nh_server *srv;
-    const char *method;
-    nh_handler_fn fn;
-    void *user;
-    int rc;
-} handle_args;
-
-static void handle_on_owner(void *p) {
-    handle_args *a = p;
-    a->rc = nh_methods_put(&a->srv->methods, a->method, a->fn, a->user);
-}
-
 int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void *user,
                      nh_error *err) {
-    if (!srv || !fn)
-        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL argument");
-    if (!method || !*method)
-        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "method name is empty");
-    handle_args a = {srv, method, fn, user, -1};
-    if (nh_runtime_sync(srv->rt, handle_on_owner, &a) != 0)
-        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
-    if (a.rc != 0)
-        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    return 0;
+    if (!srv) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "server is NULL");
+    return nh_methods_register(srv->rt, &srv->methods, method, fn, user, err);
 }
 
 static void free_server(void *p) {
