@@ -457,6 +457,55 @@ static void test_calls_from_many_threads_each_get_their_own_reply(void **state) 
     assert_int_equal(nh_node_pending(f->node), 0);
 }
 
+typedef struct reissue {
+    nh_node *node;
+    int issuing; /* owner thread only */
+    int nested;  /* completions that ran inside nh_rpc_async */
+    int left;
+    int done; /* atomic */
+} reissue;
+
+static void reissue_done(const nh_reply *r, void *user);
+
+static void reissue_one(reissue *s) {
+    nh_error err;
+    s->issuing = 1;
+    int rc = nh_rpc_async(s->node, "test.Echo.Echo", "", 0, NULL, reissue_done, s, &err);
+    s->issuing = 0;
+    if (rc != 0) __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+}
+
+static void reissue_done(const nh_reply *r, void *user) {
+    reissue *s = user;
+    (void)r;
+    if (s->issuing) s->nested++;
+    if (--s->left > 0)
+        reissue_one(s);
+    else
+        __atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+}
+
+static void start_reissue(void *p) {
+    reissue_one(p);
+}
+
+static void test_failing_call_reissued_from_its_callback_never_recurses(void **state) {
+    fixture *f = *state;
+    nh_error err;
+    nh_node *dead;
+    nh_node_opts no = {.id = 13, .address = "127.0.0.1:1"}; /* nothing listens: calls fail */
+    assert_int_equal(nh_node_open(f->crt, &no, &dead, &err), 0);
+    nh_test_sleep_ms(100);
+    reissue s = {.node = dead, .left = 20000};
+    assert_int_equal(nh_runtime_post(f->crt, start_reissue, &s), 0);
+    for (int i = 0; i < 3000 && !__atomic_load_n(&s.done, __ATOMIC_ACQUIRE); i++)
+        nh_test_sleep_ms(10);
+    assert_int_equal(__atomic_load_n(&s.done, __ATOMIC_ACQUIRE), 1);
+    assert_int_equal(s.left, 0);
+    assert_int_equal(s.nested, 0); /* each callback ran in a later turn, not inside the call */
+    nh_node_close(dead);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rpc_round_trips_return_the_handlers_reply, setup,
@@ -494,6 +543,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_closing_a_node_fails_its_pending_calls, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_node_closed_error_says_node_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_call_reissued_from_its_callback_never_recurses,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_calls_from_many_threads_each_get_their_own_reply,
                                         setup, teardown),
     };

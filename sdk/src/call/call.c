@@ -137,6 +137,10 @@ nh_call *nh_call_new(nh_runtime *rt, struct nh_node *node, nh_call_kind kind, ui
     return c;
 }
 
+void nh_call_ref(nh_call *c) {
+    c->refs++;
+}
+
 void nh_call_unref(nh_call *c) {
     if (--c->refs > 0) return;
     nh_bytes_unref(c->msg);
@@ -154,6 +158,18 @@ static void on_timeout(uv_timer_t *t) {
     nh_call_fail(c, NH_DEADLINE_EXCEEDED, NH_ERR_TIMEOUT, "timeout after %u ms", c->timeout_ms);
 }
 
+typedef struct deferred_done {
+    nh_reply_fn fn;
+    void *user;
+    nh_reply reply;
+} deferred_done;
+
+static void run_deferred_done(void *p) {
+    deferred_done *d = p;
+    d->fn(&d->reply, d->user);
+    free(d);
+}
+
 void nh_call_complete(nh_call *c, const nh_reply *r) {
     if (c->completed) return;
     c->completed = true;
@@ -165,7 +181,23 @@ void nh_call_complete(nh_call *c, const nh_reply *r) {
     nh_running_remove(c->rt, c->seq);
     if (c->cancel) nh_cancel_unregister(c->cancel, c->rt, c->seq);
     c->refs -= (int)nh_node_forget(c->node, &c->leg); /* queued sends that will not report */
-    if (c->done) c->done(r, c->user);
+    if (c->done && c->starting) {
+        /* Completed while it was being started on the owner thread (refused, node down): the
+         * callback runs from the task queue, never inside nh_rpc_async(), so a callback that
+         * re-issues a failing call cannot recurse. Such completions carry no payload. */
+        deferred_done *d = malloc(sizeof *d);
+        if (d) {
+            *d = (deferred_done){c->done, c->user, *r};
+            d->reply.payload = NULL;
+            d->reply.len = 0;
+            if (nh_runtime_post(c->rt, run_deferred_done, d) != 0) {
+                d->fn(&d->reply, d->user); /* the runtime is stopping: no later turn */
+                free(d);
+            }
+        }
+    } else if (c->done) {
+        c->done(r, c->user);
+    }
     nh_call_unref(c);
 }
 
@@ -318,9 +350,17 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
         nh_node_unref(node);
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id, "out of memory");
     }
-    /* Always through the owner's task queue, also on the owner thread: done never runs inside
-     * this function (a callback that re-issues a failing call cannot recurse), and calls
-     * issued in a row start in that order. */
+    if (nh_runtime_on_owner(rt)) {
+        /* Started at once (the request goes out in this turn of the loop); a completion during
+         * the start is reported from the task queue (see nh_call_complete). */
+        c->starting = true;
+        nh_call_ref(c);
+        nh_call_start(c);
+        c->starting = false;
+        nh_call_unref(c);
+        return 0;
+    }
+    /* From another thread: through the owner's task queue, in the order issued. */
     if (nh_runtime_post(rt, start_task, c) != 0) {
         c->node = NULL;
         nh_bytes_unref(c->msg);

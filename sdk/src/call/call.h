@@ -32,6 +32,7 @@ typedef struct nh_call {
     uv_timer_t timer;
     bool timer_open;
     bool completed;
+    bool starting;        /* inside nh_call_start() on the owner thread */
     int refs; /* 1 until completed, +1 per tagged send with the stream,
                  +1 while the timer handle is open */
 } nh_call;
@@ -51,7 +52,8 @@ void nh_call_complete(nh_call *c, const nh_reply *r);
 void nh_call_fail(nh_call *c, nh_code code, nh_err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/** Drops one reference (frees at zero). */
+/** Takes / drops a reference (frees at zero). */
+void nh_call_ref(nh_call *c);
 void nh_call_unref(nh_call *c);
 
 /** Cancels the running call with this seq, if any (owner thread). */

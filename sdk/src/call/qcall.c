@@ -49,6 +49,8 @@ typedef struct nh_qcall {
     uv_timer_t timer;
     bool timer_open;
     bool sending; /* inside the send loop: decide after it */
+    bool starting;      /* inside qc_start() called directly on the owner thread */
+    nh_error final_err; /* the outcome, kept for a deferred notification */
     bool completed;
     int refs; /* 1 until completed, +1 timer handle, +1 per outstanding tagged send */
 
@@ -442,36 +444,9 @@ static void on_timer_closed(uv_handle_t *h) {
     qc_unref(h->data);
 }
 
-static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char *fmt, ...) {
-    if (qc->completed) return;
-    qc->completed = true;
-    nh_error err;
-    nh_error_clear(&err);
-    if (code != NH_OK) {
-        char msg[NH_ERROR_MESSAGE_MAX];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        nh_error_set(&err, code, kind, 0, "%s", msg);
-    }
-    if (qc->timer_open) {
-        qc->timer_open = false;
-        uv_timer_stop(&qc->timer);
-        uv_close((uv_handle_t *)&qc->timer, on_timer_closed);
-    }
-    nh_running_remove(qc->rt, qc->seq);
-    if (qc->opts.call.cancel) nh_cancel_unregister(qc->opts.call.cancel, qc->rt, qc->seq);
-    /* Pending legs leave their routers (late replies are dropped); queued confirmed sends are
-     * withdrawn (their on_sent will not come). */
-    for (size_t i = 0; i < qc->n; i++) {
-        qc_leg *leg = &qc->legs[i];
-        size_t removed = nh_node_forget(qc->cfg->nodes[i], &leg->p);
-        if (removed && leg->tagged) {
-            leg->tagged = false;
-            qc->refs -= (int)removed;
-        }
-    }
+/* Tells the caller: the callback, the future or the correctable handle. */
+static void qc_notify(nh_qcall *qc, const nh_error *errp) {
+    nh_error err = *errp;
     nh_qc_result r = {.seq = qc->seq,
                       .err = err,
                       .value = qc->value,
@@ -506,6 +481,56 @@ static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char
         corr_unref(qc->corr);
         qc->corr = NULL;
     }
+}
+
+static void run_notify(void *arg) {
+    nh_qcall *qc = arg;
+    qc_notify(qc, &qc->final_err);
+    qc_unref(qc);
+}
+
+static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char *fmt, ...) {
+    if (qc->completed) return;
+    qc->completed = true;
+    nh_error err;
+    nh_error_clear(&err);
+    if (code != NH_OK) {
+        char msg[NH_ERROR_MESSAGE_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        nh_error_set(&err, code, kind, 0, "%s", msg);
+    }
+    if (qc->timer_open) {
+        qc->timer_open = false;
+        uv_timer_stop(&qc->timer);
+        uv_close((uv_handle_t *)&qc->timer, on_timer_closed);
+    }
+    nh_running_remove(qc->rt, qc->seq);
+    if (qc->opts.call.cancel) nh_cancel_unregister(qc->opts.call.cancel, qc->rt, qc->seq);
+    /* Pending legs leave their routers (late replies are dropped); queued confirmed sends are
+     * withdrawn (their on_sent will not come). */
+    for (size_t i = 0; i < qc->n; i++) {
+        qc_leg *leg = &qc->legs[i];
+        size_t removed = nh_node_forget(qc->cfg->nodes[i], &leg->p);
+        if (removed && leg->tagged) {
+            leg->tagged = false;
+            qc->refs -= (int)removed;
+        }
+    }
+    if (qc->starting) {
+        /* Completed while being started on the owner thread: report from the task queue, never
+         * inside the function that started the call. */
+        qc->final_err = err;
+        qc->refs++;
+        if (nh_runtime_post(qc->rt, run_notify, qc) == 0) {
+            qc_unref(qc);
+            return;
+        }
+        qc->refs--;
+    }
+    qc_notify(qc, &err);
     qc_unref(qc);
 }
 
@@ -723,9 +748,18 @@ static nh_qcall *qc_new(qc_kind kind, nh_config *cfg, const char *method, const 
     return qc;
 }
 
-/* Hands the call to the owner thread's task queue (also on the owner thread, so completion
- * never runs inside the starting function, and calls started in a row go out in that order). */
+/* Starts the call: at once on the owner thread, through its task queue from other threads
+ * (calls started in a row from one thread go out in that order). */
 static int qc_launch(nh_qcall *qc, nh_error *err) {
+    if (nh_runtime_on_owner(qc->rt)) {
+        /* Started at once; a completion during the start is reported from the task queue. */
+        qc->starting = true;
+        qc->refs++;
+        qc_start(qc);
+        qc->starting = false;
+        qc_unref(qc);
+        return 0;
+    }
     if (nh_runtime_post(qc->rt, qc_start, qc) != 0) {
         qc->future = NULL;
         qc->corr = NULL;
