@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Server-initiated quorum calls (the symmetric configuration), with the bare gRPC baseline of
+# the same run. See docs/benchmarks-symmetric.md.
+#
+#   bash bench/sym/run_sym.sh
+#
+# Cases, each with fresh processes on free loopback ports:
+#   base:1 base:1000  baseline_echo client/server (bare gRPC C core), ping-pong and pipelined
+#   cfg:N             N sym_node processes that dial each other (--dial); node 1 drives quorum
+#                     calls of bench.Echo over its Config (itself, dispatched in process, plus
+#                     the N-1 peers): majority and all, at concurrency 1 and 16
+#   cli:K             node 1 (sym_node, node_id 1, no peers) and ceil(K/STREAMS_PER_PROC)
+#                     sym_clients processes holding K client-peer streams (gorums-node-id 0);
+#                     node 1 drives quorum calls over its ClientConfig: all and majority at
+#                     concurrency 1 (and 16 when K <= 10); node 1's VmRSS before any client and
+#                     once all K are connected
+# Every case runs REPS times; the case order (and the order of the quorum-call workloads inside
+# a driver) is reversed on every other repetition. Raw lines go to stderr, markdown tables of
+# the medians to stdout.
+#
+# Environment (all optional):
+#   RUN_SECONDS=5  measured seconds per workload     REPS=3         repetitions
+#   WARMUP=1       warm-up seconds per workload      PAYLOAD=64     payload bytes
+#   SIZES="3 5"    Config sizes                      CLIENTS="10 100 1000"  ClientConfig sizes
+#   STREAMS_PER_PROC=250  client-peer streams per sym_clients process
+#   BUILD_DIR=<repo>/build-bench
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+RUN_SECONDS=${RUN_SECONDS:-5}
+REPS=${REPS:-3}
+WARMUP=${WARMUP:-1}
+PAYLOAD=${PAYLOAD:-64}
+SIZES=${SIZES:-"3 5"}
+CLIENTS=${CLIENTS:-"10 100 1000"}
+STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
+
+log() { printf '%s\n' "$*" >&2; }
+
+# ---- build -------------------------------------------------------------------------------------
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DNH_BUILD_TESTS=OFF >&2
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target sym_node sym_clients baseline_echo >&2
+BIN=$BUILD_DIR/bench
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_all: ends every process this script started for the current case.
+stop_all() {
+    local cleanup_pids=("${PIDS[@]}")
+    PIDS=()
+    local p
+    for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${cleanup_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# wait_line <file> <pid> <regex> <seconds>: waits until a line of file matches; fails when the
+# process died or the time ran out.
+wait_line() {
+    local file=$1 pid=$2 re=$3 i
+    for ((i = 0; i < $4 * 20; i++)); do
+        if grep -Eq "$re" "$file"; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            grep -Eq "$re" "$file" && return 0
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# wait_exit <pid> <seconds>: waits for a process to end; kills it (and fails) after the time.
+wait_exit() {
+    local pid=$1 i
+    for ((i = 0; i < $2 * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null && return 0
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "process $pid still running after $2 s: killed"
+    kill "$pid" 2>/dev/null || true
+    return 1
+}
+
+# deadline <workloads> <slack>: whole seconds a driver may take.
+deadline() {
+    awk -v r="$RUN_SECONDS" -v w="$WARMUP" -v n="$1" -v s="$2" \
+        'BEGIN {printf "%d\n", n * (r + w + 5) + s}'
+}
+
+RESULTS=$WORK/results # "<rep> <case> <key=value ...>"
+: >"$RESULTS"
+FAILED=0
+
+# ---- baseline ------------------------------------------------------------------------------------
+run_base() { # run_base <rep> <inflight>
+    local rep=$1 inflight=$2 out=$WORK/base.out line port
+    : >"$out"
+    "$BIN/baseline_echo" server 127.0.0.1:0 >"$out" 2>"$WORK/base.err" &
+    PIDS+=($!)
+    if ! wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then
+        log "baseline server did not start:"
+        cat "$WORK/base.err" >&2
+        stop_all
+        FAILED=1
+        return
+    fi
+    port=$(awk '/^listening /{print $2; exit}' "$out")
+    line=$("$BIN/baseline_echo" client 127.0.0.1:"$port" --inflight "$inflight" \
+        --seconds "$RUN_SECONDS" --payload "$PAYLOAD" --warmup "$WARMUP" 2>"$WORK/bclient.err" ||
+        true)
+    stop_all
+    if [[ $line != msgs_per_s=* ]]; then
+        log "baseline client (inflight $inflight) failed:"
+        cat "$WORK/bclient.err" >&2
+        FAILED=1
+        return
+    fi
+    log "rep=$rep base:$inflight $line"
+    echo "$rep base:$inflight $line" >>"$RESULTS"
+}
+
+# workloads <rep> <list>: the list, reversed on even repetitions.
+workloads() {
+    local rep=$1 list=$2
+    if ((rep % 2 == 0)); then
+        tr ',' '\n' <<<"$list" | tac | paste -sd, -
+    else
+        printf '%s\n' "$list"
+    fi
+}
+
+# collect <rep> <case> <driver out>: stores the driver's result lines.
+collect() {
+    local rep=$1 case=$2 out=$3 extra=${4:-} line
+    while read -r line; do
+        log "rep=$rep $case ${line#result } $extra"
+        echo "$rep $case ${line#result } $extra" >>"$RESULTS"
+    done < <(grep '^result ' "$out")
+}
+
+# ---- Config: n symmetric nodes ---------------------------------------------------------------------
+run_cfg() { # run_cfg <rep> <n>
+    local rep=$1 n=$2 attempt i runs ports peers out
+    runs=$(workloads "$rep" "majority:1,all:1,majority:16,all:16")
+    for attempt in 1 2 3; do
+        read -r -a ports < <("$BIN/sym/sym_node" --free-ports "$n")
+        peers=()
+        for ((i = 1; i <= n; i++)); do peers+=(--peer "$i=127.0.0.1:${ports[i - 1]}"); done
+        local ok=1
+        for ((i = 2; i <= n; i++)); do
+            out=$WORK/node$i.out
+            : >"$out"
+            "$BIN/sym/sym_node" --id "$i" "${peers[@]}" --dial --listen "127.0.0.1:${ports[i - 1]}" \
+                >"$out" 2>"$WORK/node$i.err" &
+            PIDS+=($!)
+            if ! wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then ok=0; fi
+        done
+        out=$WORK/node1.out
+        : >"$out"
+        if ((ok)); then
+            "$BIN/sym/sym_node" --id 1 "${peers[@]}" --dial --listen "127.0.0.1:${ports[0]}" \
+                --drive config --size "$n" --runs "$runs" --seconds "$RUN_SECONDS" \
+                --warmup "$WARMUP" --payload "$PAYLOAD" >"$out" 2>"$WORK/node1.err" &
+            PIDS+=($!)
+            if wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then break; fi
+        fi
+        log "cfg:$n: a node did not start (attempt $attempt):"
+        cat "$WORK"/node*.err >&2
+        stop_all
+        if ((attempt == 3)); then
+            FAILED=1
+            return
+        fi
+    done
+    if ! wait_exit "${PIDS[-1]}" "$(deadline 4 120)"; then
+        log "cfg:$n: the driver failed:"
+        cat "$WORK/node1.err" >&2
+        FAILED=1
+    fi
+    collect "$rep" "cfg:$n" "$out"
+    stop_all
+}
+
+# ---- ClientConfig: node 1 and K client peers ---------------------------------------------------------
+run_cli() { # run_cli <rep> <k>
+    local rep=$1 k=$2 attempt runs port out procs per left i driver rss0 rssk rssa
+    runs="all:1,majority:1"
+    if ((k <= 10)); then runs="$runs,all:16,majority:16"; fi
+    runs=$(workloads "$rep" "$runs")
+    out=$WORK/node1.out
+    for attempt in 1 2 3; do
+        port=$("$BIN/sym/sym_node" --free-ports 1)
+        : >"$out"
+        "$BIN/sym/sym_node" --id 1 --listen "127.0.0.1:$port" --drive clients --size "$k" \
+            --runs "$runs" --seconds "$RUN_SECONDS" --warmup "$WARMUP" --payload "$PAYLOAD" \
+            >"$out" 2>"$WORK/node1.err" &
+        PIDS+=($!)
+        if wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then break; fi
+        log "cli:$k: node 1 did not start (attempt $attempt):"
+        cat "$WORK/node1.err" >&2
+        stop_all
+        if ((attempt == 3)); then
+            FAILED=1
+            return
+        fi
+    done
+    driver=${PIDS[-1]}
+    procs=$(((k + STREAMS_PER_PROC - 1) / STREAMS_PER_PROC))
+    left=$k
+    for ((i = 0; i < procs; i++)); do
+        per=$((left / (procs - i)))
+        left=$((left - per))
+        "$BIN/sym/sym_clients" "127.0.0.1:$port" --streams "$per" >"$WORK/clients$i.out" \
+            2>"$WORK/clients$i.err" &
+        PIDS+=($!)
+    done
+    if ! wait_exit "$driver" "$(deadline 4 300)"; then
+        log "cli:$k: the driver failed:"
+        cat "$WORK/node1.err" "$WORK"/clients*.err >&2
+        FAILED=1
+    fi
+    rss0=$(awk '/^listening /{sub("rss_kb=", "", $3); print $3; exit}' "$out")
+    rssk=$(awk '/^ready /{sub("rss_kb=", "", $4); print $4; exit}' "$out")
+    rssa=$(awk -F= '/^rss_after_kb=/{print $2; exit}' "$out")
+    collect "$rep" "cli:$k" "$out" "procs_clients=$procs"
+    if [[ -n $rss0 && -n $rssk ]]; then
+        log "rep=$rep mem:$k rss0_kb=$rss0 rssk_kb=$rssk rss_after_kb=${rssa:-0}"
+        echo "$rep mem:$k rss0_kb=$rss0 rssk_kb=$rssk rss_after_kb=${rssa:-0}" >>"$RESULTS"
+    fi
+    stop_all
+}
+
+# ---- runs ----------------------------------------------------------------------------------------
+CASES=(base:1 base:1000)
+for n in $SIZES; do CASES+=("cfg:$n"); done
+for k in $CLIENTS; do CASES+=("cli:$k"); done
+
+log "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for rep in $(seq "$REPS"); do
+    order=("${CASES[@]}")
+    if ((rep % 2 == 0)); then
+        order=()
+        for ((i = ${#CASES[@]} - 1; i >= 0; i--)); do order+=("${CASES[$i]}"); done
+    fi
+    for c in "${order[@]}"; do
+        case $c in
+            base:*) run_base "$rep" "${c#base:}" ;;
+            cfg:*) run_cfg "$rep" "${c#cfg:}" ;;
+            cli:*) run_cli "$rep" "${c#cli:}" ;;
+        esac
+    done
+done
+log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- tables --------------------------------------------------------------------------------------
+# values <case> <field> [<quorum> <conc>]: one value per repetition.
+values() {
+    awk -v c="$1" -v f="$2" -v q="${3:-}" -v k="${4:-}" '
+        $2 != c { next }
+        {
+            delete kv
+            for (i = 3; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+            if (q != "" && (kv["quorum"] != q || kv["conc"] != k)) next
+            if (f in kv) print kv[f]
+        }' "$RESULTS"
+}
+median() {
+    sort -g | awk '{v[NR] = $1}
+        END {if (NR == 0) print 0; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+stat() { values "$@" | median; }
+range() {
+    values "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1}
+        END {if (NR == 0) print "-"; else if (hi >= 10000) printf "%.1fk–%.1fk", lo / 1000, hi / 1000;
+             else printf "%.0f–%.0f", lo, hi}'
+}
+sum() { values "$@" | awk '{s += $1} END {print s + 0}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+
+echo "Medians of $REPS repetitions of ${RUN_SECONDS} s (after ${WARMUP} s of warm-up each)," \
+    "${PAYLOAD}-byte payload; [min–max] of the rate."
+echo
+echo "Baseline (bare gRPC C core, one stream):"
+echo
+echo "| mode | msgs/s | p50 / p99 µs | errors |"
+echo "|---|---:|---:|---:|"
+for m in 1 1000; do
+    printf '| %s | %.0f [%s] | %.1f / %.1f | %s |\n' \
+        "$([[ $m == 1 ]] && echo "ping-pong (1 in flight)" || echo "pipelined ($m in flight)")" \
+        "$(stat "base:$m" msgs_per_s)" "$(range "base:$m" msgs_per_s)" \
+        "$(stat "base:$m" p50_us)" "$(stat "base:$m" p99_us)" "$(sum "base:$m" errors)"
+done
+PING=$(stat base:1 msgs_per_s)
+PING_P50=$(stat base:1 p50_us)
+PIPE=$(stat base:1000 msgs_per_s)
+
+if [[ -n $SIZES ]]; then
+    echo
+    echo "Quorum calls from node 1 over its Config (node 1 itself is a member, dispatched in"
+    echo "process; the other n-1 are separate processes reached over the streams they opened):"
+    echo
+    printf '| n | quorum | conc | ops/s | p50 / p99 µs | CPU µs/op node 1 | CPU µs/op all '
+    printf '| self in Config | errors | ops/s ÷ (pipelined/n) | p50 ÷ ping-pong p50 |\n'
+    echo "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    for n in $SIZES; do
+        for qc in majority:1 all:1 majority:16 all:16; do
+            q=${qc%:*} k=${qc#*:}
+            ops=$(stat "cfg:$n" ops_per_s "$q" "$k")
+            p50=$(stat "cfg:$n" p50_us "$q" "$k")
+            self=$(values "cfg:$n" self_in_config "$q" "$k" | sort -u | paste -sd/ -)
+            printf '| %s | %s | %s | %.0f [%s] | %.1f / %.1f | %.1f | %.1f | %s | %s | %s | %s |\n' \
+                "$n" "$q" "$k" "$ops" "$(range "cfg:$n" ops_per_s "$q" "$k")" "$p50" \
+                "$(stat "cfg:$n" p99_us "$q" "$k")" "$(stat "cfg:$n" cpu_self_us_per_op "$q" "$k")" \
+                "$(stat "cfg:$n" cpu_all_us_per_op "$q" "$k")" \
+                "$([[ $self == 1 ]] && echo yes || echo "${self:-?}")" \
+                "$(sum "cfg:$n" errors "$q" "$k")" \
+                "$([[ $k == 16 ]] && ratio "$ops" "$(awk -v p="$PIPE" -v n="$n" 'BEGIN {print p / n}')" || echo "")" \
+                "$([[ $k == 1 ]] && ratio "$p50" "$PING_P50" || echo "")"
+        done
+    done
+fi
+
+if [[ -n $CLIENTS ]]; then
+    echo
+    echo "Quorum calls from node 1 over its ClientConfig (K client peers in"
+    echo "ceil(K/$STREAMS_PER_PROC) sym_clients processes, served through nh_runtime_handle):"
+    echo
+    printf '| clients | quorum | conc | ops/s | p50 / p99 µs | CPU µs/op node 1 '
+    printf '| CPU µs/op all | node 1 CPU µs per leg | errors |\n'
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    for k in $CLIENTS; do
+        list="all:1 majority:1"
+        if ((k <= 10)); then list="$list all:16 majority:16"; fi
+        for qc in $list; do
+            q=${qc%:*} c=${qc#*:}
+            self=$(stat "cli:$k" cpu_self_us_per_op "$q" "$c")
+            printf '| %s | %s | %s | %.1f [%s] | %.1f / %.1f | %.1f | %.1f | %.2f | %s |\n' \
+                "$k" "$q" "$c" "$(stat "cli:$k" ops_per_s "$q" "$c")" \
+                "$(range "cli:$k" ops_per_s "$q" "$c")" "$(stat "cli:$k" p50_us "$q" "$c")" \
+                "$(stat "cli:$k" p99_us "$q" "$c")" "$self" \
+                "$(stat "cli:$k" cpu_all_us_per_op "$q" "$c")" \
+                "$(awk -v s="$self" -v k="$k" 'BEGIN {print s / k}')" \
+                "$(sum "cli:$k" errors "$q" "$c")"
+        done
+    done
+    echo
+    echo "Node 1's memory (VmRSS) with 0 clients (just listening) and with K connected client"
+    echo "peers (idle, 1 s after ClientConfig reached K), and after the quorum calls:"
+    echo
+    echo "| clients | RSS 0 clients (kB) | RSS K clients (kB) | per client (kB) | RSS after calls (kB) | per client after calls (kB) |"
+    echo "|---:|---:|---:|---:|---:|---:|"
+    for k in $CLIENTS; do
+        r0=$(stat "mem:$k" rss0_kb)
+        rk=$(stat "mem:$k" rssk_kb)
+        ra=$(stat "mem:$k" rss_after_kb)
+        printf '| %s | %.0f | %.0f | %.1f | %.0f | %.1f |\n' "$k" "$r0" "$rk" \
+            "$(awk -v a="$r0" -v b="$rk" -v k="$k" 'BEGIN {print (b - a) / k}')" "$ra" \
+            "$(awk -v a="$r0" -v b="$ra" -v k="$k" 'BEGIN {print (b - a) / k}')"
+    done
+fi
+echo
+echo "Baseline ping-pong ${PING} msgs/s, pipelined ${PIPE} msgs/s (medians)."
+if ((FAILED)); then
+    log "some runs failed (see above)"
+    exit 1
+fi
