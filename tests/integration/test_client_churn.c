@@ -35,7 +35,8 @@ static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **s
     size_t heap_after_warmup = 0;
     for (int round = 0; round < ROUNDS; round++) {
         nh_config *c[BATCH];
-        for (int i = 0; i < BATCH; i++) assert_int_equal(nh_config_new(crt, &co, &c[i], &err), 0);
+        for (int i = 0; i < BATCH; i++)
+            assert_int_equal(nh_config_new(crt, &co, &c[i], &err), 0);
         if (nh_server_wait_config(srv, true, size_is, (void *)(uintptr_t)BATCH, 30000, &err) != 0)
             fail_msg("round %d: %s", round, err.message);
         nh_config *cc = nh_server_client_config(srv);
@@ -44,7 +45,8 @@ static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **s
         for (int i = 0; i < BATCH; i++) /* sorted, fresh IDs: never reused */
             assert_true(ids[i] >= 1048576u + (uint32_t)(round * BATCH));
         nh_config_unref(cc);
-        for (int i = 0; i < BATCH; i++) nh_config_unref(c[i]);
+        for (int i = 0; i < BATCH; i++)
+            nh_config_unref(c[i]);
         if (nh_server_wait_config(srv, true, size_is, (void *)0, 30000, &err) != 0)
             fail_msg("round %d: %s", round, err.message);
         if (round == 9) {

@@ -32,9 +32,9 @@ typedef struct nh_call {
     uv_timer_t timer;
     bool timer_open;
     bool completed;
-    bool starting;        /* inside nh_call_start() on the owner thread */
-    int refs; /* 1 until completed, +1 per tagged send with the stream,
-                 +1 while the timer handle is open */
+    bool starting; /* inside nh_call_start() on the owner thread */
+    int refs;      /* 1 until completed, +1 per tagged send with the stream,
+                      +1 while the timer handle is open */
 } nh_call;
 
 /** Creates a call (any thread). Takes over the caller's reference to msg. */

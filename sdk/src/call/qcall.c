@@ -48,7 +48,7 @@ typedef struct nh_qcall {
     nh_qc_opts opts;
     uv_timer_t timer;
     bool timer_open;
-    bool sending; /* inside the send loop: decide after it */
+    bool sending;       /* inside the send loop: decide after it */
     bool starting;      /* inside qc_start() called directly on the owner thread */
     nh_error final_err; /* the outcome, kept for a deferred notification */
     bool completed;
