@@ -178,8 +178,10 @@ void nh_call_complete(nh_call *c, const nh_reply *r) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     }
-    nh_running_remove(c->rt, c->seq);
-    if (c->cancel) nh_cancel_unregister(c->cancel, c->rt, c->seq);
+    if (c->cancel) {
+        nh_running_remove(c->rt, c->seq);
+        nh_cancel_unregister(c->cancel, c->rt, c->seq);
+    }
     c->refs -= (int)nh_node_forget(c->node, &c->leg); /* queued sends that will not report */
     if (c->done && c->starting) {
         /* Completed while it was being started on the owner thread (refused, node down): the
@@ -232,7 +234,8 @@ void nh_call_start(nh_call *c) {
         nh_call_fail(c, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled before it started");
         return;
     }
-    if (nh_running_add(c->rt, c->seq, &c->run) != 0) {
+    /* Only a cancellation token looks calls up by seq. */
+    if (c->cancel && nh_running_add(c->rt, c->seq, &c->run) != 0) {
         nh_call_fail(c, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, "out of memory");
         return;
     }

@@ -507,8 +507,10 @@ static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char
         uv_timer_stop(&qc->timer);
         uv_close((uv_handle_t *)&qc->timer, on_timer_closed);
     }
-    nh_running_remove(qc->rt, qc->seq);
-    if (qc->opts.call.cancel) nh_cancel_unregister(qc->opts.call.cancel, qc->rt, qc->seq);
+    if (qc->opts.call.cancel) {
+        nh_running_remove(qc->rt, qc->seq);
+        nh_cancel_unregister(qc->opts.call.cancel, qc->rt, qc->seq);
+    }
     /* Pending legs leave their routers (late replies are dropped); queued confirmed sends are
      * withdrawn (their on_sent will not come). */
     for (size_t i = 0; i < qc->n; i++) {
@@ -588,7 +590,7 @@ static void qc_start(void *arg) {
         qc_complete(qc, NH_CANCELLED, NH_ERR_CANCELLED, "call cancelled before it started");
         return;
     }
-    if (nh_running_add(qc->rt, qc->seq, &qc->run) != 0) {
+    if (cancel && nh_running_add(qc->rt, qc->seq, &qc->run) != 0) {
         qc_complete(qc, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, "out of memory");
         return;
     }

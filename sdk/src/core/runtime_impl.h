@@ -21,11 +21,11 @@ struct nh_runtime {
     bool thread_started;
     char *name;
     size_t max_message;
-    uint64_t next_seq;              /* atomic; client-initiated message_seq_no, first is 1 */
-    uint64_t next_server_seq;       /* atomic; server-initiated: bit 63 | n, first n is 1 */
-    nh_method_table bc_methods;     /* back-channel handlers (nh_runtime_handle), owner thread */
-    nh_u64map calls;                /* seq -> struct nh_call* of running calls (owner thread) */
-    struct nh_node *nodes;          /* open nodes (owner thread), linked through node->next */
+    uint64_t next_seq;          /* atomic; client-initiated message_seq_no, first is 1 */
+    uint64_t next_server_seq;   /* atomic; server-initiated: bit 63 | n, first n is 1 */
+    nh_method_table bc_methods; /* back-channel handlers (nh_runtime_handle), owner thread */
+    nh_u64map calls;       /* seq -> nh_running* of running calls that have a cancellation token */
+    struct nh_node *nodes; /* open nodes (owner thread), linked through node->next */
     struct nh_server *servers;      /* running servers (owner thread), linked via server->next */
     struct nh_server_ctx *open_ctx; /* server contexts not yet freed (owner thread) */
     bool stopping;                  /* owner thread */
