@@ -14,6 +14,8 @@
 #                     node 1 drives quorum calls over its ClientConfig: all and majority at
 #                     concurrency 1 (and 16 when K <= 10); node 1's VmRSS before any client and
 #                     once all K are connected
+#   own:K             the same with K sym_clients processes of one stream each: every client
+#                     peer on its own TCP connection, as separate client programs would be
 # Every case runs REPS times; the case order (and the order of the quorum-call workloads inside
 # a driver) is reversed on every other repetition. Raw lines go to stderr, markdown tables of
 # the medians to stdout.
@@ -22,7 +24,8 @@
 #   RUN_SECONDS=5  measured seconds per workload     REPS=3         repetitions
 #   WARMUP=1       warm-up seconds per workload      PAYLOAD=64     payload bytes
 #   SIZES="3 5"    Config sizes                      CLIENTS="10 100 1000"  ClientConfig sizes
-#   STREAMS_PER_PROC=250  client-peer streams per sym_clients process
+#   STREAMS_PER_PROC=250  client-peer streams per sym_clients process (cli:K)
+#   OWN_CONN="100" ClientConfig sizes run with one process (and connection) per client
 #   BUILD_DIR=<repo>/build-bench
 set -euo pipefail
 
@@ -35,6 +38,7 @@ PAYLOAD=${PAYLOAD:-64}
 SIZES=${SIZES:-"3 5"}
 CLIENTS=${CLIENTS:-"10 100 1000"}
 STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
+OWN_CONN=${OWN_CONN-100}
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -141,6 +145,13 @@ workloads() {
     fi
 }
 
+# linefield <line regex> <key> <file>: the value of key=value on the first matching line.
+linefield() {
+    awk -v re="$1" -v k="$2" '$0 ~ re {
+        for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit }
+    }' "$3"
+}
+
 # collect <rep> <case> <driver out>: stores the driver's result lines.
 collect() {
     local rep=$1 case=$2 out=$3 extra=${4:-} line
@@ -194,8 +205,8 @@ run_cfg() { # run_cfg <rep> <n>
 }
 
 # ---- ClientConfig: node 1 and K client peers ---------------------------------------------------------
-run_cli() { # run_cli <rep> <k>
-    local rep=$1 k=$2 attempt runs port out procs per left i driver rss0 rssk rssa
+run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
+    local rep=$1 k=$2 spp=$3 name=$4:$2 attempt runs port out procs per left i driver rss0 rssk heap0 heapk line
     runs="all:1,majority:1"
     if ((k <= 10)); then runs="$runs,all:16,majority:16"; fi
     runs=$(workloads "$rep" "$runs")
@@ -208,7 +219,7 @@ run_cli() { # run_cli <rep> <k>
             >"$out" 2>"$WORK/node1.err" &
         PIDS+=($!)
         if wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then break; fi
-        log "cli:$k: node 1 did not start (attempt $attempt):"
+        log "$name: node 1 did not start (attempt $attempt):"
         cat "$WORK/node1.err" >&2
         stop_all
         if ((attempt == 3)); then
@@ -217,7 +228,7 @@ run_cli() { # run_cli <rep> <k>
         fi
     done
     driver=${PIDS[-1]}
-    procs=$(((k + STREAMS_PER_PROC - 1) / STREAMS_PER_PROC))
+    procs=$(((k + spp - 1) / spp))
     left=$k
     for ((i = 0; i < procs; i++)); do
         per=$((left / (procs - i)))
@@ -227,17 +238,19 @@ run_cli() { # run_cli <rep> <k>
         PIDS+=($!)
     done
     if ! wait_exit "$driver" "$(deadline 4 300)"; then
-        log "cli:$k: the driver failed:"
+        log "$name: the driver failed:"
         cat "$WORK/node1.err" "$WORK"/clients*.err >&2
         FAILED=1
     fi
-    rss0=$(awk '/^listening /{sub("rss_kb=", "", $3); print $3; exit}' "$out")
-    rssk=$(awk '/^ready /{sub("rss_kb=", "", $4); print $4; exit}' "$out")
-    rssa=$(awk -F= '/^rss_after_kb=/{print $2; exit}' "$out")
-    collect "$rep" "cli:$k" "$out" "procs_clients=$procs"
+    rss0=$(linefield '^listening ' rss_kb "$out")
+    heap0=$(linefield '^listening ' heap_kb "$out")
+    rssk=$(linefield '^ready ' rss_kb "$out")
+    heapk=$(linefield '^ready ' heap_kb "$out")
+    collect "$rep" "$name" "$out" "procs_clients=$procs"
     if [[ -n $rss0 && -n $rssk ]]; then
-        log "rep=$rep mem:$k rss0_kb=$rss0 rssk_kb=$rssk rss_after_kb=${rssa:-0}"
-        echo "$rep mem:$k rss0_kb=$rss0 rssk_kb=$rssk rss_after_kb=${rssa:-0}" >>"$RESULTS"
+        line="rss0_kb=$rss0 rssk_kb=$rssk heap0_kb=$heap0 heapk_kb=$heapk"
+        log "rep=$rep mem:$name $line"
+        echo "$rep mem:$name $line" >>"$RESULTS"
     fi
     stop_all
 }
@@ -246,6 +259,7 @@ run_cli() { # run_cli <rep> <k>
 CASES=(base:1 base:1000)
 for n in $SIZES; do CASES+=("cfg:$n"); done
 for k in $CLIENTS; do CASES+=("cli:$k"); done
+for k in $OWN_CONN; do CASES+=("own:$k"); done
 
 log "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -259,7 +273,8 @@ for rep in $(seq "$REPS"); do
         case $c in
             base:*) run_base "$rep" "${c#base:}" ;;
             cfg:*) run_cfg "$rep" "${c#cfg:}" ;;
-            cli:*) run_cli "$rep" "${c#cli:}" ;;
+            cli:*) run_cli "$rep" "${c#cli:}" "$STREAMS_PER_PROC" cli ;;
+            own:*) run_cli "$rep" "${c#own:}" 1 own ;;
         esac
     done
 done
@@ -333,43 +348,53 @@ if [[ -n $SIZES ]]; then
     done
 fi
 
-if [[ -n $CLIENTS ]]; then
+# client_rows: "<case> <k> <connections label>" for every ClientConfig case that ran.
+client_rows() {
+    local k
+    for k in $CLIENTS; do echo "cli:$k $k $(((k + STREAMS_PER_PROC - 1) / STREAMS_PER_PROC))"; done
+    for k in $OWN_CONN; do echo "own:$k $k $k"; done
+}
+
+if [[ -n $CLIENTS$OWN_CONN ]]; then
     echo
-    echo "Quorum calls from node 1 over its ClientConfig (K client peers in"
-    echo "ceil(K/$STREAMS_PER_PROC) sym_clients processes, served through nh_runtime_handle):"
+    echo "Quorum calls from node 1 over its ClientConfig: K client peers (gorums-node-id 0) held"
+    echo "by sym_clients processes (one TCP connection each), served through nh_runtime_handle:"
     echo
-    printf '| clients | quorum | conc | ops/s | p50 / p99 µs | CPU µs/op node 1 '
+    printf '| clients | connections | quorum | conc | ops/s | p50 / p99 µs | CPU µs/op node 1 '
     printf '| CPU µs/op all | node 1 CPU µs per leg | errors |\n'
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-    for k in $CLIENTS; do
+    echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r cs k conns; do
         list="all:1 majority:1"
         if ((k <= 10)); then list="$list all:16 majority:16"; fi
         for qc in $list; do
             q=${qc%:*} c=${qc#*:}
-            self=$(stat "cli:$k" cpu_self_us_per_op "$q" "$c")
-            printf '| %s | %s | %s | %.1f [%s] | %.1f / %.1f | %.1f | %.1f | %.2f | %s |\n' \
-                "$k" "$q" "$c" "$(stat "cli:$k" ops_per_s "$q" "$c")" \
-                "$(range "cli:$k" ops_per_s "$q" "$c")" "$(stat "cli:$k" p50_us "$q" "$c")" \
-                "$(stat "cli:$k" p99_us "$q" "$c")" "$self" \
-                "$(stat "cli:$k" cpu_all_us_per_op "$q" "$c")" \
+            self=$(stat "$cs" cpu_self_us_per_op "$q" "$c")
+            printf '| %s | %s | %s | %s | %.1f [%s] | %.1f / %.1f | %.1f | %.1f | %.2f | %s |\n' \
+                "$k" "$conns" "$q" "$c" "$(stat "$cs" ops_per_s "$q" "$c")" \
+                "$(range "$cs" ops_per_s "$q" "$c")" "$(stat "$cs" p50_us "$q" "$c")" \
+                "$(stat "$cs" p99_us "$q" "$c")" "$self" \
+                "$(stat "$cs" cpu_all_us_per_op "$q" "$c")" \
                 "$(awk -v s="$self" -v k="$k" 'BEGIN {print s / k}')" \
-                "$(sum "cli:$k" errors "$q" "$c")"
+                "$(sum "$cs" errors "$q" "$c")"
         done
-    done
+    done < <(client_rows)
     echo
-    echo "Node 1's memory (VmRSS) with 0 clients (just listening) and with K connected client"
-    echo "peers (idle, 1 s after ClientConfig reached K), and after the quorum calls:"
+    echo "Node 1's memory with 0 clients (listening, before any connection) and with K client"
+    echo "peers connected (idle, 1 s after its ClientConfig reached K): VmRSS, and the malloc"
+    echo "heap in use (mallinfo2):"
     echo
-    echo "| clients | RSS 0 clients (kB) | RSS K clients (kB) | per client (kB) | RSS after calls (kB) | per client after calls (kB) |"
-    echo "|---:|---:|---:|---:|---:|---:|"
-    for k in $CLIENTS; do
-        r0=$(stat "mem:$k" rss0_kb)
-        rk=$(stat "mem:$k" rssk_kb)
-        ra=$(stat "mem:$k" rss_after_kb)
-        printf '| %s | %.0f | %.0f | %.1f | %.0f | %.1f |\n' "$k" "$r0" "$rk" \
-            "$(awk -v a="$r0" -v b="$rk" -v k="$k" 'BEGIN {print (b - a) / k}')" "$ra" \
-            "$(awk -v a="$r0" -v b="$ra" -v k="$k" 'BEGIN {print (b - a) / k}')"
-    done
+    printf '| clients | connections | RSS 0 clients (kB) | RSS K clients (kB) | RSS per client (kB) '
+    printf '| heap 0 (kB) | heap K (kB) | heap per client (kB) |\n'
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r cs k conns; do
+        r0=$(stat "mem:$cs" rss0_kb)
+        rk=$(stat "mem:$cs" rssk_kb)
+        h0=$(stat "mem:$cs" heap0_kb)
+        hk=$(stat "mem:$cs" heapk_kb)
+        printf '| %s | %s | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f |\n' "$k" "$conns" "$r0" "$rk" \
+            "$(awk -v a="$r0" -v b="$rk" -v k="$k" 'BEGIN {print (b - a) / k}')" "$h0" "$hk" \
+            "$(awk -v a="$h0" -v b="$hk" -v k="$k" 'BEGIN {print (b - a) / k}')"
+    done < <(client_rows)
 fi
 echo
 echo "Baseline ping-pong ${PING} msgs/s, pipelined ${PIPE} msgs/s (medians)."

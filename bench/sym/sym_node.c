@@ -10,27 +10,31 @@
  *   bench.Cpu   replies "<pid> <cpu ns>": this process's CPU time (getrusage, user + system,
  *               all threads), so that the driver can measure every process of a run
  *
- * Prints "listening <port> rss_kb=<VmRSS>" once it serves (the RSS is read before any peer or
- * client could connect) and runs until SIGTERM or SIGINT, unless it drives.
+ * Prints "listening <port> rss_kb=<VmRSS> heap_kb=<malloc heap in use>" once it serves (read
+ * before any peer or client could connect) and runs until SIGTERM or SIGINT, unless it drives.
  *
  * Driver (--drive): waits until its Config (config) or ClientConfig (clients) has K members
- * (nh_server_wait_config), prints "ready ids=<n> self_in_config=<0|1> rss_kb=<VmRSS>" after
- * --settle seconds (default 1), then runs each entry of LIST ("all:1,majority:16,...": quorum
- * rule and calls in flight; default "majority:1,all:1,majority:16,all:16") over that snapshot
- * from its owner thread: the start task issues C quorum calls of `bench.Echo` with a B-byte
- * payload (default 64) and each completion callback records the round trip and issues the next
- * call, for S seconds (default 5) after W seconds of warm-up (default 1; a separate phase, not
- * recorded). Around the measured phase it samples every process's CPU time with a bench.Cpu
- * quorum call (All) over the same configuration, plus its own. One line per entry:
+ * (nh_server_wait_config), waits --settle seconds (default 1), prints
+ *
+ *   ready ids=<n> self_in_config=<0|1> rss_kb=<VmRSS> heap_kb=<kB>
+ *
+ * then runs each entry of LIST ("all:1,majority:16,...": quorum rule and calls in flight;
+ * default "majority:1,all:1,majority:16,all:16") over that snapshot from its owner thread: the
+ * start task issues C quorum calls of `bench.Echo` with a B-byte payload (default 64), and each
+ * completion callback records the round trip and issues the next call, for S seconds (default
+ * 5) after W seconds of warm-up (default 1; a separate phase, not recorded). --calls M measures
+ * exactly M calls per entry instead (for profiling). Around the measured phase it samples the
+ * CPU time of every process with a bench.Cpu quorum call (All) over the same configuration, plus
+ * its own. One line per entry:
  *
  *   result target=<config|clients> size=<K> quorum=<all|majority> conc=<C> ops_per_s=<f>
  *     p50_us=<f> p99_us=<f> count=<n> errors=<n> cpu_self_us_per_op=<f>
- *     cpu_all_us_per_op=<f> procs=<n> self_in_config=<0|1>
+ *     cpu_all_us_per_op=<f> procs=<n> self_in_config=<0|1> heap_kb=<kB>
  *
- * then "rss_after_kb=<VmRSS>" and exits 0 (1 when a call failed or the run stalled).
- * --calls M measures exactly M calls per entry instead of S seconds (for profiling).
- * cpu_all_us_per_op is the sum over the distinct processes that answered bench.Cpu (and this
- * one), procs their number.
+ * cpu_all_us_per_op sums the distinct processes that answered bench.Cpu (and this one), procs
+ * is their number; heap_kb is the malloc heap in use (mallinfo2) once the entry's samples were
+ * freed. Last comes "rss_after_kb=<VmRSS> heap_kb=<kB>" (after malloc_trim); the exit status
+ * is 0, or 1 when a call failed or the run stalled.
  *
  * --free-ports N prints N distinct free loopback TCP ports (bound at once, then released). */
 #include "bench_common.h"
@@ -39,6 +43,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -79,6 +84,11 @@ static long rss_kb(void) {
         if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb;
+}
+
+/* Bytes in use on the malloc heap (all arenas), in kB, after the samples were freed. */
+static size_t heap_kb(void) {
+    return mallinfo2().uordblks / 1024;
 }
 
 /* ---- handlers ------------------------------------------------------------------------------ */
@@ -302,8 +312,8 @@ static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *
     nh_config *cfg = d->clients ? nh_server_client_config(srv) : nh_server_config(srv);
     bool self_in = nh_config_contains(cfg, id);
     if (d->settle > 0) usleep((useconds_t)(d->settle * 1e6));
-    printf("ready ids=%zu self_in_config=%d rss_kb=%ld\n", nh_config_size(cfg), self_in ? 1 : 0,
-           rss_kb());
+    printf("ready ids=%zu self_in_config=%d rss_kb=%ld heap_kb=%zu\n", nh_config_size(cfg),
+           self_in ? 1 : 0, rss_kb(), heap_kb());
     fflush(stdout);
 
     uint8_t *payload = malloc(d->payload ? d->payload : 1);
@@ -353,18 +363,20 @@ static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *
             fprintf(stderr, "sym_node: %s:%zu: first error: %s\n", qname, rs->conc, g.first_error);
             status = 1;
         }
+        double p50 = pct_us(rec->samples, rec->count, 50);
+        double p99 = pct_us(rec->samples, rec->count, 99);
+        free(rec->samples);
         printf("result target=%s size=%zu quorum=%s conc=%zu ops_per_s=%.1f p50_us=%.1f "
                "p99_us=%.1f count=%zu errors=%zu cpu_self_us_per_op=%.1f cpu_all_us_per_op=%.1f "
-               "procs=%zu self_in_config=%d\n",
-               d->clients ? "clients" : "config", nh_config_size(cfg), qname, rs->conc, rate,
-               pct_us(rec->samples, rec->count, 50), pct_us(rec->samples, rec->count, 99),
-               rec->count, errors, (double)(c1.self_ns - c0.self_ns) * per, (double)all * per,
-               procs, self_in ? 1 : 0);
+               "procs=%zu self_in_config=%d heap_kb=%zu\n",
+               d->clients ? "clients" : "config", nh_config_size(cfg), qname, rs->conc, rate, p50,
+               p99, rec->count, errors, (double)(c1.self_ns - c0.self_ns) * per, (double)all * per,
+               procs, self_in ? 1 : 0, heap_kb());
         fflush(stdout);
-        free(rec->samples);
         rec->samples = NULL;
     }
-    printf("rss_after_kb=%ld\n", rss_kb());
+    malloc_trim(0);
+    printf("rss_after_kb=%ld heap_kb=%zu\n", rss_kb(), heap_kb());
     fflush(stdout);
     if (stalled) return 2; /* calls still use the phase state: the caller exits at once */
     nh_config_unref(cfg);
@@ -501,7 +513,7 @@ int main(int argc, char **argv) {
     }
     nh_server_handle(srv, "bench.Echo", h_echo, NULL, NULL);
     nh_server_handle(srv, "bench.Cpu", h_cpu, NULL, NULL);
-    printf("listening %d rss_kb=%ld\n", port, rss_kb());
+    printf("listening %d rss_kb=%ld heap_kb=%zu\n", port, rss_kb(), heap_kb());
     fflush(stdout);
     int status = 0;
     if (driving) {
