@@ -192,35 +192,37 @@ static void run_local_send(void *arg) {
     free(t);
 }
 
-static int send_local(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_error *why) {
-    local_send *t = malloc(sizeof *t);
-    if (!t) {
-        nh_bytes_unref(msg);
-        return nh_error_set(why, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, n->id, "out of memory");
-    }
-    if ((flags & NH_SEND_EXPECT_REPLY) && nh_router_add(&n->router, p->seq, p, p->streaming) != 0) {
-        free(t);
-        nh_bytes_unref(msg);
-        return nh_error_set(why, NH_INTERNAL, NH_ERR_LOCAL, n->id,
-                            "sequence number %llu already pending", (unsigned long long)p->seq);
-    }
+/* Registers a leg that expects a reply in the router, and stamps its send time. */
+static int leg_register(nh_node *n, nh_pending *p, unsigned flags, nh_error *why) {
     if (flags & NH_SEND_EXPECT_REPLY) {
+        if (nh_router_add(&n->router, p->seq, p, p->streaming) != 0)
+            return nh_error_set(why, NH_INTERNAL, NH_ERR_LOCAL, n->id,
+                                "sequence number %llu already pending", (unsigned long long)p->seq);
         p->in_router = true;
         update_pending(n);
     }
     if (p) p->sent_ns = nh_now_ns();
+    return 0;
+}
+
+static void leg_unregister(nh_node *n, nh_pending *p) {
+    if (p && p->in_router) {
+        nh_router_remove(&n->router, p->seq);
+        p->in_router = false;
+        update_pending(n);
+    }
+}
+
+/* Hands a registered leg's request to the in-process endpoint through the task queue. */
+static int send_local(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags) {
+    local_send *t = malloc(sizeof *t);
+    if (!t) return -1;
     nh_node_ref(n);
     *t = (local_send){n, msg, (flags & NH_SEND_CONFIRM) ? p : NULL};
     if (nh_runtime_post(n->rt, run_local_send, t) != 0) {
-        if (p && p->in_router) {
-            nh_router_remove(&n->router, p->seq);
-            p->in_router = false;
-            update_pending(n);
-        }
         nh_node_unref(n);
-        nh_bytes_unref(msg);
         free(t);
-        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
+        return -1;
     }
     return 0;
 }
@@ -230,9 +232,11 @@ int nh_node_send(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_er
         nh_bytes_unref(msg);
         return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "node closed");
     }
-    if (n->kind == NH_NODE_LOCAL) return send_local(n, msg, p, flags, why);
-    if (!n->stream) {
+    if (n->kind != NH_NODE_LOCAL && !n->stream) {
         nh_bytes_unref(msg);
+        if (n->kind == NH_NODE_INBOUND) /* Gorums drops such a request silently */
+            return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
+                                "stream is down: the peer is not connected");
         nh_error e;
         nh_node_last_error(n, &e);
         /* The last error starts with the "node N (addr): " label; callers add their own. */
@@ -241,40 +245,29 @@ int nh_node_send(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags, nh_er
         size_t skip = strlen(label);
         const char *cause = e.message;
         if (!strncmp(cause, label, skip) && cause[skip] == ':') cause += skip + 2;
-        if (n->kind == NH_NODE_INBOUND) /* Gorums drops such a request silently */
-            return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
-                                "stream is down: the peer is not connected");
         return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id,
                             "not connected, reconnecting (last: %s)",
                             e.code != NH_OK ? cause : "no attempt finished yet");
     }
-    if (flags & NH_SEND_EXPECT_REPLY) {
-        if (nh_router_add(&n->router, p->seq, p, p->streaming) != 0) {
-            nh_bytes_unref(msg);
-            return nh_error_set(why, NH_INTERNAL, NH_ERR_LOCAL, n->id,
-                                "sequence number %llu already pending", (unsigned long long)p->seq);
-        }
-        p->in_router = true;
-        update_pending(n);
+    if (leg_register(n, p, flags, why) != 0) {
+        nh_bytes_unref(msg);
+        return -1;
     }
-    if (p) p->sent_ns = nh_now_ns();
+    if (n->kind == NH_NODE_LOCAL) {
+        if (send_local(n, msg, p, flags) == 0) return 0;
+        nh_bytes_unref(msg);
+        leg_unregister(n, p);
+        return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
+    }
     if (nh_tp_stream_send(n->stream, msg, (flags & NH_SEND_CONFIRM) ? p : NULL) != 0) {
-        if (p && p->in_router) {
-            nh_router_remove(&n->router, p->seq);
-            p->in_router = false;
-            update_pending(n);
-        }
+        leg_unregister(n, p); /* the stream dropped the message */
         return nh_error_set(why, NH_UNAVAILABLE, NH_ERR_TRANSPORT, n->id, "stream closing");
     }
     return 0;
 }
 
 size_t nh_node_forget(nh_node *n, nh_pending *p) {
-    if (p->in_router) {
-        nh_router_remove(&n->router, p->seq);
-        p->in_router = false;
-        update_pending(n);
-    }
+    leg_unregister(n, p);
     return n->stream ? nh_tp_stream_unqueue(n->stream, p) : 0; /* local sends cannot be */
 }
 
