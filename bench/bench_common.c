@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <time.h>
 
 void nhb_usage(const char *prog, const char *mode) {
@@ -169,4 +170,18 @@ bool nhb_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
         }
     }
     return false;
+}
+
+void nhb_wait_done(sem_t *done, void (*tick)(void *), void *arg) {
+    for (;;) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (sem_timedwait(done, &ts) == 0) return;
+        if (errno == ETIMEDOUT) tick(arg);
+    }
 }

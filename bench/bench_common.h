@@ -3,6 +3,7 @@
 #ifndef NH_BENCH_COMMON_H
 #define NH_BENCH_COMMON_H
 
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,5 +66,9 @@ size_t nhb_put_varint(uint8_t *p, uint64_t v);
 
 /** Reads a protobuf varint from [*p, end); returns false when truncated. */
 bool nhb_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+/** Waits until done is posted, calling tick(arg) every 100 ms meanwhile (the clients use it to
+ * ask their owner thread whether a run stalled). */
+void nhb_wait_done(sem_t *done, void (*tick)(void *), void *arg);
 
 #endif

@@ -225,6 +225,11 @@ static void check_task(void *arg) {
     }
 }
 
+/* nhb_wait_done's tick: asks the owner thread to check for a stalled run. */
+static void post_check(void *rt) {
+    nh_runtime_post(rt, check_task, NULL);
+}
+
 /* ---- arguments ---------------------------------------------------------------------------- */
 
 static void usage(const char *prog) {
@@ -371,17 +376,7 @@ int main(int argc, char **argv) {
         nh_runtime_free(rt);
         return 1;
     }
-    for (;;) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (sem_timedwait(&g.done, &ts) == 0) break;
-        if (errno == ETIMEDOUT) nh_runtime_post(rt, check_task, NULL);
-    }
+    nhb_wait_done(&g.done, post_check, rt);
     size_t errors = g.rec.errors + g.extra_errors;
     nh_config_unref(g.cfg);
     nh_runtime_free(rt);

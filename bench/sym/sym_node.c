@@ -194,6 +194,11 @@ static void check_task(void *arg) {
     }
 }
 
+/* nhb_wait_done's tick: asks the owner thread to check for a stalled run. */
+static void post_check(void *rt) {
+    nh_runtime_post(rt, check_task, NULL);
+}
+
 /* Runs one phase to its end (drained). Returns false when it stalled: calls are then still
  * outstanding and the phase state must not be reused. */
 static bool run_phase(nh_runtime *rt, double seconds, size_t calls) {
@@ -208,17 +213,7 @@ static bool run_phase(nh_runtime *rt, double seconds, size_t calls) {
     g.drain_deadline = 0;
     g.first_error[0] = '\0';
     if (nhb_rec_start(&g.rec, &a) != 0 || nh_runtime_post(rt, start_task, NULL) != 0) return false;
-    for (;;) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (sem_timedwait(&g.done, &ts) == 0) break;
-        if (errno == ETIMEDOUT) nh_runtime_post(rt, check_task, NULL);
-    }
+    nhb_wait_done(&g.done, post_check, rt);
     return g.outstanding == 0;
 }
 
