@@ -9,5 +9,7 @@
 #include <nodehost/call.h>
 #include <nodehost/config.h>
 #include <nodehost/quorum.h>
+#include <nodehost/conf.h>
+#include <nodehost/log.h>
 
 #endif

@@ -28,6 +28,8 @@ typedef struct nh_runtime nh_runtime;
 typedef struct nh_runtime_opts {
     const char *name;        /**< label used in logs and thread names (default "nodehost") */
     size_t max_message_size; /**< largest message sent or received; 0 means 4 MiB */
+    unsigned workers;        /**< worker threads for blocking work (nh_runtime_run_blocking(),
+                                  nh_ctx_offload()), started on first use; 0 means 4 */
 } nh_runtime_opts;
 
 /** Creates a runtime and starts its owner thread. Returns 0, or -1 with err set. */
@@ -49,6 +51,13 @@ typedef void (*nh_task_fn)(void *arg);
  * stopping (fn is then not run).
  */
 NH_API int nh_runtime_post(nh_runtime *rt, nh_task_fn fn, void *arg);
+
+/**
+ * Runs fn(arg) on one of the runtime's worker threads, in FIFO order across the pool. fn may
+ * block and make blocking calls. Work still queued when the runtime is freed runs before
+ * nh_runtime_free() returns. Any thread. Returns 0, or -1 once the runtime is stopping.
+ */
+NH_API int nh_runtime_run_blocking(nh_runtime *rt, nh_task_fn fn, void *arg);
 
 /** True when the calling thread is the runtime's owner thread. */
 NH_API bool nh_runtime_on_owner(const nh_runtime *rt);

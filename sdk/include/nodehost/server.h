@@ -200,6 +200,32 @@ NH_API nh_config *nh_ctx_client_config(const nh_server_ctx *ctx);
 /** The runtime serving this call (for posting work or making calls from the handler). */
 NH_API nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx);
 
+/** A function run when a call ends (nh_ctx_on_end()). */
+typedef void (*nh_ctx_end_fn)(nh_server_ctx *ctx, void *arg);
+
+/**
+ * Registers fn(ctx, arg) to run once when the call ends, whichever way: reply, error, finish,
+ * a handler returning without deferring, or the runtime being freed with the call still open
+ * (then on the thread calling nh_runtime_free()). Otherwise it runs on the owner thread; ctx is
+ * still readable inside fn. (A call whose stream has gone still ends by one of these ways; its
+ * reply is dropped.) One function per call: a second registration replaces the first. Owner
+ * thread only.
+ */
+NH_API void nh_ctx_on_end(nh_server_ctx *ctx, nh_ctx_end_fn fn, void *arg);
+
+/** Blocking work for nh_ctx_offload(). Runs on a worker thread; may block, make blocking
+ * calls (nh_rpc(), nh_quorum_call()) and must end the call (nh_ctx_reply() and friends). */
+typedef void (*nh_blocking_fn)(nh_server_ctx *ctx, void *arg);
+
+/**
+ * Defers the call and runs fn(ctx, arg) on one of the runtime's worker threads (see
+ * nh_runtime_opts.workers), which replies from there. Inside a handler only. Releases the
+ * stream's order first when `release` is true (as Gorums handlers that block usually do).
+ * Returns 0, or -1 when the work could not be queued (the call is then still the handler's to
+ * answer).
+ */
+NH_API int nh_ctx_offload(nh_server_ctx *ctx, bool release, nh_blocking_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

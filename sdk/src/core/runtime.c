@@ -46,8 +46,10 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
     rt->max_message = max;
     rt->next_seq = 0;
     nh_u64map_init(&rt->calls);
+    nh_workers_init(&rt->workers, opts->workers, rt->name);
     rt->loop = nh_tp_loop_new(max, err);
     if (!rt->loop) {
+        nh_workers_stop(&rt->workers);
         free(rt->name);
         free(rt);
         return -1;
@@ -56,6 +58,7 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
         nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "cannot start the owner thread: %s",
                      strerror(errno));
         nh_tp_loop_free(rt->loop);
+        nh_workers_stop(&rt->workers);
         free(rt->name);
         free(rt);
         return -1;
@@ -88,6 +91,9 @@ void nh_runtime_free(nh_runtime *rt) {
     if (nh_tp_loop_post(rt->loop, stop_on_owner, rt) != 0)
         nh_log(NH_LOG_WARN, "runtime", "runtime %s was already stopping", rt->name);
     pthread_join(rt->thread, NULL);
+    /* Workers finish what is queued; their calls fail fast now (posts are closed) and their
+     * replies are dropped, while the contexts they hold stay valid until just below. */
+    nh_workers_stop(&rt->workers);
     nh_node_free_remaining(rt);
     nh_server_free_remaining(rt);
     nh_tp_loop_free(rt->loop);
@@ -100,6 +106,11 @@ void nh_runtime_free(nh_runtime *rt) {
 int nh_runtime_post(nh_runtime *rt, nh_task_fn fn, void *arg) {
     if (!rt || !fn) return -1;
     return nh_tp_loop_post(rt->loop, fn, arg);
+}
+
+int nh_runtime_run_blocking(nh_runtime *rt, nh_task_fn fn, void *arg) {
+    if (!rt || !fn) return -1;
+    return nh_workers_submit(&rt->workers, fn, arg);
 }
 
 bool nh_runtime_on_owner(const nh_runtime *rt) {

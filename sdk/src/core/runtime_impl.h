@@ -2,6 +2,7 @@
 #ifndef NH_CORE_RUNTIME_IMPL_H
 #define NH_CORE_RUNTIME_IMPL_H
 
+#include "core/workers.h"
 #include "server/methods.h"
 #include "transport/loop.h"
 #include "util/u64map.h"
@@ -29,6 +30,7 @@ struct nh_runtime {
     struct nh_server *servers;      /* running servers (owner thread), linked via server->next */
     struct nh_server_ctx *open_ctx; /* server contexts not yet freed (owner thread) */
     bool stopping;                  /* owner thread */
+    nh_workers workers;             /* blocking work (nh_runtime_run_blocking) */
 };
 
 /** Runs fn(arg) on the owner thread and waits for it (directly when already there). Returns 0,

@@ -176,6 +176,7 @@ static void ctx_free(nh_server_ctx *ctx) {
     else
         rt->open_ctx = ctx->next;
     if (ctx->next) ctx->next->prev = ctx->prev;
+    if (ctx->on_end) ctx->on_end(ctx, ctx->on_end_arg);
     nh_wire_msg_free(ctx->msg);
     free(ctx);
     stream_unref(st);
@@ -583,4 +584,40 @@ void nh_ctx_release(nh_server_ctx *ctx) {
 
 void nh_ctx_defer(nh_server_ctx *ctx) {
     if (ctx && ctx->in_handler) ctx->deferred = true;
+}
+
+void nh_ctx_on_end(nh_server_ctx *ctx, nh_ctx_end_fn fn, void *arg) {
+    if (!ctx) return;
+    ctx->on_end = fn;
+    ctx->on_end_arg = arg;
+}
+
+typedef struct offload_task {
+    nh_server_ctx *ctx;
+    nh_blocking_fn fn;
+    void *arg;
+} offload_task;
+
+static void run_offload(void *p) {
+    offload_task t = *(offload_task *)p;
+    free(p);
+    t.fn(t.ctx, t.arg);
+}
+
+int nh_ctx_offload(nh_server_ctx *ctx, bool release, nh_blocking_fn fn, void *arg) {
+    if (!ctx || !fn || !ctx->in_handler || ctx->ended) return -1;
+    offload_task *t = malloc(sizeof *t);
+    if (!t) return -1;
+    *t = (offload_task){.ctx = ctx, .fn = fn, .arg = arg};
+    /* Deferred before queueing: a worker's reply is posted to this (owner) thread and so runs
+     * after the handler returns. */
+    bool was_deferred = ctx->deferred;
+    ctx->deferred = true;
+    if (nh_runtime_run_blocking(ctx->st->rt, run_offload, t) != 0) {
+        ctx->deferred = was_deferred;
+        free(t);
+        return -1;
+    }
+    if (release) nh_ctx_release(ctx);
+    return 0;
 }

@@ -58,6 +58,8 @@ struct nh_server_ctx {
     nh_server_stream *st;
     nh_wire_msg *msg;
     bool in_handler, deferred, ended, released;
+    nh_ctx_end_fn on_end; /* nh_ctx_on_end(), run by ctx_free */
+    void *on_end_arg;
 };
 
 /** Accept callback for the transport: classifies the stream and sets up its endpoint. */

@@ -1,0 +1,43 @@
+/* nodehost: logging shared by the SDK, the nodehost program and plugins: one line per event on
+ * stderr, as text or as JSON lines. */
+#ifndef NODEHOST_LOG_H
+#define NODEHOST_LOG_H
+
+#include <nodehost/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Log levels, most severe first. */
+typedef enum nh_log_level {
+    NH_LOG_ERROR = 0, /**< something failed */
+    NH_LOG_WARN = 1,  /**< something is wrong but handled */
+    NH_LOG_INFO = 2,  /**< life-cycle events (start, stop, plugin loaded) */
+    NH_LOG_DEBUG = 3, /**< details */
+} nh_log_level;
+
+/** Line formats. */
+typedef enum nh_log_format {
+    NH_LOG_TEXT = 0, /**< `2026-11-26T10:00:00.123Z info host: message` */
+    NH_LOG_JSON = 1, /**< `{"ts":"...","level":"info","component":"host","msg":"message"}` */
+} nh_log_format;
+
+/** Sets the most detailed level printed (default: the NH_LOG environment variable,
+ * error|warn|info|debug, else warn). Any thread. */
+NH_API void nh_log_set_level(nh_log_level level);
+
+/** Sets the line format (default text). Any thread. */
+NH_API void nh_log_set_format(nh_log_format format);
+
+/** Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
+NH_API int nh_log_level_parse(const char *name);
+
+/** Logs one line when level is enabled; component names the source ("host", "storage"). */
+NH_API void nh_logf(nh_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif
