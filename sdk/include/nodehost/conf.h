@@ -1,5 +1,14 @@
 /* nodehost: a read-only configuration tree (a plugin's YAML subtree) and typed getters that
- * report errors as `file:line:col: message`. */
+ * report errors as `file:line:col: path: message`.
+ *
+ * Conventions shared by every function here:
+ *   - Messages are `file:line:col: path: message` with 1-based positions and the path as
+ *     nh_conf_path() writes it; when the path is empty (the root) the form is
+ *     `file:line:col: message`. Errors are NH_INVALID_ARGUMENT, kind NH_ERR_LOCAL.
+ *   - A scalar written as nothing, `~` or `null` (unquoted) is a "null": value "" and quoted
+ *     false. The getters treat a null member like an absent one (the default applies).
+ *   - Numbers and booleans may be written quoted (`id: "${ID}"`); `quoted` only matters to
+ *     code that wants to tell "null" the word from a null. */
 #ifndef NODEHOST_CONF_H
 #define NODEHOST_CONF_H
 
@@ -47,32 +56,36 @@ NH_API char *nh_conf_path(const nh_conf_node *n, char *buf, size_t size);
 
 /**
  * Sets err to `file:line:col: <path>: <message>` at node n's value position (NH_INVALID_ARGUMENT,
- * NH_ERR_LOCAL). With n NULL, only the message. Returns -1.
+ * NH_ERR_LOCAL); for the root, `file:line:col: <message>`. With n NULL, only the message.
+ * Returns -1.
  */
 NH_API int nh_conf_error(const nh_conf_node *n, nh_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /**
  * Checks that map is a map (or NULL: nothing to check) whose keys are all in the
- * NULL-terminated list `allowed` and appear once. Unknown key:
- * `file:line:col: <path>: unknown key 'k' (expected one of: a, b)`. Returns 0 or -1 with err.
+ * NULL-terminated list `allowed` and appear once. Unknown key, at the key's position with the
+ * map's path: `file:line:col: <path>: unknown key 'k' (expected one of: a, b)`. Not a map:
+ * `<path>: must be a map, got a list` (or `got "text"`). Returns 0 or -1 with err.
  */
 NH_API int nh_conf_check_keys(const nh_conf_node *map, const char *const *allowed, nh_error *err);
 
 /**
- * Reads map[key] as an integer in [min, max] (decimal, or 0x hex; suffixes k, M, G, Ki, Mi, Gi
- * accepted when `sizes` is true). Absent: *out = def. Returns 0 or -1 with err naming the
- * position, the key and what was expected.
+ * Reads map[key] as an integer in [min, max] (optional sign, decimal or 0x hex; with `sizes`
+ * one suffix of k, M, G (x1000) or Ki, Mi, Gi (x1024)). Absent or null: *out = def. Returns 0
+ * or -1 with err: `<path>: must be an integer, got "abc"` (with sizes: `must be a size (...)`),
+ * `<path>: must be between 1 and 1048575, got 0` (with sizes the bounds read 1Ki, 64Mi).
  */
 NH_API int nh_conf_int(const nh_conf_node *map, const char *key, int64_t def, int64_t min,
                        int64_t max, bool sizes, int64_t *out, nh_error *err);
 
-/** Reads map[key] as a boolean (true/false, yes/no, on/off). Absent: *out = def. */
+/** Reads map[key] as a boolean (true/false, yes/no, on/off, any case). Absent or null:
+ * *out = def. Else `<path>: must be a boolean (true or false), got "maybe"`. */
 NH_API int nh_conf_bool(const nh_conf_node *map, const char *key, bool def, bool *out,
                         nh_error *err);
 
-/** Reads map[key] as a string scalar (borrowed from the tree). Absent: *out = def. A map or a
- * list where a string is expected is an error. */
+/** Reads map[key] as a string scalar (borrowed from the tree). Absent or null: *out = def. A map
+ * or a list where a string is expected is an error (`<path>: must be a string, got a map`). */
 NH_API int nh_conf_string(const nh_conf_node *map, const char *key, const char *def,
                           const char **out, nh_error *err);
 
