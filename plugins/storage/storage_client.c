@@ -1,0 +1,605 @@
+/* nh-storage-client: a client of the storage plugin (proto.Storage), for demos and tests.
+ *
+ *   nh-storage-client --nodes 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 write KEY VALUE
+ *
+ * One readable line per operation on stdout, with the node IDs involved and the time taken;
+ * errors on stderr. Exit status 0 on success, 1 on any failure. See usage() for the commands. */
+#include <nodehost/nodehost.h>
+
+#include "storage.pb-c.h"
+#include "storage_newest.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_NODES 64
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: nh-storage-client [--nodes LIST] [--timeout-ms N] COMMAND [ARGS]\n"
+            "\n"
+            "A client of the nodehost storage plugin (proto.Storage).\n"
+            "\n"
+            "options:\n"
+            "  --nodes LIST      the storage nodes: ADDR,ADDR,... (IDs 1, 2, ... in order) or\n"
+            "                    ID=ADDR,ID=ADDR,... (the IDs of the nodes' configuration)\n"
+            "  --timeout-ms N    timeout of each call (default 5000)\n"
+            "  --for-ms N        listen: stop after N ms (default 0: until interrupted)\n"
+            "  -h, --help        this text\n"
+            "\n"
+            "commands:\n"
+            "  write KEY VALUE           WriteQC on --nodes (majority), timestamped now\n"
+            "  read KEY                  ReadQC on --nodes (majority), prints the newest value\n"
+            "  multicast KEY VALUE       WriteMulticast to --nodes (one-way), timestamped now\n"
+            "  nested NODE KEY           ReadNestedQC on one node: it reads from its own peers\n"
+            "  notify NODE KEY VALUE     NotifyClients on one node: it calls every listening\n"
+            "                            client and reports who acknowledged\n"
+            "  listen                    connects to --nodes as a client peer (gorums-node-id 0)\n"
+            "                            and prints every proto.StorageClient.Notify it gets\n"
+            "\n"
+            "NODE is an address (host:port) or the ID of a node in --nodes.\n");
+}
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static int64_t now_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double ms_since(int64_t start) {
+    return (double)(now_ns(CLOCK_MONOTONIC) - start) / 1e6;
+}
+
+/* "2024-05-01T12:00:00.123456789Z", or "-" for no timestamp. */
+static const char *fmt_time(const Google__Protobuf__Timestamp *t, char *buf, size_t size) {
+    if (!t) return "-";
+    time_t secs = (time_t)t->seconds;
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) {
+        snprintf(buf, size, "%llds", (long long)t->seconds);
+        return buf;
+    }
+    char date[40];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%09dZ", date, (int)t->nanos);
+    return buf;
+}
+
+/* Appends the IDs as "1,2,3" ("none" when empty). */
+static const char *fmt_ids(const uint32_t *ids, size_t n, char *buf, size_t size) {
+    size_t off = 0;
+    buf[0] = '\0';
+    if (!n) snprintf(buf, size, "none");
+    for (size_t i = 0; i < n && off < size; i++)
+        off += (size_t)snprintf(buf + off, size - off, i ? ",%u" : "%u", ids[i]);
+    return buf;
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nh-storage-client: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* ---- nodes -------------------------------------------------------------------------------- */
+
+typedef struct client {
+    nh_node_addr nodes[MAX_NODES];
+    char *addrs[MAX_NODES];
+    size_t n;
+    uint32_t timeout_ms;
+    uint32_t for_ms;
+    nh_runtime *rt;
+} client;
+
+static bool all_digits(const char *s, size_t n) {
+    if (!n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i])) return false;
+    return true;
+}
+
+/* Parses --nodes: "ADDR,ADDR" or "ID=ADDR,ID=ADDR". */
+static int parse_nodes(client *c, const char *list) {
+    const char *p = list;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (c->n == MAX_NODES) {
+            fail("--nodes: more than %d nodes", MAX_NODES);
+            return -1;
+        }
+        if (len) {
+            const char *eq = memchr(p, '=', len);
+            uint32_t id = (uint32_t)c->n + 1;
+            const char *addr = p;
+            size_t alen = len;
+            if (eq) {
+                if (!all_digits(p, (size_t)(eq - p))) {
+                    fail("--nodes: bad node ID in \"%.*s\"", (int)len, p);
+                    return -1;
+                }
+                id = (uint32_t)strtoul(p, NULL, 10);
+                addr = eq + 1;
+                alen = len - (size_t)(eq - p) - 1;
+            }
+            c->addrs[c->n] = strndup(addr, alen);
+            c->nodes[c->n] = (nh_node_addr){id, c->addrs[c->n]};
+            c->n++;
+        }
+        p += len + (end ? 1 : 0);
+    }
+    if (!c->n) {
+        fail("--nodes: no nodes given");
+        return -1;
+    }
+    return 0;
+}
+
+/* A configuration of every --nodes node, announcing `announce` as gorums-node-id (or nothing). */
+static nh_config *open_all(client *c, const char *announce) {
+    if (!c->n) {
+        fail("--nodes is required for this command");
+        return NULL;
+    }
+    nh_metadata md[] = {{"gorums-node-id", announce}};
+    nh_config_opts o = {.nodes = c->nodes,
+                        .count = c->n,
+                        .metadata = md,
+                        .metadata_count = announce ? 1 : 0,
+                        .backoff_base_ms = 100,
+                        .backoff_max_ms = 1000};
+    nh_config *cfg;
+    nh_error err;
+    if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
+        fail("%s", err.message);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* A configuration of one node: NODE is an ID of --nodes or an address (ID from --nodes when it is
+ * listed there, else 1). */
+static nh_config *open_one(client *c, const char *node) {
+    nh_node_addr one = {1, node};
+    bool found = false;
+    for (size_t i = 0; i < c->n && !found; i++) {
+        if (all_digits(node, strlen(node)) && c->nodes[i].id == strtoul(node, NULL, 10))
+            found = true;
+        if (!strcmp(node, c->nodes[i].address)) found = true;
+        if (found) one = c->nodes[i];
+    }
+    if (!found && all_digits(node, strlen(node))) {
+        fail("node %s is not in --nodes", node);
+        return NULL;
+    }
+    nh_config_opts o = {.nodes = &one, .count = 1};
+    nh_config *cfg;
+    nh_error err;
+    if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
+        fail("%s", err.message);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* Waits until every node of cfg is connected (or the timeout); returns how many are. */
+static size_t wait_connected(const nh_config *cfg, uint32_t timeout_ms) {
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    for (;;) {
+        size_t up = 0;
+        for (size_t i = 0; i < nh_config_size(cfg); i++)
+            if (nh_node_connected(nh_config_node(cfg, i))) up++;
+        if (up == nh_config_size(cfg) || ms_since(start) >= timeout_ms) return up;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static nh_buf pack(const ProtobufCMessage *m) {
+    nh_buf b = {0};
+    b.len = protobuf_c_message_get_packed_size(m);
+    b.data = malloc(b.len ? b.len : 1);
+    if (b.data) protobuf_c_message_pack(m, b.data);
+    return b;
+}
+
+static Google__Protobuf__Timestamp now_timestamp(void) {
+    Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    int64_t ns = now_ns(CLOCK_REALTIME);
+    t.seconds = ns / 1000000000;
+    t.nanos = (int32_t)(ns % 1000000000);
+    return t;
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+static int cmd_write(client *c, const char *key, const char *value) {
+    nh_config *cfg = open_all(c, NULL);
+    if (!cfg) return 1;
+    wait_connected(cfg, c->timeout_ms);
+    Google__Protobuf__Timestamp t = now_timestamp();
+    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
+    req.key = (char *)key;
+    req.value = (char *)value;
+    req.time = &t;
+    nh_buf b = pack(&req.base);
+    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
+    nh_qc_outcome out = {0};
+    nh_error err;
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = nh_quorum_call(cfg, "proto.Storage.WriteQC", b.data, b.len, &o, &out, &err);
+    double ms = ms_since(start);
+    uint32_t fresh[MAX_NODES], old[MAX_NODES];
+    size_t nf = 0, no = 0;
+    for (size_t i = 0; i < out.n_replies && nf + no < MAX_NODES; i++) {
+        if (out.replies[i].err.code != NH_OK) continue;
+        Proto__WriteResponse *w =
+            proto__write_response__unpack(NULL, out.replies[i].len, out.replies[i].payload);
+        if (!w) continue;
+        if (w->new_)
+            fresh[nf++] = out.replies[i].node_id;
+        else
+            old[no++] = out.replies[i].node_id;
+        proto__write_response__free_unpacked(w, NULL);
+    }
+    char a[256], d[300] = "";
+    if (no) {
+        char list[256];
+        snprintf(d, sizeof d, ", not newer on nodes %s", fmt_ids(old, no, list, sizeof list));
+    }
+    if (rc == 0)
+        printf("write %s=%s: ok (majority of %zu), new on nodes %s%s, %.2f ms\n", key, value,
+               nh_config_size(cfg), fmt_ids(fresh, nf, a, sizeof a), d, ms);
+    else
+        fail("write %s=%s: %s (%.2f ms)", key, value, err.message, ms);
+    nh_qc_outcome_free(&out);
+    nh_buf_free(&b);
+    nh_config_unref(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+static void print_read(const char *what, const char *key, const Proto__ReadResponse *r,
+                       const char *detail, double ms) {
+    char tb[64];
+    if (r->ok)
+        printf("%s %s: \"%s\" (time %s, %s), %.2f ms\n", what, key, r->value,
+               fmt_time(r->time, tb, sizeof tb), detail, ms);
+    else
+        printf("%s %s: not found (%s), %.2f ms\n", what, key, detail, ms);
+}
+
+static int cmd_read(client *c, const char *key) {
+    nh_config *cfg = open_all(c, NULL);
+    if (!cfg) return 1;
+    wait_connected(cfg, c->timeout_ms);
+    Proto__ReadRequest req = PROTO__READ_REQUEST__INIT;
+    req.key = (char *)key;
+    nh_buf b = pack(&req.base);
+    uint32_t winner = 0;
+    nh_qc_opts o = {
+        .call = {.timeout_ms = c->timeout_ms},
+        .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = storage_newest_qf, .fn_user = &winner}};
+    nh_qc_outcome out = {0};
+    nh_error err;
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = nh_quorum_call(cfg, "proto.Storage.ReadQC", b.data, b.len, &o, &out, &err);
+    double ms = ms_since(start);
+    int status = 1;
+    if (rc == 0) {
+        Proto__ReadResponse *r = proto__read_response__unpack(NULL, out.value.len, out.value.data);
+        if (r) {
+            uint32_t ids[MAX_NODES];
+            size_t k = 0;
+            for (size_t i = 0; i < out.n_replies && k < MAX_NODES; i++)
+                if (out.replies[i].err.code == NH_OK) ids[k++] = out.replies[i].node_id;
+            char list[256], detail[320];
+            fmt_ids(ids, k, list, sizeof list);
+            if (r->ok)
+                snprintf(detail, sizeof detail, "newest from node %u; replies from nodes %s",
+                         winner, list);
+            else
+                snprintf(detail, sizeof detail, "replies from nodes %s", list);
+            print_read("read", key, r, detail, ms);
+            proto__read_response__free_unpacked(r, NULL);
+            status = 0;
+        } else {
+            fail("read %s: the answer does not decode as proto.ReadResponse", key);
+        }
+    } else {
+        fail("read %s: %s (%.2f ms)", key, err.message, ms);
+    }
+    nh_qc_outcome_free(&out);
+    nh_buf_free(&b);
+    nh_config_unref(cfg);
+    return status;
+}
+
+static int cmd_multicast(client *c, const char *key, const char *value) {
+    nh_config *cfg = open_all(c, NULL);
+    if (!cfg) return 1;
+    wait_connected(cfg, c->timeout_ms);
+    Google__Protobuf__Timestamp t = now_timestamp();
+    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
+    req.key = (char *)key;
+    req.value = (char *)value;
+    req.time = &t;
+    nh_buf b = pack(&req.base);
+    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
+    nh_error err;
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = nh_multicast(cfg, "proto.Storage.WriteMulticast", b.data, b.len, &o, &err);
+    double ms = ms_since(start);
+    uint32_t ids[MAX_NODES];
+    size_t n = nh_config_ids(cfg, ids, MAX_NODES);
+    char list[256];
+    if (rc == 0)
+        printf("multicast %s=%s: sent to nodes %s, %.2f ms\n", key, value,
+               fmt_ids(ids, n, list, sizeof list), ms);
+    else
+        fail("multicast %s=%s: %s (%.2f ms)", key, value, err.message, ms);
+    nh_buf_free(&b);
+    nh_config_unref(cfg);
+    return rc == 0 ? 0 : 1;
+}
+
+/* An RPC to one node; on success *resp holds the answer. */
+static int rpc_one(client *c, nh_config *cfg, const char *method, const ProtobufCMessage *req,
+                   nh_buf *resp, double *ms, nh_error *err) {
+    wait_connected(cfg, c->timeout_ms);
+    nh_buf b = pack(req);
+    nh_call_opts o = {.timeout_ms = c->timeout_ms};
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = nh_rpc(nh_config_node(cfg, 0), method, b.data, b.len, &o, resp, err);
+    *ms = ms_since(start);
+    nh_buf_free(&b);
+    return rc;
+}
+
+static int cmd_nested(client *c, const char *node, const char *key) {
+    nh_config *cfg = open_one(c, node);
+    if (!cfg) return 1;
+    uint32_t id = nh_node_id(nh_config_node(cfg, 0));
+    Proto__ReadRequest req = PROTO__READ_REQUEST__INIT;
+    req.key = (char *)key;
+    nh_buf resp = {0};
+    nh_error err;
+    double ms;
+    int status = 1;
+    if (rpc_one(c, cfg, "proto.Storage.ReadNestedQC", &req.base, &resp, &ms, &err) == 0) {
+        Proto__ReadResponse *r = proto__read_response__unpack(NULL, resp.len, resp.data);
+        if (r) {
+            char detail[64];
+            snprintf(detail, sizeof detail, "read by node %u from its peers", id);
+            print_read("nested", key, r, detail, ms);
+            proto__read_response__free_unpacked(r, NULL);
+            status = 0;
+        } else {
+            fail("nested %s: the answer does not decode as proto.ReadResponse", key);
+        }
+    } else {
+        fail("nested %s via node %u: %s (%.2f ms)", key, id, err.message, ms);
+    }
+    nh_buf_free(&resp);
+    nh_config_unref(cfg);
+    return status;
+}
+
+static int cmd_notify(client *c, const char *node, const char *key, const char *value) {
+    nh_config *cfg = open_one(c, node);
+    if (!cfg) return 1;
+    uint32_t id = nh_node_id(nh_config_node(cfg, 0));
+    Google__Protobuf__Timestamp t = now_timestamp();
+    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
+    req.key = (char *)key;
+    req.value = (char *)value;
+    req.time = &t;
+    nh_buf resp = {0};
+    nh_error err;
+    double ms;
+    int status = 1;
+    if (rpc_one(c, cfg, "proto.Storage.NotifyClients", &req.base, &resp, &ms, &err) == 0) {
+        Proto__NotifyResponse *r = proto__notify_response__unpack(NULL, resp.len, resp.data);
+        if (r) {
+            char list[512];
+            printf("notify %s=%s via node %u: acked by %u client%s (%s), %.2f ms\n", key, value, id,
+                   r->acked, r->acked == 1 ? "" : "s",
+                   fmt_ids(r->clientids, r->n_clientids, list, sizeof list), ms);
+            proto__notify_response__free_unpacked(r, NULL);
+            status = 0;
+        } else {
+            fail("notify %s: the answer does not decode as proto.NotifyResponse", key);
+        }
+    } else {
+        fail("notify %s=%s via node %u: %s (%.2f ms)", key, value, id, err.message, ms);
+    }
+    nh_buf_free(&resp);
+    nh_config_unref(cfg);
+    return status;
+}
+
+/* listen: the back-channel handler of proto.StorageClient.Notify (runs on the owner thread). */
+static atomic_uint g_notifications;
+
+static void h_notify(nh_server_ctx *ctx, void *user) {
+    size_t len;
+    const uint8_t *p = nh_ctx_payload(ctx, &len);
+    Proto__WriteRequest *w = proto__write_request__unpack(NULL, len, p);
+    if (!w) {
+        nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT, "Notify: the request does not decode");
+        return;
+    }
+    char tb[64];
+    printf("notification from node %u: %s=%s (time %s)\n", nh_ctx_peer_id(ctx), w->key, w->value,
+           fmt_time(w->time, tb, sizeof tb));
+    fflush(stdout);
+    atomic_fetch_add(&g_notifications, 1);
+    proto__write_request__free_unpacked(w, NULL);
+    Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+    resp.new_ = true;
+    uint8_t buf[8];
+    nh_ctx_reply(ctx, buf, proto__write_response__pack(&resp, buf));
+}
+
+static int cmd_listen(client *c, const sigset_t *stop_signals) {
+    nh_error err;
+    if (nh_runtime_handle(c->rt, "proto.StorageClient.Notify", h_notify, NULL, &err) != 0) {
+        fail("%s", err.message);
+        return 1;
+    }
+    nh_config *cfg = open_all(c, "0");
+    if (!cfg) return 1;
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    size_t up = wait_connected(cfg, c->timeout_ms);
+    uint32_t ids[MAX_NODES];
+    size_t n = nh_config_ids(cfg, ids, MAX_NODES);
+    char list[256];
+    printf("listen: client peer of nodes %s, %zu of %zu connected, %.2f ms\n",
+           fmt_ids(ids, n, list, sizeof list), up, n, ms_since(start));
+    fflush(stdout);
+    for (;;) {
+        struct timespec ts = {1, 0};
+        if (c->for_ms) {
+            double left = (double)c->for_ms - ms_since(start);
+            if (left <= 0) break;
+            if (left < 1000) ts = (struct timespec){0, (long)(left * 1e6)};
+        }
+        int sig = sigtimedwait(stop_signals, NULL, &ts);
+        if (sig > 0) break;
+    }
+    printf("listen: %u notification%s in %.0f ms\n", atomic_load(&g_notifications),
+           atomic_load(&g_notifications) == 1 ? "" : "s", ms_since(start));
+    fflush(stdout);
+    nh_config_unref(cfg);
+    return 0;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+static bool parse_u32(const char *s, uint32_t *out) {
+    if (!all_digits(s, strlen(s)) || strlen(s) > 9) return false;
+    *out = (uint32_t)strtoul(s, NULL, 10);
+    return true;
+}
+
+int main(int argc, char **argv) {
+    client c = {.timeout_ms = 5000};
+    static const struct option opts[] = {
+        {"nodes", required_argument, NULL, 'n'},
+        {"timeout-ms", required_argument, NULL, 't'},
+        {"for-ms", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int status = 1;
+    int o;
+    while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (o) {
+            case 'n':
+                if (parse_nodes(&c, optarg) != 0) goto out;
+                break;
+            case 't':
+                if (!parse_u32(optarg, &c.timeout_ms) || !c.timeout_ms) {
+                    fail("--timeout-ms: a positive number of milliseconds, not \"%s\"", optarg);
+                    goto out;
+                }
+                break;
+            case 'f':
+                if (!parse_u32(optarg, &c.for_ms)) {
+                    fail("--for-ms: a number of milliseconds, not \"%s\"", optarg);
+                    goto out;
+                }
+                break;
+            case 'h':
+                usage(stdout);
+                status = 0;
+                goto out;
+            default:
+                usage(stderr);
+                goto out;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    /* listen accepts --for-ms after the command too */
+    if (argc >= 1 && !strcmp(argv[0], "listen") && argc == 3 && !strcmp(argv[1], "--for-ms")) {
+        if (!parse_u32(argv[2], &c.for_ms)) {
+            fail("--for-ms: a number of milliseconds, not \"%s\"", argv[2]);
+            goto out;
+        }
+        argc = 1;
+    }
+    static const struct {
+        const char *name;
+        int args;
+    } cmds[] = {{"write", 2},  {"read", 1},   {"multicast", 2},
+                {"nested", 2}, {"notify", 3}, {"listen", 0}};
+    int cmd = -1;
+    for (size_t i = 0; argc >= 1 && i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[0], cmds[i].name)) cmd = (int)i;
+    if (cmd < 0 || argc - 1 != cmds[cmd].args) {
+        if (argc < 1)
+            fail("no command given (see --help)");
+        else if (cmd < 0)
+            fail("unknown command \"%s\" (see --help)", argv[0]);
+        else
+            fail("%s takes %d argument%s (see --help)", argv[0], cmds[cmd].args,
+                 cmds[cmd].args == 1 ? "" : "s");
+        goto out;
+    }
+
+    /* Signals that stop `listen`, blocked in every thread (the runtime's threads inherit it). */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    nh_error err;
+    nh_runtime_opts ro = {.name = "storage-client"};
+    if (nh_runtime_new(&ro, &c.rt, &err) != 0) {
+        fail("%s", err.message);
+        goto out;
+    }
+    char **a = argv + 1;
+    switch (cmd) {
+        case 0:
+            status = cmd_write(&c, a[0], a[1]);
+            break;
+        case 1:
+            status = cmd_read(&c, a[0]);
+            break;
+        case 2:
+            status = cmd_multicast(&c, a[0], a[1]);
+            break;
+        case 3:
+            status = cmd_nested(&c, a[0], a[1]);
+            break;
+        case 4:
+            status = cmd_notify(&c, a[0], a[1], a[2]);
+            break;
+        default:
+            status = cmd_listen(&c, &stop);
+            break;
+    }
+    fflush(stdout);
+    nh_runtime_free(c.rt);
+out:
+    for (size_t i = 0; i < c.n; i++)
+        free(c.addrs[i]);
+    return status;
+}
