@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, and run the nodehost demonstration.
+# The main job: build nodehost, start a 3-node local cluster from conf/cluster-3.yaml with the
+# storage plugin, run a client scenario that prints a readable transcript, stop everything.
+#   bash deploy/demo.sh            (NH_BUILD_DIR=... to build elsewhere)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/deploy/install-deps.sh"
 build=${NH_BUILD_DIR:-$root/build}
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nodehost-demo >/dev/null
-exec "$build/host/nodehost-demo" "$@"
+echo "== building nodehost in $build"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNH_BUILD_BENCH=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target nodehost_exe storage benchmark nh-storage-client \
+  >/dev/null
+exec bash "$root/deploy/demo-scenario.sh" "$build"

@@ -200,6 +200,11 @@ NH_API nh_config *nh_ctx_client_config(const nh_server_ctx *ctx);
 /** The runtime serving this call (for posting work or making calls from the handler). */
 NH_API nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx);
 
+/** True once the call was answered or handed on: it ended (reply, error, finish) or was
+ * deferred. A host can check this after a handler returned to catch a handler that did
+ * neither. Owner thread. */
+NH_API bool nh_ctx_answered(const nh_server_ctx *ctx);
+
 /** A function run when a call ends (nh_ctx_on_end()). */
 typedef void (*nh_ctx_end_fn)(nh_server_ctx *ctx, void *arg);
 

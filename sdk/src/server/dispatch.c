@@ -586,6 +586,10 @@ void nh_ctx_defer(nh_server_ctx *ctx) {
     if (ctx && ctx->in_handler) ctx->deferred = true;
 }
 
+bool nh_ctx_answered(const nh_server_ctx *ctx) {
+    return ctx && (ctx->ended || ctx->deferred);
+}
+
 void nh_ctx_on_end(nh_server_ctx *ctx, nh_ctx_end_fn fn, void *arg) {
     if (!ctx) return;
     ctx->on_end = fn;

@@ -1,0 +1,215 @@
+/* nodehost: runs one node of a Gorums cluster from a YAML file, with handler plugins.
+ *
+ *   nodehost --config FILE [--id N] [options]     run a node
+ *   nodehost --config FILE --check-config         validate the file and its plugins, start nothing
+ *   nodehost status ADDRESS [--json]              ask a running node for its status
+ */
+#include "admin/admin.h"
+#include "config/host_config.h"
+#include "plugin/loader.h"
+#include "plugin/plugin_host.h"
+#include "run/node_run.h"
+
+#include <nodehost/nodehost.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "Usage:\n"
+            "  nodehost --config FILE [--id N] [options]   run a node\n"
+            "  nodehost --config FILE [--id N] --check-config\n"
+            "                                               validate the file and every plugin it\n"
+            "                                               names (load and descriptor check, no "
+            "init)\n"
+            "  nodehost status ADDRESS [--json] [--timeout-ms N]\n"
+            "                                               print a running node's ID, Config,\n"
+            "                                               ClientConfig and plugins\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE       the YAML configuration (see conf/reference.yaml)\n"
+            "  -i, --id N              which node of a shared cluster file to run (overrides "
+            "node.id)\n"
+            "      --check-config      validate and exit: 0 when valid, 1 with the errors\n"
+            "      --log-level L       error, warn, info or debug (overrides log.level)\n"
+            "      --log-format F      text or json (overrides log.format)\n"
+            "      --state-dir DIR     where plugin copies are loaded from (default\n"
+            "                          $NH_STATE_DIR, else $XDG_RUNTIME_DIR/nodehost, else\n"
+            "                          /tmp/nodehost-UID)\n"
+            "  -h, --help              this text\n"
+            "  -V, --version           the version\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop the node after the calls in flight finish (within\n"
+            "limits.shutdown_grace_ms; a second signal stops at once).\n"
+            "Exit status: 0 success, 1 error (configuration, plugins, start), 2 bad usage.\n");
+}
+
+/* The directory plugin copies are loaded from: made ready (created 0700, checked, cleaned of
+ * copies left by dead processes). */
+static int state_dir_path(const char *given, char *buf, size_t size) {
+    const char *env = getenv("NH_STATE_DIR");
+    if (given)
+        snprintf(buf, size, "%s", given);
+    else if (env && *env)
+        snprintf(buf, size, "%s", env);
+    else if (nh_plugin_state_dir_default(buf, size) != 0)
+        return -1;
+    nh_error err = {0};
+    if (nh_plugin_state_dir_prepare(buf, &err) != 0) {
+        fprintf(stderr, "nodehost: %s\n", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_u32(const char *s, uint32_t max, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v == 0 || v > max || s[0] == '-') return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int cmd_status(int argc, char **argv) {
+    const char *address = NULL;
+    bool json = false;
+    uint32_t timeout_ms = 3000;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) {
+            json = true;
+        } else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc) {
+            if (parse_u32(argv[++i], 600000, &timeout_ms) != 0) {
+                fprintf(stderr, "nodehost status: --timeout-ms must be 1 to 600000\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] != '-' && !address) {
+            address = argv[i];
+        } else {
+            fprintf(stderr, "nodehost status: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!address) {
+        fprintf(stderr, "nodehost status: missing ADDRESS (host:port of a running node)\n");
+        return 2;
+    }
+    nh_error err = {0};
+    if (nh_admin_print_status(address, timeout_ms, json, stdout, &err) != 0) {
+        fprintf(stderr, "nodehost status: %s: %s\n", address, err.message);
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    nh_run_block_signals();
+    if (argc > 1 && !strcmp(argv[1], "status")) return cmd_status(argc, argv);
+
+    enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_STATE_DIR };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"id", required_argument, NULL, 'i'},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL, *state_dir = NULL;
+    uint32_t id = 0;
+    bool check = false;
+    int log_level = -1, log_format = -1;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:i:hV", opts, NULL)) != -1) {
+        switch (c) {
+            case 'c':
+                config = optarg;
+                break;
+            case 'i':
+                if (parse_u32(optarg, (1u << 20) - 1, &id) != 0) {
+                    fprintf(stderr,
+                            "nodehost: --id must be a node ID from 1 to 1048575, got '%s'\n",
+                            optarg);
+                    return 2;
+                }
+                break;
+            case OPT_CHECK:
+                check = true;
+                break;
+            case OPT_LOG_LEVEL:
+                if ((log_level = nh_log_level_parse(optarg)) < 0) {
+                    fprintf(stderr, "nodehost: --log-level must be error, warn, info or debug\n");
+                    return 2;
+                }
+                break;
+            case OPT_LOG_FORMAT:
+                if (!strcmp(optarg, "text"))
+                    log_format = NH_LOG_TEXT;
+                else if (!strcmp(optarg, "json"))
+                    log_format = NH_LOG_JSON;
+                else {
+                    fprintf(stderr, "nodehost: --log-format must be text or json\n");
+                    return 2;
+                }
+                break;
+            case OPT_STATE_DIR:
+                state_dir = optarg;
+                break;
+            case 'h':
+                usage(stdout);
+                return 0;
+            case 'V':
+                printf("nodehost %s\n", nh_version());
+                return 0;
+            default:
+                usage(stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nodehost: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!config) {
+        fprintf(stderr, "nodehost: missing --config FILE (see --help)\n");
+        return 2;
+    }
+    nh_error err = {0};
+    nh_host_config *cfg = NULL;
+    if (nh_host_config_load(config, id, &cfg, &err) != 0) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    nh_log_set_level(log_level >= 0 ? (nh_log_level)log_level : (nh_log_level)cfg->log_level);
+    nh_log_set_format(log_format >= 0
+                          ? (nh_log_format)log_format
+                          : (cfg->log_format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT));
+    char dir[4096];
+    int rc = 1;
+    if (state_dir_path(state_dir, dir, sizeof dir) != 0) goto out;
+    if (check) {
+        if (nh_plugin_host_check(cfg, dir, &err) != 0) {
+            fprintf(stderr, "%s\n", err.message);
+            goto out;
+        }
+        printf("%s: OK (node %u, %zu peer(s), %zu plugin(s))\n", config, cfg->node_id,
+               cfg->peer_count, cfg->plugin_count);
+        rc = 0;
+        goto out;
+    }
+    rc = nh_run_node(cfg, dir);
+out:
+    nh_host_config_free(cfg);
+    return rc;
+}
