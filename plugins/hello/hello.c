@@ -15,6 +15,9 @@
  *
  * To start a plugin of your own: copy this directory, rename the package, the messages and the
  * methods, keep the shape (state struct, check_config, init, fini, handlers, descriptor). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* asprintf */
+#endif
 #include <nodehost/plugin.h>
 
 #include "hello.pb-c.h" /* generated from hello.proto by nh_add_plugin() */
