@@ -84,7 +84,7 @@ out=$(run "$client" --nodes "$nodes" read color) && echo "$out"
 grep -q 'blue' <<<"$out" || fail "read did not return blue"
 
 step "3. nested read: node 2 runs a quorum call over its own Config and returns the newest value"
-out=$(run "$client" nested "$(addr 2)" color) && echo "$out"
+out=$(run "$client" --nodes "$nodes" nested 2 color) && echo "$out"
 grep -q 'blue' <<<"$out" || fail "nested read did not return blue"
 
 step "4. a client peer registers and is called back over ClientConfig"
@@ -95,7 +95,7 @@ for i in $(seq 1 200); do
   sleep 0.1
 done
 run "$nodehost" status "$(addr 1)"
-out=$(run "$client" notify "$(addr 1)" color green) && echo "$out"
+out=$(run "$client" --nodes "$nodes" notify 1 color green) && echo "$out"
 grep -q 'acked by 1 client' <<<"$out" || fail "the client peer did not acknowledge"
 for i in $(seq 1 100); do grep -q green "$work/listener.out" && break; sleep 0.1; done
 echo "   the client peer printed:"; sed 's/^/     /' "$work/listener.out"
@@ -113,7 +113,7 @@ grep -q 'red' <<<"$out" || fail "read with node 3 down did not return red"
 step "6. restart node 3: it is back in every Config and a nested read on it sees the newest value"
 start_node 3
 for i in 1 2 3; do wait_config "$i" "1,2,3"; done
-out=$(run "$client" nested "$(addr 3)" color) && echo "$out"
+out=$(run "$client" --nodes "$nodes" nested 3 color) && echo "$out"
 grep -q 'red' <<<"$out" || fail "nested read on the restarted node did not return red"
 
 step "7. stop every node with SIGTERM (graceful: calls in flight finish)"

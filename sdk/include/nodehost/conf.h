@@ -65,7 +65,9 @@ NH_API int nh_conf_error(const nh_conf_node *n, nh_error *err, const char *fmt, 
 /**
  * Checks that map is a map (or NULL: nothing to check) whose keys are all in the
  * NULL-terminated list `allowed` and appear once. Unknown key, at the key's position with the
- * map's path: `file:line:col: <path>: unknown key 'k' (expected one of: a, b)`. Not a map:
+ * map's path: `file:line:col: <path>: unknown key 'k' (expected one of: a, b)` (with one allowed
+ * key:
+ * `(expected: a)`). Not a map:
  * `<path>: must be a map, got a list` (or `got "text"`). Returns 0 or -1 with err.
  */
 NH_API int nh_conf_check_keys(const nh_conf_node *map, const char *const *allowed, nh_error *err);

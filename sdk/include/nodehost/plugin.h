@@ -47,7 +47,7 @@ typedef struct nh_plugin_env {
 /**
  * A method handler. request is the decoded request (the method's request type), owned by the
  * host and valid until the call ends (also after a deferred handler returns). state is what
- * init stored. Runs on the owner thread and must not block: defer and reply later, or use
+ * init stored. The host uses the call's nh_ctx_on_end() hook itself: plugins must not set it. Runs on the owner thread and must not block: defer and reply later, or use
  * nh_ctx_offload() for blocking work.
  */
 typedef void (*nh_plugin_handler_fn)(nh_server_ctx *ctx, const ProtobufCMessage *request,
