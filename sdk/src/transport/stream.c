@@ -121,7 +121,9 @@ static void send_next(nh_tp_stream *s) {
     if (s->send_busy || s->closed) return;
     nh_send_item it;
     if (!nh_send_queue_pop(&s->queue, &it)) {
-        if (s->finishing && !s->status_started) start_status(s);
+        /* Only a server stream ends with a status it sends; a client stream that is finishing
+         * was cancelled (nh_tp_stream_cancel) and has nothing more to send. */
+        if (s->finishing && !s->status_started && !s->client) start_status(s);
         return;
     }
     grpc_slice sl =
