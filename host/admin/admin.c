@@ -40,7 +40,8 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     resp.client_config_ids = ccfg;
     resp.peer_ids = (uint32_t *)src->peer_ids;
     resp.n_peer_ids = src->peer_count;
-    size_t np = nh_plugin_host_count(src->plugins);
+    nh_plugin_host *plugins = __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE);
+    size_t np = nh_plugin_host_count(plugins);
     Nodehost__PluginStatus *ps = calloc(np ? np : 1, sizeof *ps);
     Nodehost__PluginStatus **pp = calloc(np ? np : 1, sizeof *pp);
     if (!cfg || !ccfg || !ps || !pp) {
@@ -49,7 +50,7 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     }
     for (size_t i = 0; i < np; i++) {
         nh_plugin_status st;
-        nh_plugin_host_status(src->plugins, i, &st);
+        nh_plugin_host_status(plugins, i, &st);
         nodehost__plugin_status__init(&ps[i]);
         ps[i].name = (char *)st.name;
         ps[i].version = (char *)st.version;
@@ -76,6 +77,21 @@ int nh_admin_register(nh_admin_source *src, nh_error *err) {
 
 /* ---- client ------------------------------------------------------------------------------- */
 
+/* Prints s as a JSON string (quotes included). */
+static void json_str(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
 static void print_ids(FILE *out, const char *label, const uint32_t *ids, size_t n, bool json) {
     if (json) {
         fprintf(out, "\"%s\":[", label);
@@ -101,8 +117,11 @@ static void print_time(char *buf, size_t size, int64_t unix_ns) {
 static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json) {
     char when[40];
     if (json) {
-        fprintf(out, "{\"node_id\":%" PRIu32 ",\"listen\":\"%s\",\"version\":\"%s\",", r->node_id,
-                r->listen, r->version);
+        fprintf(out, "{\"node_id\":%" PRIu32 ",\"listen\":", r->node_id);
+        json_str(out, r->listen);
+        fprintf(out, ",\"version\":");
+        json_str(out, r->version);
+        fprintf(out, ",");
         fprintf(out, "\"uptime_ms\":%" PRId64 ",", r->uptime_ms);
         print_ids(out, "config", r->config_ids, r->n_config_ids, true);
         fprintf(out, ",");
@@ -113,10 +132,15 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
         for (size_t i = 0; i < r->n_plugins; i++) {
             const Nodehost__PluginStatus *p = r->plugins[i];
             print_time(when, sizeof when, p->loaded_at_unix_ns);
+            fprintf(out, "%s{\"name\":", i ? "," : "");
+            json_str(out, p->name);
+            fprintf(out, ",\"version\":");
+            json_str(out, p->version);
             fprintf(out,
-                    "%s{\"name\":\"%s\",\"version\":\"%s\",\"generation\":%" PRIu64
-                    ",\"loaded_at\":\"%s\",\"path\":\"%s\",\"methods\":%zu}",
-                    i ? "," : "", p->name, p->version, p->generation, when, p->path, p->n_methods);
+                    ",\"generation\":%" PRIu64 ",\"loaded_at\":\"%s\",\"path\":", p->generation,
+                    when);
+            json_str(out, p->path);
+            fprintf(out, ",\"methods\":%zu}", p->n_methods);
         }
         fprintf(out, "]}\n");
         return;

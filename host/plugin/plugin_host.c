@@ -278,52 +278,52 @@ int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_er
     return rc;
 }
 
-int nh_plugin_host_start(nh_runtime *rt, nh_server *srv, uint32_t node_id,
-                         const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
-                         nh_error *err) {
+int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
+                        nh_error *err) {
     *out = NULL;
     nh_plugin_host *ph = calloc(1, sizeof *ph);
     if (!ph) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    ph->rt = rt;
-    ph->srv = srv;
     if (load_all(ph, cfg, state_dir, err) != 0) {
         host_free_slots(ph);
         return -1;
     }
+    *out = ph;
+    return 0;
+}
+
+int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uint32_t node_id,
+                         nh_error *err) {
+    ph->rt = rt;
+    ph->srv = srv;
     size_t methods = 0;
     for (size_t i = 0; i < ph->slot_count; i++) {
         slot *s = &ph->slots[i];
         if (gen_init(s->current, ph, node_id, err) != 0) {
             nh_error e = *err;
-            nh_conf_error(s->conf->where, err, "%s", e.message);
-            host_free_slots(ph); /* runs fini of the plugins already started */
-            return -1;
+            return nh_conf_error(s->conf->where, err, "%s", e.message);
         }
         nh_logf(NH_LOG_INFO, "plugins", "plugin '%s' version %s generation %llu loaded from %s",
                 s->conf->name, s->current->lp.desc->version, (unsigned long long)s->current->number,
                 s->conf->path);
+        nh_logf(NH_LOG_DEBUG, "plugins", "plugin '%s': descriptor name '%s', sha256 %s, copy %s",
+                s->conf->name, s->current->lp.desc->name, s->current->lp.sha256,
+                s->current->lp.loaded_path);
         methods += s->current->lp.desc->method_count;
     }
     ph->routes = calloc(methods ? methods : 1, sizeof *ph->routes);
-    if (!ph->routes) {
-        host_free_slots(ph);
+    if (!ph->routes)
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    }
     for (size_t i = 0; i < ph->slot_count; i++) {
         const nh_plugin_descriptor *d = ph->slots[i].current->lp.desc;
         for (size_t j = 0; j < d->method_count; j++) {
             route *r = &ph->routes[ph->route_count++];
             r->slot = &ph->slots[i];
             r->method = strdup(d->methods[j].name);
-            if (!r->method || nh_server_handle(srv, r->method, trampoline, r, err) != 0) {
-                if (!r->method)
-                    nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-                host_free_slots(ph);
-                return -1;
-            }
+            if (!r->method)
+                return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+            if (nh_server_handle(srv, r->method, trampoline, r, err) != 0) return -1;
         }
     }
-    *out = ph;
     return 0;
 }
 

@@ -23,10 +23,15 @@ typedef struct nh_plugin_status {
 } nh_plugin_status;
 
 /** Loads every plugin of cfg (unique copies in state_dir), checks descriptors, their configs
- * and method conflicts, runs each init, and registers the methods on srv. On any failure
- * nothing stays loaded and err says which plugin and why. Not on the owner thread. */
-int nh_plugin_host_start(nh_runtime *rt, nh_server *srv, uint32_t node_id,
-                         const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
+ * (check_config hooks), method conflicts and reserved names; runs no init. On failure nothing
+ * stays loaded and err says which plugin and why. */
+int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
+                        nh_error *err);
+
+/** Runs each plugin's init (in file order) and registers the methods on srv. On failure err
+ * says which plugin and why; the caller then stops and frees ph as usual (plugins already
+ * started get their fini). Not on the owner thread. */
+int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uint32_t node_id,
                          nh_error *err);
 
 /** --check-config: loads each plugin of cfg, checks its descriptor, its config

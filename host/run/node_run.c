@@ -9,9 +9,11 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static nh_plugin_host *g_plugins; /* atomic: set once the plugins started */
 
@@ -64,8 +66,9 @@ static int wait_stop_signal(void) {
     }
 }
 
-/* Lets calls in flight finish, up to grace_ms; a second SIGTERM/SIGINT cuts it short. */
-static void drain(nh_plugin_host *ph, uint32_t grace_ms) {
+/* Lets calls in flight finish, up to grace_ms; a second SIGTERM/SIGINT cuts it short. Returns
+ * the number of calls still open. */
+static size_t drain(nh_plugin_host *ph, uint32_t grace_ms) {
     nh_plugin_host_drain(ph);
     int64_t deadline = mono_ns() + (int64_t)grace_ms * 1000000;
     sigset_t set;
@@ -78,25 +81,34 @@ static void drain(nh_plugin_host *ph, uint32_t grace_ms) {
         if (now >= deadline) {
             nh_logf(NH_LOG_WARN, "host", "%zu call(s) still open after %u ms; stopping anyway",
                     left, grace_ms);
-            return;
+            return left;
         }
         struct timespec ts = {0, 10 * 1000000};
         if (sigtimedwait(&set, NULL, &ts) > 0) {
             nh_logf(NH_LOG_WARN, "host", "second stop signal: not waiting for %zu call(s)", left);
-            return;
+            return left;
         }
     }
+    return 0;
 }
 
 int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     nh_error err = {0};
     int64_t started = mono_ns();
+    /* Plugins are loaded and checked before anything listens or dials: a bad plugin stops the
+     * start before peers see this node. */
+    nh_plugin_host *ph = NULL;
+    if (nh_plugin_host_load(cfg, state_dir, &ph, &err) != 0) {
+        nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+        return 1;
+    }
     char rtname[24];
     snprintf(rtname, sizeof rtname, "node%u", cfg->node_id);
     nh_runtime_opts ro = {.name = rtname, .max_message_size = cfg->max_message_size};
     nh_runtime *rt = NULL;
     if (nh_runtime_new(&ro, &rt, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "cannot start the runtime: %s", err.message);
+        nh_plugin_host_free(ph);
         return 1;
     }
     nh_node_addr *peers = calloc(cfg->peer_count ? cfg->peer_count : 1, sizeof *peers);
@@ -117,7 +129,6 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         .on_config_change = on_config_change,
     };
     nh_server *srv = NULL;
-    nh_plugin_host *ph = NULL;
     int port = 0, rc = 1;
     nh_admin_source admin = {.node_id = cfg->node_id,
                              .listen = cfg->listen,
@@ -134,11 +145,11 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     admin.srv = srv;
     if (nh_admin_register(&admin, &err) != 0 ||
-        nh_plugin_host_start(rt, srv, cfg->node_id, cfg, state_dir, &ph, &err) != 0) {
+        nh_plugin_host_start(ph, rt, srv, cfg->node_id, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
         goto out;
     }
-    admin.plugins = ph;
+    __atomic_store_n(&admin.plugins, ph, __ATOMIC_RELEASE);
     __atomic_store_n(&g_plugins, ph, __ATOMIC_RELEASE);
     nh_logf(NH_LOG_INFO, "host",
             "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s)", cfg->node_id,
@@ -146,7 +157,16 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     int sig = wait_stop_signal();
     nh_logf(NH_LOG_INFO, "host", "%s: draining (%zu call(s) open, grace %u ms)", strsignal(sig),
             nh_plugin_host_inflight(ph), cfg->shutdown_grace_ms);
-    drain(ph, cfg->shutdown_grace_ms);
+    size_t abandoned = drain(ph, cfg->shutdown_grace_ms);
+    if (abandoned > 0) {
+        /* Open calls may still be running plugin code (worker threads, deferred replies): no
+         * fini, no unload, no waiting for them. Their streams die with the process. */
+        nh_logf(NH_LOG_WARN, "host", "node %u stopped (%zu call(s) abandoned)", cfg->node_id,
+                abandoned);
+        fflush(stderr);
+        fflush(stdout);
+        _exit(0);
+    }
     rc = 0;
 out:
     __atomic_store_n(&g_plugins, NULL, __ATOMIC_RELEASE);
