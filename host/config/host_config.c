@@ -204,7 +204,7 @@ static int read_peers(nh_host_config *c, const nh_conf_node *peers, nh_error *er
     if (c->peers == NULL) return oom(err);
     for (size_t i = 0; i < peers->count; i++) {
         const nh_conf_node *p = &peers->items[i];
-        const nh_conf_node *id_node, *addr_node;
+        const nh_conf_node *id_node = NULL, *addr_node = NULL;
         int64_t id;
         if (nh_conf_check_keys(p, peer_keys, err) != 0) return -1;
         if (required(p, "id", &id_node, err) != 0) return -1;
@@ -246,7 +246,7 @@ static int read_plugins(nh_host_config *c, const nh_conf_node *plugins, nh_error
     if (c->plugins == NULL) return oom(err);
     for (size_t i = 0; i < plugins->count; i++) {
         const nh_conf_node *p = &plugins->items[i];
-        const nh_conf_node *name_node, *path_node;
+        const nh_conf_node *name_node = NULL, *path_node = NULL;
         const char *name, *rel;
         if (nh_conf_check_keys(p, plugin_keys, err) != 0) return -1;
         if (required(p, "name", &name_node, err) != 0) return -1;
@@ -347,15 +347,15 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
                   describe(root, got, sizeof got));
     }
 
-    const nh_conf_node *version;
-    int64_t v;
+    const nh_conf_node *version = NULL;
+    int64_t v = 0;
     if (required(root, "version", &version, err) != 0) return -1;
     if (nh_conf_int(root, "version", 0, INT64_MIN, INT64_MAX, false, &v, err) != 0) return -1;
     if (v != 1) return nh_conf_error(version, err, "must be 1, got %s", version->value);
     if (nh_conf_check_keys(root, root_keys, err) != 0) return -1;
 
     /* node */
-    const nh_conf_node *node;
+    const nh_conf_node *node = NULL;
     uint32_t file_id;
     if (section_map(root, "node", node_keys, &node, err) != 0) return -1;
     if (get_u32(node, "id", 0, 1, NH_HOST_MAX_NODE_ID, &file_id, err) != 0) return -1;
