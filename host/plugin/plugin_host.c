@@ -270,14 +270,6 @@ static void host_free_slots(nh_plugin_host *ph) {
     free(ph);
 }
 
-int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error *err) {
-    nh_plugin_host *ph = calloc(1, sizeof *ph);
-    if (!ph) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    int rc = load_all(ph, cfg, state_dir, err);
-    host_free_slots(ph);
-    return rc;
-}
-
 int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
                         nh_error *err) {
     *out = NULL;
@@ -288,6 +280,13 @@ int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plu
         return -1;
     }
     *out = ph;
+    return 0;
+}
+
+int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error *err) {
+    nh_plugin_host *ph = NULL;
+    if (nh_plugin_host_load(cfg, state_dir, &ph, err) != 0) return -1;
+    nh_plugin_host_free(ph); /* nothing was started: unload only */
     return 0;
 }
 

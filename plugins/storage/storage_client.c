@@ -5,6 +5,7 @@
  * One readable line per operation on stdout, with the node IDs involved and the time taken;
  * errors on stderr. Exit status 0 on success, 1 on any failure. See usage() for the commands. */
 #include <nodehost/nodehost.h>
+#include <nodehost/plugin.h>
 
 #include "storage.pb-c.h"
 #include "storage_newest.h"
@@ -212,9 +213,7 @@ static size_t wait_connected(const nh_config *cfg, uint32_t timeout_ms) {
 
 static nh_buf pack(const ProtobufCMessage *m) {
     nh_buf b = {0};
-    b.len = protobuf_c_message_get_packed_size(m);
-    b.data = malloc(b.len ? b.len : 1);
-    if (b.data) protobuf_c_message_pack(m, b.data);
+    nh_msg_pack(m, &b); /* on failure b stays empty */
     return b;
 }
 
@@ -226,6 +225,16 @@ static Google__Protobuf__Timestamp now_timestamp(void) {
     return t;
 }
 
+/* A write of key=value stamped with *t (borrowed). */
+static Proto__WriteRequest write_request(const char *key, const char *value,
+                                         Google__Protobuf__Timestamp *t) {
+    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
+    req.key = (char *)key;
+    req.value = (char *)value;
+    req.time = t;
+    return req;
+}
+
 /* ---- commands ----------------------------------------------------------------------------- */
 
 static int cmd_write(client *c, const char *key, const char *value) {
@@ -233,10 +242,7 @@ static int cmd_write(client *c, const char *key, const char *value) {
     if (!cfg) return 1;
     wait_connected(cfg, c->timeout_ms);
     Google__Protobuf__Timestamp t = now_timestamp();
-    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
-    req.key = (char *)key;
-    req.value = (char *)value;
-    req.time = &t;
+    Proto__WriteRequest req = write_request(key, value, &t);
     nh_buf b = pack(&req.base);
     nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
     nh_qc_outcome out = {0};
@@ -334,10 +340,7 @@ static int cmd_multicast(client *c, const char *key, const char *value) {
     if (!cfg) return 1;
     wait_connected(cfg, c->timeout_ms);
     Google__Protobuf__Timestamp t = now_timestamp();
-    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
-    req.key = (char *)key;
-    req.value = (char *)value;
-    req.time = &t;
+    Proto__WriteRequest req = write_request(key, value, &t);
     nh_buf b = pack(&req.base);
     nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
     nh_error err;
@@ -404,10 +407,7 @@ static int cmd_notify(client *c, const char *node, const char *key, const char *
     if (!cfg) return 1;
     uint32_t id = nh_node_id(nh_config_node(cfg, 0));
     Google__Protobuf__Timestamp t = now_timestamp();
-    Proto__WriteRequest req = PROTO__WRITE_REQUEST__INIT;
-    req.key = (char *)key;
-    req.value = (char *)value;
-    req.time = &t;
+    Proto__WriteRequest req = write_request(key, value, &t);
     nh_buf resp = {0};
     nh_error err;
     double ms;
