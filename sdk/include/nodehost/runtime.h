@@ -65,6 +65,53 @@ NH_API bool nh_runtime_on_owner(const nh_runtime *rt);
 /** The largest message size this runtime sends or accepts. */
 NH_API size_t nh_runtime_max_message_size(const nh_runtime *rt);
 
+/**
+ * The owner of code that callbacks run (for hosts that unload code: nodehost's plugin
+ * generations). hold and release are called from any thread, without any SDK lock held; they
+ * must not block.
+ *
+ * A host marks the thread that runs unloadable code with nh_scope_enter(). The SDK then tracks
+ * every piece of work that keeps a function pointer of that code for later:
+ *
+ * - Capture: each SDK entry point that keeps a caller's function pointer beyond the call reads
+ *   nh_scope_current() at the moment it is called, on whichever thread. These are
+ *   nh_runtime_post() and nh_runtime_run_blocking() (fn), nh_ctx_offload() (fn),
+ *   nh_rpc_async() (done), nh_unicast_async() (done, when not NULL), nh_quorum_call_async()
+ *   (done, request and response mappings, custom quorum function), nh_quorum_call_start() and
+ *   the blocking nh_quorum_call() / nh_multicast() (mappings and custom quorum function, when
+ *   present: a future alone holds nothing), nh_multicast_async() (done when not NULL,
+ *   mappings) and nh_correctable_start() (on_level, mappings). Work without any such function
+ *   pointer (a fire-and-forget unicast, a future without mappings) captures nothing.
+ * - Hold: hold(arg) is called once when the work is accepted. When the call refuses with -1,
+ *   nothing stays held: either hold was not called, or (when the runtime began stopping while
+ *   the work was being handed over) release was called before the function returned.
+ * - Run: each callback of that work runs with the captured scope current (a callback of work
+ *   that captured no scope runs with none), and the previous scope is restored afterwards.
+ * - Release: release(arg) is called exactly once per hold, after the work's last callback
+ *   returned, or when the work ends without running its callbacks (runtime stopping, call
+ *   cancelled, node closed, out of memory). It runs on the owner thread, a worker thread, or
+ *   the thread calling nh_runtime_free() for work dropped at shutdown; never with the released
+ *   scope current (it may itself post work, for example with nh_runtime_post()).
+ *
+ * Not tracked: handlers (nh_server_handle(), nh_runtime_handle(); a host enters its own scope
+ * in its handler), nh_ctx_on_end(), on_config_change, and nh_server_wait_config()'s condition
+ * (run on the caller's thread, during the call).
+ *
+ * The SDK stores only the pointer: the nh_scope must stay valid until its last release.
+ */
+typedef struct nh_scope {
+    void (*hold)(void *arg);    /**< one more piece of work of this scope is pending */
+    void (*release)(void *arg); /**< one piece of work ended: its last callback returned */
+    void *arg;                  /**< passed to both */
+} nh_scope;
+
+/** Makes s the calling thread's current scope (NULL: none) and returns the previous one, to be
+ * restored with another nh_scope_enter(). */
+NH_API const nh_scope *nh_scope_enter(const nh_scope *s);
+
+/** The calling thread's current scope, or NULL. */
+NH_API const nh_scope *nh_scope_current(void);
+
 #ifdef __cplusplus
 }
 #endif

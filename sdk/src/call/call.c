@@ -2,6 +2,7 @@
  * RPC and unicast entry points, their blocking forms, and cancellation tokens. */
 #include "call/call.h"
 
+#include "core/scope.h"
 #include "node/node_impl.h"
 #include "util/log.h"
 #include "wire/codec.h"
@@ -56,7 +57,7 @@ void nh_cancel_fire(nh_cancel *c) {
         cancel_task *t = malloc(sizeof *t);
         if (!t) continue;
         *t = (cancel_task){regs[i].rt, regs[i].seq};
-        if (nh_runtime_post(regs[i].rt, run_cancel, t) != 0) free(t);
+        if (nh_runtime_post_internal(regs[i].rt, run_cancel, t) != 0) free(t);
     }
     free(regs);
 }
@@ -143,9 +144,11 @@ void nh_call_ref(nh_call *c) {
 
 void nh_call_unref(nh_call *c) {
     if (--c->refs > 0) return;
+    const nh_scope *scope = c->scope; /* set only if done never ran: the call was dropped */
     nh_bytes_unref(c->msg);
     nh_node_unref(c->node);
     free(c);
+    nh_scope_release(scope);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -161,12 +164,21 @@ static void on_timeout(uv_timer_t *t) {
 typedef struct deferred_done {
     nh_reply_fn fn;
     void *user;
+    const nh_scope *scope;
     nh_reply reply;
 } deferred_done;
 
+/* Runs done with its scope current, then releases the scope. */
+static void run_done(nh_reply_fn fn, const nh_reply *r, void *user, const nh_scope *scope) {
+    const nh_scope *prev = nh_scope_swap(scope);
+    fn(r, user);
+    nh_scope_restore(prev);
+    nh_scope_release(scope);
+}
+
 static void run_deferred_done(void *p) {
     deferred_done *d = p;
-    d->fn(&d->reply, d->user);
+    run_done(d->fn, &d->reply, d->user, d->scope);
     free(d);
 }
 
@@ -183,22 +195,24 @@ void nh_call_complete(nh_call *c, const nh_reply *r) {
         nh_cancel_unregister(c->cancel, c->rt, c->seq);
     }
     c->refs -= (int)nh_node_forget(c->node, &c->leg); /* queued sends that will not report */
+    const nh_scope *scope = c->scope; /* the done callback's, released once it returned */
+    c->scope = NULL;
     if (c->done && c->starting) {
         /* Completed while it was being started on the owner thread (refused, node down): the
          * callback runs from the task queue, never inside nh_rpc_async(), so a callback that
          * re-issues a failing call cannot recurse. Such completions carry no payload. */
         deferred_done *d = malloc(sizeof *d);
         if (d) {
-            *d = (deferred_done){c->done, c->user, *r};
+            *d = (deferred_done){c->done, c->user, scope, *r};
             d->reply.payload = NULL;
             d->reply.len = 0;
-            if (nh_runtime_post(c->rt, run_deferred_done, d) != 0) {
-                d->fn(&d->reply, d->user); /* the runtime is stopping: no later turn */
-                free(d);
-            }
+            if (nh_runtime_post_internal(c->rt, run_deferred_done, d) != 0)
+                run_deferred_done(d); /* the runtime is stopping: no later turn */
+        } else {
+            nh_scope_release(scope); /* out of memory: done is dropped */
         }
     } else if (c->done) {
-        c->done(r, c->user);
+        run_done(c->done, r, c->user, scope);
     }
     nh_call_unref(c);
 }
@@ -313,9 +327,11 @@ static void start_task(void *p) {
     nh_call_start(p);
 }
 
+/* Starts a call. scoped: done is the caller's, so it is held in the caller's scope (the
+ * blocking forms pass the SDK's own waiter and hold nothing). */
 static int start_call(nh_node *node, nh_call_kind kind, const char *method, const void *req,
                       size_t len, const nh_call_opts *opts, nh_reply_fn done, void *user,
-                      nh_error *err) {
+                      bool scoped, nh_error *err) {
     if (!node) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "node is NULL");
     uint32_t id = node->id;
     if (!method || !*method)
@@ -326,6 +342,10 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
     if (opts && opts->metadata_count && !opts->metadata)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, id, "metadata is NULL");
     nh_runtime *rt = node->rt;
+    bool on_owner = nh_runtime_on_owner(rt);
+    const nh_scope *scope = scoped && done ? nh_scope_capture() : NULL;
+    if (scope && !on_owner && !nh_runtime_accepting(rt))
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, id, "runtime stopped");
     /* Calls to a peer that dialed us, or to ourselves, are server-initiated (spec 1.5). */
     uint64_t seq =
         node->kind == NH_NODE_OUTBOUND ? nh_runtime_next_seq(rt) : nh_runtime_next_server_seq(rt);
@@ -353,7 +373,10 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
         nh_node_unref(node);
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, id, "out of memory");
     }
-    if (nh_runtime_on_owner(rt)) {
+    /* Held before the call can complete (on the owner thread, possibly at once). */
+    c->scope = scope;
+    nh_scope_hold(scope);
+    if (on_owner) {
         /* Started at once (the request goes out in this turn of the loop); a completion during
          * the start is reported from the task queue (see nh_call_complete). */
         c->starting = true;
@@ -364,11 +387,12 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
         return 0;
     }
     /* From another thread: through the owner's task queue, in the order issued. */
-    if (nh_runtime_post(rt, start_task, c) != 0) {
+    if (nh_runtime_post_internal(rt, start_task, c) != 0) {
         c->node = NULL;
         nh_bytes_unref(c->msg);
         free(c);
         nh_node_unref(node);
+        nh_scope_release(scope); /* refused after all: nothing stays held */
         return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, id, "runtime stopped");
     }
     return 0;
@@ -377,12 +401,12 @@ static int start_call(nh_node *node, nh_call_kind kind, const char *method, cons
 int nh_rpc_async(nh_node *node, const char *method, const void *req, size_t len,
                  const nh_call_opts *opts, nh_reply_fn done, void *user, nh_error *err) {
     if (!done) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "done is NULL");
-    return start_call(node, NH_CALL_RPC, method, req, len, opts, done, user, err);
+    return start_call(node, NH_CALL_RPC, method, req, len, opts, done, user, true, err);
 }
 
 int nh_unicast_async(nh_node *node, const char *method, const void *req, size_t len,
                      const nh_call_opts *opts, nh_reply_fn done, void *user, nh_error *err) {
-    return start_call(node, NH_CALL_UNICAST, method, req, len, opts, done, user, err);
+    return start_call(node, NH_CALL_UNICAST, method, req, len, opts, done, user, true, err);
 }
 
 /* A waiter for the blocking forms. */
@@ -425,7 +449,7 @@ static int blocking(nh_node *node, nh_call_kind kind, const char *method, const 
     waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    int rc = start_call(node, kind, method, req, len, opts, waiter_done, &w, err);
+    int rc = start_call(node, kind, method, req, len, opts, waiter_done, &w, false, err);
     if (rc == 0) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)

@@ -26,6 +26,7 @@ typedef struct nh_call {
     nh_bytes *msg; /* the encoded request, until handed to the stream */
     nh_reply_fn done;
     void *user;
+    const nh_scope *scope; /* held for done until it returned (or the call is dropped) */
     nh_cancel *cancel;
     uint32_t timeout_ms;
     int64_t sent_ns; /* when the request was handed to the stream */

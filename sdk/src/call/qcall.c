@@ -9,6 +9,7 @@
  * except the public entry points and the future/correctable handles. */
 #include "call/call.h"
 #include "config/config_impl.h"
+#include "core/scope.h"
 #include "node/node_impl.h"
 #include "util/log.h"
 
@@ -58,6 +59,9 @@ typedef struct nh_qcall {
     nh_mc_done_fn mc_done;
     nh_level_fn on_level;
     void *user;
+    const nh_scope *scope; /* held while a user function (callback, mapping, quorum function)
+                              may still run: released after the notification, or when the
+                              call is dropped (qc_unref) */
     struct nh_qc_future *future;
     struct nh_correctable *corr;
 
@@ -170,6 +174,7 @@ static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char
 
 static void qc_unref(nh_qcall *qc) {
     if (--qc->refs > 0) return;
+    const nh_scope *scope = qc->scope; /* still set only if the call never notified */
     for (size_t i = 0; i < qc->n_replies; i++)
         free((void *)qc->replies[i].payload);
     free(qc->replies);
@@ -184,6 +189,7 @@ static void qc_unref(nh_qcall *qc) {
     free(qc->method);
     nh_config_unref(qc->cfg);
     free(qc);
+    nh_scope_release(scope);
 }
 
 static size_t quorum_size(const nh_qcall *qc) {
@@ -228,7 +234,11 @@ static void set_value(nh_qcall *qc, const uint8_t *p, size_t len) {
  * what the callback uses. */
 static void report_level(nh_qcall *qc, bool done, const nh_error *err) {
     int level = qc->n_success ? (int)qc->n_success : -1;
-    if (qc->on_level) qc->on_level(level, qc->value, qc->value_len, done, err, qc->user);
+    if (qc->on_level) {
+        const nh_scope *prev = nh_scope_swap(qc->scope);
+        qc->on_level(level, qc->value, qc->value_len, done, err, qc->user);
+        nh_scope_restore(prev);
+    }
     if (qc->corr) {
         struct nh_correctable *c = qc->corr;
         pthread_mutex_lock(&c->mu);
@@ -321,8 +331,10 @@ static void run_custom(nh_qcall *qc) {
         return;
     const uint8_t *res = NULL;
     size_t res_len = 0;
+    const nh_scope *prev = nh_scope_swap(qc->scope);
     nh_qf_verdict v = qc->opts.quorum.fn(qc->replies, qc->n_replies, qc->n, qc->opts.quorum.fn_user,
                                          &res, &res_len);
+    nh_scope_restore(prev);
     if (v == NH_QF_DONE) {
         set_value(qc, res, res ? res_len : 0);
         qc_complete(qc, NH_OK, NH_ERR_NONE, "%s", "");
@@ -369,11 +381,15 @@ static void record_skip(nh_qcall *qc, qc_leg *leg, nh_node *n) {
 
 static void record_success(nh_qcall *qc, qc_leg *leg, nh_node *n, const uint8_t *p, size_t len) {
     nh_buf mapped = {0};
-    if (qc->opts.map_response &&
-        qc->opts.map_response(nh_node_id(n), p, len, qc->opts.map_response_user, &mapped) ==
-            NH_MAP_REPLACE) {
-        p = mapped.data;
-        len = mapped.len;
+    if (qc->opts.map_response) {
+        const nh_scope *prev = nh_scope_swap(qc->scope);
+        nh_map_verdict v =
+            qc->opts.map_response(nh_node_id(n), p, len, qc->opts.map_response_user, &mapped);
+        nh_scope_restore(prev);
+        if (v == NH_MAP_REPLACE) {
+            p = mapped.data;
+            len = mapped.len;
+        }
     }
     nh_node_reply *r = add_reply(qc);
     if (r) {
@@ -454,6 +470,7 @@ static void qc_notify(nh_qcall *qc, const nh_error *errp) {
                       .replies = qc->replies,
                       .n_replies = qc->n_replies,
                       .n_node_errors = qc->n_errors};
+    const nh_scope *prev = nh_scope_swap(qc->scope);
     switch (qc->kind) {
         case QC_QUORUM:
             if (qc->done) qc->done(&r, qc->user);
@@ -465,6 +482,7 @@ static void qc_notify(nh_qcall *qc, const nh_error *errp) {
             report_level(qc, true, &err);
             break;
     }
+    nh_scope_restore(prev);
     if (qc->future) {
         struct nh_qc_future *f = qc->future;
         pthread_mutex_lock(&f->mu);
@@ -481,6 +499,10 @@ static void qc_notify(nh_qcall *qc, const nh_error *errp) {
         corr_unref(qc->corr);
         qc->corr = NULL;
     }
+    /* No user function of this call runs any more (it completed): its scope is released. */
+    const nh_scope *scope = qc->scope;
+    qc->scope = NULL;
+    nh_scope_release(scope);
 }
 
 static void run_notify(void *arg) {
@@ -526,7 +548,7 @@ static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char
          * inside the function that started the call. */
         qc->final_err = err;
         qc->refs++;
-        if (nh_runtime_post(qc->rt, run_notify, qc) == 0) {
+        if (nh_runtime_post_internal(qc->rt, run_notify, qc) == 0) {
             qc_unref(qc);
             return;
         }
@@ -612,8 +634,10 @@ static void qc_start(void *arg) {
         nh_bytes *msg = NULL;
         if (qc->opts.map_request) {
             nh_buf out = {0};
+            const nh_scope *prev = nh_scope_swap(qc->scope);
             nh_map_verdict v = qc->opts.map_request(nh_node_id(node), qc->req, qc->req_len,
                                                     qc->opts.map_request_user, &out);
+            nh_scope_restore(prev);
             if (v == NH_MAP_SKIP) {
                 nh_buf_free(&out);
                 record_skip(qc, leg, node);
@@ -750,10 +774,31 @@ static nh_qcall *qc_new(qc_kind kind, nh_config *cfg, const char *method, const 
     return qc;
 }
 
+/* True when the call keeps a function pointer of its caller: a callback, a mapping or a custom
+ * quorum function. Only such calls hold the caller's scope. */
+static bool qc_has_user_fn(const nh_qcall *qc) {
+    return qc->done || qc->mc_done || qc->on_level || qc->opts.map_request ||
+           qc->opts.map_response ||
+           (qc->kind == QC_QUORUM && qc->opts.quorum.kind == NH_QUORUM_CUSTOM &&
+            qc->opts.quorum.fn);
+}
+
 /* Starts the call: at once on the owner thread, through its task queue from other threads
- * (calls started in a row from one thread go out in that order). */
+ * (calls started in a row from one thread go out in that order). On -1 the call is freed. */
 static int qc_launch(nh_qcall *qc, nh_error *err) {
-    if (nh_runtime_on_owner(qc->rt)) {
+    bool on_owner = nh_runtime_on_owner(qc->rt);
+    const nh_scope *scope = qc_has_user_fn(qc) ? nh_scope_capture() : NULL;
+    if (scope && !on_owner && !nh_runtime_accepting(qc->rt)) {
+        qc->future = NULL;
+        qc->corr = NULL;
+        qc_unref(qc);
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
+    }
+    /* Held before the call can run; released by qc_notify(), or by qc_unref() when the call is
+     * refused below. */
+    qc->scope = scope;
+    nh_scope_hold(scope);
+    if (on_owner) {
         /* Started at once; a completion during the start is reported from the task queue. */
         qc->starting = true;
         qc->refs++;
@@ -762,7 +807,7 @@ static int qc_launch(nh_qcall *qc, nh_error *err) {
         qc_unref(qc);
         return 0;
     }
-    if (nh_runtime_post(qc->rt, qc_start, qc) != 0) {
+    if (nh_runtime_post_internal(qc->rt, qc_start, qc) != 0) {
         qc->future = NULL;
         qc->corr = NULL;
         qc_unref(qc);

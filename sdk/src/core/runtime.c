@@ -2,6 +2,7 @@
 #include "core/runtime_impl.h"
 
 #include "call/call.h"
+#include "core/scope.h"
 #include "node/node_impl.h"
 #include "server/server_impl.h"
 #include "util/log.h"
@@ -103,14 +104,52 @@ void nh_runtime_free(nh_runtime *rt) {
     free(rt);
 }
 
+/* A posted task of a scope: the scope is held until fn returned. */
+typedef struct scoped_task {
+    nh_task_fn fn;
+    void *arg;
+    const nh_scope *scope;
+} scoped_task;
+
+static void run_scoped_task(void *p) {
+    scoped_task t = *(scoped_task *)p;
+    free(p);
+    const nh_scope *prev = nh_scope_swap(t.scope);
+    t.fn(t.arg);
+    nh_scope_restore(prev);
+    nh_scope_release(t.scope);
+}
+
 int nh_runtime_post(nh_runtime *rt, nh_task_fn fn, void *arg) {
     if (!rt || !fn) return -1;
+    const nh_scope *scope = nh_scope_capture();
+    if (!scope) return nh_tp_loop_post(rt->loop, fn, arg);
+    /* A stopping runtime refuses before anything is held. Queued posts always run (the loop
+     * drains them before it ends), so the task's own run releases. */
+    if (!nh_tp_loop_accepting(rt->loop)) return -1;
+    scoped_task *t = malloc(sizeof *t);
+    if (!t) return -1;
+    *t = (scoped_task){fn, arg, scope};
+    nh_scope_hold(scope); /* before the task is visible to the owner thread */
+    if (nh_tp_loop_post(rt->loop, run_scoped_task, t) != 0) {
+        free(t);
+        nh_scope_release(scope);
+        return -1;
+    }
+    return 0;
+}
+
+int nh_runtime_post_internal(nh_runtime *rt, nh_task_fn fn, void *arg) {
     return nh_tp_loop_post(rt->loop, fn, arg);
+}
+
+bool nh_runtime_accepting(const nh_runtime *rt) {
+    return nh_tp_loop_accepting(rt->loop);
 }
 
 int nh_runtime_run_blocking(nh_runtime *rt, nh_task_fn fn, void *arg) {
     if (!rt || !fn) return -1;
-    return nh_workers_submit(&rt->workers, fn, arg);
+    return nh_workers_submit(&rt->workers, fn, arg, nh_scope_capture());
 }
 
 bool nh_runtime_on_owner(const nh_runtime *rt) {

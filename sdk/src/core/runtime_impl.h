@@ -37,6 +37,13 @@ struct nh_runtime {
  * or -1 when the runtime no longer accepts work. */
 int nh_runtime_sync(nh_runtime *rt, void (*fn)(void *), void *arg);
 
+/** nh_runtime_post() for the SDK's own tasks: never captures the caller's scope (work that
+ * carries a user callback holds its scope itself). Any thread. Returns 0, or -1 once stopping. */
+int nh_runtime_post_internal(nh_runtime *rt, nh_task_fn fn, void *arg);
+
+/** False once the runtime refuses posts (a hint, see nh_tp_loop_accepting()). Any thread. */
+bool nh_runtime_accepting(const nh_runtime *rt);
+
 /** A fresh client-initiated sequence number. Any thread. */
 uint64_t nh_runtime_next_seq(nh_runtime *rt);
 

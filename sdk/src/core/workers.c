@@ -3,6 +3,7 @@
  * runtime is freed. */
 #include "core/workers.h"
 
+#include "core/scope.h"
 #include "util/log.h"
 
 #include <stdio.h>
@@ -12,6 +13,7 @@ struct nh_work_item {
     nh_work_item *next;
     nh_task_fn fn;
     void *arg;
+    const nh_scope *scope; /* held while queued and running, or NULL */
 };
 
 void nh_workers_init(nh_workers *w, unsigned max, const char *name) {
@@ -42,25 +44,41 @@ static void *worker_main(void *arg) {
         w->head = it->next;
         if (!w->head) w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
+        const nh_scope *scope = it->scope;
+        const nh_scope *prev = nh_scope_swap(scope);
         it->fn(it->arg);
+        nh_scope_restore(prev);
         free(it);
+        nh_scope_release(scope);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
-int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg) {
+/* Undoes a hold taken for work that was refused after all (called without the lock). */
+static int refuse(nh_work_item *it) {
+    const nh_scope *scope = it->scope;
+    free(it);
+    nh_scope_release(scope);
+    return -1;
+}
+
+int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg, const nh_scope *scope) {
+    /* A pool already stopping refuses before anything is held. */
+    if (scope && __atomic_load_n(&w->stopping, __ATOMIC_ACQUIRE)) return -1;
     nh_work_item *it = malloc(sizeof *it);
     if (!it) return -1;
     it->next = NULL;
     it->fn = fn;
     it->arg = arg;
+    it->scope = scope;
+    /* Held before the item is visible to a worker, so release never comes first. */
+    nh_scope_hold(scope);
     pthread_mutex_lock(&w->mu);
     if (w->stopping) {
         pthread_mutex_unlock(&w->mu);
-        free(it);
-        return -1;
+        return refuse(it);
     }
     if (w->idle == 0 && w->started < w->max) {
         if (!w->threads) w->threads = calloc(w->max, sizeof *w->threads);
@@ -71,8 +89,7 @@ int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg) {
     }
     if (w->started == 0) {
         pthread_mutex_unlock(&w->mu);
-        free(it);
-        return -1;
+        return refuse(it);
     }
     if (w->tail)
         w->tail->next = it;
@@ -86,7 +103,7 @@ int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg) {
 
 void nh_workers_stop(nh_workers *w) {
     pthread_mutex_lock(&w->mu);
-    w->stopping = true;
+    __atomic_store_n(&w->stopping, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&w->cv);
     unsigned n = w->started;
     pthread_mutex_unlock(&w->mu);

@@ -15,7 +15,7 @@ typedef struct nh_workers {
     nh_work_item *head, *tail;
     pthread_t *threads;
     unsigned max, started, idle;
-    bool stopping;
+    bool stopping;    /* written under mu; also read without it as a hint */
     const char *name; /* the runtime's name, for thread names */
 } nh_workers;
 
@@ -23,8 +23,10 @@ typedef struct nh_workers {
 void nh_workers_init(nh_workers *w, unsigned max, const char *name);
 
 /** Queues fn(arg); starts a thread when none is idle and the pool is below its size. Returns 0,
- * or -1 once stopping or when no thread could be started and none runs. */
-int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg);
+ * or -1 once stopping or when no thread could be started and none runs. When scope is not NULL
+ * it is held while the work is queued, current while fn runs, and released after fn returned;
+ * on -1 nothing stays held (see nh_scope). */
+int nh_workers_submit(nh_workers *w, nh_task_fn fn, void *arg, const nh_scope *scope);
 
 /** Runs what is still queued, then joins every thread and frees the pool. */
 void nh_workers_stop(nh_workers *w);

@@ -219,7 +219,7 @@ static int send_local(nh_node *n, nh_bytes *msg, nh_pending *p, unsigned flags) 
     if (!t) return -1;
     nh_node_ref(n);
     *t = (local_send){n, msg, (flags & NH_SEND_CONFIRM) ? p : NULL};
-    if (nh_runtime_post(n->rt, run_local_send, t) != 0) {
+    if (nh_runtime_post_internal(n->rt, run_local_send, t) != 0) {
         nh_node_unref(n);
         free(t);
         return -1;
@@ -515,7 +515,7 @@ void nh_node_close(nh_node *n) {
         return;
     }
     /* If the runtime is stopping it has closed the node already and frees it at the end. */
-    if (nh_runtime_post(n->rt, close_task, n) != 0)
+    if (nh_runtime_post_internal(n->rt, close_task, n) != 0)
         nh_log(NH_LOG_DEBUG, "node", "node %u: runtime stopping; it frees the node", n->id);
 }
 

@@ -11,6 +11,7 @@
  * Endpoints serve accepted streams, the back-channel of dialed streams, and the self node. */
 #include "server/server_impl.h"
 
+#include "core/scope.h"
 #include "node/node_impl.h"
 #include "util/log.h"
 
@@ -122,7 +123,7 @@ static void endpoint_send(nh_server_stream *st, nh_bytes *b) {
         if (d) {
             nh_node_ref(st->local_node);
             *d = (local_delivery){st->local_node, b};
-            if (nh_runtime_post(st->rt, run_local_delivery, d) == 0) return;
+            if (nh_runtime_post_internal(st->rt, run_local_delivery, d) == 0) return;
             nh_node_unref(d->node);
             free(d);
         }
@@ -538,7 +539,7 @@ static int reply(nh_server_ctx *ctx, const reply_task *proto, const void *payloa
     t->len = len;
     if (len) memcpy(t->payload, payload, len);
     t->text = proto->text ? strdup(proto->text) : NULL;
-    if (nh_runtime_post(rt, run_reply_task, t) != 0) {
+    if (nh_runtime_post_internal(rt, run_reply_task, t) != 0) {
         free(t->text);
         free(t);
         return -1;
@@ -617,7 +618,8 @@ int nh_ctx_offload(nh_server_ctx *ctx, bool release, nh_blocking_fn fn, void *ar
      * after the handler returns. */
     bool was_deferred = ctx->deferred;
     ctx->deferred = true;
-    if (nh_runtime_run_blocking(ctx->st->rt, run_offload, t) != 0) {
+    /* fn runs with the caller's scope (the host's, in a plugin's handler) held and current. */
+    if (nh_workers_submit(&ctx->st->rt->workers, run_offload, t, nh_scope_capture()) != 0) {
         ctx->deferred = was_deferred;
         free(t);
         return -1;

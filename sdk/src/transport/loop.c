@@ -45,9 +45,9 @@ struct nh_tp_loop {
     pthread_mutex_t mu;
     post_task *posts;
     size_t posts_len, posts_cap;
-    bool posts_closed;
-    int kick_pending; /* atomic: a post kick is in flight */
-    int posted;       /* atomic: posts_len != 0 hint for the owner */
+    bool posts_closed; /* written under mu; also read without it (nh_tp_loop_accepting) */
+    int kick_pending;  /* atomic: a post kick is in flight */
+    int posted;        /* atomic: posts_len != 0 hint for the owner */
 
     /* bridge thread for libuv events */
     pthread_t bridge;
@@ -245,8 +245,12 @@ int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg) {
 
 void nh_tp_loop_close_posts(nh_tp_loop *l) {
     pthread_mutex_lock(&l->mu);
-    l->posts_closed = true;
+    __atomic_store_n(&l->posts_closed, true, __ATOMIC_RELEASE); /* read unlocked: accepting */
     pthread_mutex_unlock(&l->mu);
+}
+
+bool nh_tp_loop_accepting(const nh_tp_loop *l) {
+    return !__atomic_load_n(&l->posts_closed, __ATOMIC_ACQUIRE);
 }
 
 bool nh_tp_loop_on_owner(const nh_tp_loop *l) {

@@ -36,6 +36,10 @@ void nh_tp_loop_free(nh_tp_loop *l);
  * when the loop no longer accepts work (after nh_tp_loop_close_posts()). */
 int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg);
 
+/** False once posts are refused (nh_tp_loop_close_posts()). A hint: a post may still be refused
+ * right after it said true. Any thread. */
+bool nh_tp_loop_accepting(const nh_tp_loop *l);
+
 /** Refuses posts from now on. Returns after the already-queued tasks are taken (they still
  * run). Any thread. */
 void nh_tp_loop_close_posts(nh_tp_loop *l);
