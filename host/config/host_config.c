@@ -12,14 +12,15 @@
 
 #define MAX_PLUGIN_NAME 63
 
-static const char *const root_keys[] = {"version", "node",   "peers", "clients",
-                                        "plugins", "limits", "log",   NULL};
+static const char *const root_keys[] = {"version", "node",   "peers", "clients", "plugins",
+                                        "reload",  "limits", "log",   NULL};
 static const char *const node_keys[] = {"id", "listen", NULL};
 static const char *const peer_keys[] = {"id", "address", NULL};
 static const char *const clients_keys[] = {"accept", "max", NULL};
 static const char *const plugin_keys[] = {"name", "path", "config", NULL};
 static const char *const limits_keys[] = {"max_message_size", "max_inbox", "shutdown_grace_ms",
                                           NULL};
+static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -385,6 +386,12 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     const nh_conf_node *plugins;
     if (section_list(root, "plugins", &plugins, err) != 0) return -1;
     if (read_plugins(c, plugins, err) != 0) return -1;
+
+    /* reload */
+    const nh_conf_node *reload;
+    if (section_map(root, "reload", reload_keys, &reload, err) != 0) return -1;
+    if (nh_conf_bool(reload, "watch", false, &c->reload_watch, err) != 0) return -1;
+    if (get_u32(reload, "debounce_ms", 200, 10, 60000, &c->reload_debounce_ms, err) != 0) return -1;
 
     /* limits */
     const nh_conf_node *limits;

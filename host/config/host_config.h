@@ -11,6 +11,12 @@
  *   - name: storage                            # [a-z0-9_-]{1,63}, unique
  *     path: storage.so                         # relative to this file's directory; must exist
  *     config: { }                              # any YAML, handed to the plugin untouched
+ * reload:                                      # hot reload (SIGHUP and the admin RPC work
+ *                                              # without this section)
+ *   watch: false                               # watch the plugin files and reload when their
+ *                                              # content changes (SHA-256); default false
+ *   debounce_ms: 200                           # quiet time after the last change before
+ *                                              # reloading, 10..60000; default 200
  * limits: { max_message_size: 4Mi, max_inbox: 1024, shutdown_grace_ms: 5000 }
  * log: { level: info, format: text }           # error|warn|info|debug, text|json
  * ```
@@ -34,8 +40,8 @@
  *   - a duplicate peer ID/address or plugin name: at the second one, naming the first and its
  *     line.
  * Checks run in this order, so a file with several mistakes reports the first: version, the
- * top-level keys, node, peers, clients, plugins, limits, log, then the node against the peers
- * and node.listen. */
+ * top-level keys, node, peers, clients, plugins, reload, limits, log, then the node against the
+ * peers and node.listen. */
 #ifndef NH_HOST_CONFIG_H
 #define NH_HOST_CONFIG_H
 
@@ -87,6 +93,9 @@ typedef struct nh_host_config {
 
     nh_host_plugin *plugins; /**< in file order */
     size_t plugin_count;
+
+    bool reload_watch;           /**< reload.watch, default false */
+    uint32_t reload_debounce_ms; /**< reload.debounce_ms, 10..60000, default 200 */
 
     size_t max_message_size;    /**< limits.max_message_size, 1Ki..64Mi, default 4Mi */
     size_t max_inbox;           /**< limits.max_inbox, 1..1000000, default 1024 */

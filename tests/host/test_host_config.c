@@ -249,6 +249,8 @@ static void test_full_file(void **state) {
     fmt(plugin, sizeof plugin, "%s/./dummy.so", dir);
     assert_string_equal(c->plugins[1].path, plugin);
     assert_null(c->plugins[1].config);
+    assert_true(c->reload_watch);
+    assert_int_equal(c->reload_debounce_ms, 50);
     assert_int_equal(c->max_message_size, 1 << 20);
     assert_int_equal(c->max_inbox, 64);
     assert_int_equal(c->shutdown_grace_ms, 0);
@@ -271,6 +273,8 @@ static void test_defaults(void **state) {
     assert_true(c->clients_accept);
     assert_int_equal(c->clients_max, 10000);
     assert_int_equal(c->plugin_count, 0);
+    assert_false(c->reload_watch);
+    assert_int_equal(c->reload_debounce_ms, 200);
     assert_int_equal(c->max_message_size, 4 << 20);
     assert_int_equal(c->max_inbox, 1024);
     assert_int_equal(c->shutdown_grace_ms, 5000);
@@ -280,11 +284,42 @@ static void test_defaults(void **state) {
 
     /* Optional keys written with no value are absent (defaults apply). */
     static const char nulls[] = "version: 1\nnode: { id: 7, listen: 'h:1' }\npeers:\nclients:\n"
-                                "  max: ~\nlimits: { max_inbox: null }\nlog:\n";
+                                "  max: ~\nreload:\nlimits: { max_inbox: null }\nlog:\n";
     assert_int_equal(nh_host_config_parse("nulls.yaml", "/", nulls, strlen(nulls), 0, &c, &err), 0);
     assert_int_equal(c->clients_max, 10000);
+    assert_false(c->reload_watch);
+    assert_int_equal(c->reload_debounce_ms, 200);
     assert_int_equal(c->max_inbox, 1024);
     nh_host_config_free(c);
+}
+
+/* reload: the bounds of debounce_ms are accepted, values may be quoted. */
+static void test_reload_keys(void **state) {
+    (void)state;
+    static const struct {
+        const char *section;
+        bool watch;
+        uint32_t debounce_ms;
+    } cases[] = {
+        {"reload: { watch: true, debounce_ms: 10 }", true, 10},
+        {"reload: { watch: false, debounce_ms: 60000 }", false, 60000},
+        {"reload: { watch: \"true\", debounce_ms: \"1000\" }", true, 1000},
+        {"reload: { debounce_ms: 300 }", false, 300},
+        {"reload: { watch: true }", true, 200},
+        {"reload: {}", false, 200},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256];
+        fmt(text, sizeof text, "version: 1\nnode: { id: 7, listen: 'h:1' }\n%s\n",
+            cases[i].section);
+        nh_host_config *c = NULL;
+        nh_error err;
+        if (nh_host_config_parse("reload.yaml", "/", text, strlen(text), 0, &c, &err) != 0)
+            fail_msg("%s: %s", cases[i].section, err.message);
+        assert_int_equal(c->reload_watch, cases[i].watch);
+        assert_int_equal(c->reload_debounce_ms, cases[i].debounce_ms);
+        nh_host_config_free(c);
+    }
 }
 
 static void test_env_expansion(void **state) {
@@ -719,6 +754,7 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_reload_keys),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_cluster_file_with_id),
         cmocka_unit_test(test_plugin_path_relative_to_file),
