@@ -3,6 +3,8 @@
 #
 #   bin/nodehost, bin/nodehost-demo, bin/nh-storage-client   programs (RPATH $ORIGIN/../<libdir>)
 #   include/nodehost/*.h                                     the public headers
+#   share/nodehost/proto/nodehost/admin.proto                the admin service's messages
+#                          (import "nodehost/admin.proto" with -I <prefix>/share/nodehost/proto)
 #   <libdir>/libnodehost.so.<version>, .so.<major>, .so      the SDK library
 #   <libdir>/nodehost/plugins/{hello,benchmark,storage}.so   the bundled plugins
 #   <libdir>/pkgconfig/nodehost.pc                           pkg-config (Requires: libprotobuf-c)
@@ -32,6 +34,10 @@ install(TARGETS nodehost EXPORT NodehostTargets
   LIBRARY DESTINATION ${NH_INSTALL_LIBDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/sdk/include/nodehost DESTINATION ${NH_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")
+# The messages of the admin service (<nodehost/admin.h>: Status, Reload), for clients that
+# decode the responses; the package directory is kept so that the import path is the same.
+install(FILES ${CMAKE_SOURCE_DIR}/host/proto/nodehost/admin.proto
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/nodehost/proto/nodehost)
 
 # ---- programs and bundled plugins -----------------------------------------------------------
 # The programs find the installed library through their RPATH (host/ installs them to bin/).

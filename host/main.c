@@ -3,6 +3,7 @@
  *   nodehost --config FILE [--id N] [options]     run a node
  *   nodehost --config FILE --check-config         validate the file and its plugins, start nothing
  *   nodehost status ADDRESS [--json]              ask a running node for its status
+ *   nodehost reload ADDRESS [--json]              make a running node reload its plugins
  */
 #include "admin/admin.h"
 #include "config/host_config.h"
@@ -29,7 +30,15 @@ static void usage(FILE *out) {
             "init)\n"
             "  nodehost status ADDRESS [--json] [--timeout-ms N]\n"
             "                                               print a running node's ID, Config,\n"
-            "                                               ClientConfig and plugins\n"
+            "                                               ClientConfig, plugins and reloads\n"
+            "                                               (--timeout-ms default 3000)\n"
+            "  nodehost reload ADDRESS [--json] [--timeout-ms N]\n"
+            "                                               make a running node reload its\n"
+            "                                               configuration's plugins and print\n"
+            "                                               the outcome (waits up to 5 s for\n"
+            "                                               the connection; --timeout-ms\n"
+            "                                               default 30000; exit 1 with the\n"
+            "                                               reason when the reload failed)\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE       the YAML configuration (see conf/reference.yaml)\n"
@@ -46,7 +55,9 @@ static void usage(FILE *out) {
             "\n"
             "Signals: SIGTERM or SIGINT stop the node after the calls in flight finish (within\n"
             "limits.shutdown_grace_ms; a second signal stops at once).\n"
-            "Exit status: 0 success, 1 error (configuration, plugins, start), 2 bad usage.\n");
+            "SIGHUP reloads the configuration's plugins (see nodehost reload).\n"
+            "Exit status: 0 success, 1 error (configuration, plugins, start; for status and\n"
+            "reload: no answer, or the reload failed), 2 bad usage.\n");
 }
 
 /* The directory plugin copies are loaded from: made ready (created 0700, checked, cleaned of
@@ -76,16 +87,20 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out) {
     return 0;
 }
 
-static int cmd_status(int argc, char **argv) {
-    const char *address = NULL;
+/* `nodehost status|reload ADDRESS [--json] [--timeout-ms N]`: both ask the node's admin
+ * service, print what it answers and take the same arguments. */
+typedef int (*admin_print_fn)(const char *address, uint32_t timeout_ms, bool json, FILE *out,
+                              nh_error *err);
+
+static int cmd_admin(int argc, char **argv, uint32_t timeout_ms, admin_print_fn print) {
+    const char *cmd = argv[1], *address = NULL;
     bool json = false;
-    uint32_t timeout_ms = 3000;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = true;
         } else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc) {
             if (parse_u32(argv[++i], 600000, &timeout_ms) != 0) {
-                fprintf(stderr, "nodehost status: --timeout-ms must be 1 to 600000\n");
+                fprintf(stderr, "nodehost %s: --timeout-ms must be 1 to 600000\n", cmd);
                 return 2;
             }
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -94,17 +109,17 @@ static int cmd_status(int argc, char **argv) {
         } else if (argv[i][0] != '-' && !address) {
             address = argv[i];
         } else {
-            fprintf(stderr, "nodehost status: unexpected argument '%s'\n", argv[i]);
+            fprintf(stderr, "nodehost %s: unexpected argument '%s'\n", cmd, argv[i]);
             return 2;
         }
     }
     if (!address) {
-        fprintf(stderr, "nodehost status: missing ADDRESS (host:port of a running node)\n");
+        fprintf(stderr, "nodehost %s: missing ADDRESS (host:port of a running node)\n", cmd);
         return 2;
     }
     nh_error err = {0};
-    if (nh_admin_print_status(address, timeout_ms, json, stdout, &err) != 0) {
-        fprintf(stderr, "nodehost status: %s: %s\n", address, err.message);
+    if (print(address, timeout_ms, json, stdout, &err) != 0) {
+        fprintf(stderr, "nodehost %s: %s: %s\n", cmd, address, err.message);
         return 1;
     }
     return 0;
@@ -112,7 +127,11 @@ static int cmd_status(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     nh_run_block_signals();
-    if (argc > 1 && !strcmp(argv[1], "status")) return cmd_status(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "status"))
+        return cmd_admin(argc, argv, 3000, nh_admin_print_status);
+    /* A reload runs the init of every changed plugin: allow it time. */
+    if (argc > 1 && !strcmp(argv[1], "reload"))
+        return cmd_admin(argc, argv, 30000, nh_admin_print_reload);
 
     enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_STATE_DIR };
     static const struct option opts[] = {

@@ -1,166 +1,119 @@
-/* The plugins of a running node. Each configured plugin is a slot; a slot has a current
- * generation (one loaded copy of the plugin, its state and its hooks). Requests reach a plugin
- * through one trampoline per method: it counts the call against the current generation, decodes
- * the request with the method's message type, and calls the handler. A generation lives while it
- * is current or any of its calls is open; only then is it finished and unloaded, which is what
- * reloading (a new current generation) will build on. */
+/* The plugins of a running node. Each configured plugin is a slot with a current generation (see
+ * generation.h). Requests reach a plugin through one trampoline per method: it binds the call to
+ * the slot's current generation, decodes the request with the method's message type, and runs
+ * the handler inside the generation's scope.
+ *
+ * A reload stages new generations off the owner thread (load, check, init), then switches on the
+ * owner thread in one step: state hand-over, new current generations, method routes. Generations
+ * that stop being current are retired: they stay loaded while anything of them is alive (open
+ * calls, pending SDK work) and are finished and unloaded on the owner thread when the last of it
+ * ends. Everything that changes slots or routes runs on the owner thread, like the trampoline, so
+ * neither needs a lock; the list of retired generations has one because any thread may retire. */
 #include "plugin/plugin_host.h"
 
-#include "plugin/loader.h"
+#include "plugin/generation.h"
+#include "plugin/sha256.h"
 
 #include <nodehost/log.h>
 
 #include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-typedef struct slot slot;
-
-typedef struct generation {
-    slot *slot;
-    nh_loaded_plugin lp;
-    void *state;
-    bool inited, finished;
-    uint64_t number;
-    int64_t loaded_at_ns;
-    size_t refs; /* open calls + 1 while current (owner thread, or single-threaded at the end) */
-    const char **method_names;
-} generation;
-
-struct slot {
+typedef struct slot {
     nh_plugin_host *ph;
-    const nh_host_plugin *conf;
-    generation *current;
+    char *name;
+    nh_generation *current; /* NULL once the plugin was removed from the configuration */
     uint64_t calls;
-};
+    struct slot *next_all;
+} slot;
 
 /* One registered method: the trampoline's user data. */
 typedef struct route {
-    slot *slot;
+    struct route *next;
+    slot *slot; /* the plugin serving it now, NULL when none does */
     char *method;
-    const generation *cached_gen; /* the generation cached_m belongs to */
+    const nh_generation *cached_gen; /* the generation cached_m belongs to (reset at switches) */
     const nh_plugin_method *cached_m;
 } route;
 
 struct nh_plugin_host {
     nh_runtime *rt;
     nh_server *srv;
-    slot *slots;
+    uint32_t node_id;
+    char *state_dir;
+    nh_conf_hold *conf; /* the configuration serving now */
+    slot **slots;       /* the configured plugins, in file order (owner thread) */
     size_t slot_count;
+    slot *all_slots; /* every slot ever made, freed at the end */
     route *routes;
-    size_t route_count;
     size_t inflight; /* atomic */
     int draining;    /* atomic */
+    int closing;     /* atomic: nh_plugin_host_free() frees what remains */
+    pthread_mutex_t retired_mu;
+    nh_generation *retired; /* generations no longer current, not freed yet (retired_mu) */
 };
 
 typedef struct open_call {
-    generation *gen;
+    nh_generation *gen;
+    slot *slot;
     ProtobufCMessage *req;
 } open_call;
 
-static int64_t now_unix_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+/* ---- retiring generations ----------------------------------------------------------------- */
+
+static void retired_remove(nh_plugin_host *ph, nh_generation *g) {
+    pthread_mutex_lock(&ph->retired_mu);
+    for (nh_generation **p = &ph->retired; *p; p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            break;
+        }
+    pthread_mutex_unlock(&ph->retired_mu);
 }
 
-/* ---- generations -------------------------------------------------------------------------- */
-
-static void gen_finish(generation *g) {
-    if (g->finished) return;
-    g->finished = true;
-    if (g->inited && g->lp.desc->fini) g->lp.desc->fini(g->state);
-    g->inited = false;
+static void free_on_owner(void *arg) {
+    nh_generation *g = arg;
+    retired_remove(g->idle_arg, g);
+    if (g->tag) /* it served (a staged generation that failed never did) */
+        nh_logf(NH_LOG_INFO, "plugins",
+                "plugin '%s' version %s generation %llu finished and unloaded", g->conf->name,
+                g->lp.desc->version, (unsigned long long)g->number);
+    else
+        nh_logf(NH_LOG_DEBUG, "plugins", "plugin '%s': staged version %s discarded", g->conf->name,
+                g->lp.desc->version);
+    nh_gen_free(g);
 }
 
-static void gen_free(generation *g) {
-    if (!g) return;
-    gen_finish(g);
-    nh_plugin_unload(&g->lp);
-    free(g->method_names);
-    free(g);
-}
-
-/* Loads a new generation of slot s (not initialised). */
-static generation *gen_load(slot *s, const char *state_dir, uint64_t number, nh_error *err) {
-    generation *g = calloc(1, sizeof *g);
-    if (!g) {
-        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-        return NULL;
+/* Nothing of a retired generation is alive any more. Called on the thread that dropped the
+ * last reference, possibly deep in SDK code: the free runs later, on the owner thread. */
+static void gen_idle(nh_generation *g, void *arg) {
+    nh_plugin_host *ph = arg;
+    if (__atomic_load_n(&ph->closing, __ATOMIC_ACQUIRE)) return;
+    if (!ph->rt || nh_runtime_post(ph->rt, free_on_owner, g) != 0) {
+        /* The runtime is stopping: nh_plugin_host_free() frees it from the retired list. */
     }
-    g->slot = s;
-    g->number = number;
-    if (nh_plugin_load(s->conf->name, s->conf->path, state_dir, &g->lp, err) != 0) {
-        free(g);
-        return NULL;
-    }
-    g->loaded_at_ns = now_unix_ns();
-    const nh_plugin_descriptor *d = g->lp.desc;
-    g->method_names = calloc(d->method_count, sizeof *g->method_names);
-    if (!g->method_names) {
-        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-        gen_free(g);
-        return NULL;
-    }
-    for (size_t i = 0; i < d->method_count; i++)
-        g->method_names[i] = d->methods[i].name;
-    return g;
 }
 
-/* Runs the plugin's own check of its config subtree. */
-static int gen_check_config(generation *g, nh_error *err) {
-    const nh_plugin_descriptor *d = g->lp.desc;
-    if (!d->check_config) return 0;
-    nh_error e = {0};
-    if (d->check_config(g->slot->conf->config, &e) == 0) return 0;
-    if (e.code == NH_OK) e.code = NH_INVALID_ARGUMENT;
-    return nh_error_set(err, e.code, NH_ERR_LOCAL, 0, "plugin '%s': config: %s",
-                        g->slot->conf->name,
-                        e.message[0] ? e.message : "rejected (no reason given)");
-}
-
-static int gen_init(generation *g, nh_plugin_host *ph, uint32_t node_id, nh_error *err) {
-    const nh_plugin_descriptor *d = g->lp.desc;
-    if (!d->init) {
-        g->inited = true;
-        return 0;
-    }
-    nh_plugin_env env = {
-        .size = sizeof env,
-        .runtime = ph->rt,
-        .server = ph->srv,
-        .node_id = node_id,
-        .name = g->slot->conf->name,
-        .config = g->slot->conf->config,
-        .generation = g->number,
-    };
-    nh_error e = {0};
-    if (d->init(&env, &g->state, &e) != 0) {
-        if (e.code == NH_OK) e.code = NH_FAILED_PRECONDITION;
-        return nh_error_set(err, e.code, NH_ERR_LOCAL, 0, "plugin '%s' (%s): init failed: %s",
-                            g->slot->conf->name, d->version,
-                            e.message[0] ? e.message : "(no reason given)");
-    }
-    g->inited = true;
-    return 0;
-}
-
-static void gen_unref(generation *g) {
-    if (--g->refs == 0) gen_free(g);
+/* g stops being current (or never became current): it is freed once nothing of it is alive. */
+static void gen_retire(nh_plugin_host *ph, nh_generation *g) {
+    pthread_mutex_lock(&ph->retired_mu);
+    g->next = ph->retired;
+    ph->retired = g;
+    pthread_mutex_unlock(&ph->retired_mu);
+    nh_gen_unref(g);
 }
 
 /* ---- the trampoline ----------------------------------------------------------------------- */
 
-static const nh_plugin_method *route_method(route *r, const generation *g) {
+static const nh_plugin_method *route_method(route *r, const nh_generation *g) {
     if (r->cached_gen != g) {
         r->cached_gen = g;
-        r->cached_m = NULL;
-        const nh_plugin_descriptor *d = g->lp.desc;
-        for (size_t i = 0; i < d->method_count; i++)
-            if (!strcmp(d->methods[i].name, r->method)) r->cached_m = &d->methods[i];
+        r->cached_m = nh_gen_method(g, r->method);
     }
     return r->cached_m;
 }
@@ -168,22 +121,23 @@ static const nh_plugin_method *route_method(route *r, const generation *g) {
 static void call_end(nh_server_ctx *ctx, void *arg) {
     (void)ctx;
     open_call *c = arg;
-    nh_plugin_host *ph = c->gen->slot->ph;
+    nh_plugin_host *ph = c->slot->ph;
+    nh_generation *g = c->gen;
     protobuf_c_message_free_unpacked(c->req, NULL);
-    gen_unref(c->gen);
     free(c);
+    __atomic_sub_fetch(&g->calls, 1, __ATOMIC_RELAXED);
     __atomic_sub_fetch(&ph->inflight, 1, __ATOMIC_RELEASE);
+    nh_gen_unref(g);
 }
 
 static void trampoline(nh_server_ctx *ctx, void *user) {
     route *r = user;
     slot *s = r->slot;
-    nh_plugin_host *ph = s->ph;
-    if (__atomic_load_n(&ph->draining, __ATOMIC_ACQUIRE)) {
+    if (s && __atomic_load_n(&s->ph->draining, __ATOMIC_ACQUIRE)) {
         nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "node is shutting down");
         return;
     }
-    generation *g = s->current;
+    nh_generation *g = s ? s->current : NULL;
     const nh_plugin_method *m = g ? route_method(r, g) : NULL;
     if (!m) {
         nh_ctx_reply_error(ctx, NH_UNIMPLEMENTED, "no handler registered for method %s", r->method);
@@ -204,69 +158,126 @@ static void trampoline(nh_server_ctx *ctx, void *user) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
+    nh_plugin_host *ph = s->ph;
     c->gen = g;
+    c->slot = s;
     c->req = req;
-    g->refs++;
+    nh_gen_ref(g);
+    __atomic_add_fetch(&g->calls, 1, __ATOMIC_RELAXED);
     s->calls++;
     __atomic_add_fetch(&ph->inflight, 1, __ATOMIC_RELAXED);
     nh_ctx_on_end(ctx, call_end, c);
+    /* Work the handler starts belongs to g: it keeps g loaded until it is done. */
+    const nh_scope *prev = nh_scope_enter(&g->scope);
     m->handler(ctx, req, g->state);
+    nh_scope_enter(prev);
     /* An RPC or quorum call whose handler neither answered nor deferred would leave its caller
-     * waiting: answer for the plugin. (Correctable handlers may send and return.) */
+     * waiting: answer for the plugin. (Correctable handlers may send and return.) The current
+     * generation cannot have been freed meanwhile: switches and frees run on this thread. */
     if ((m->call_type == NH_CALL_RPC || m->call_type == NH_CALL_QUORUMCALL) &&
         !nh_ctx_answered(ctx)) {
-        nh_logf(NH_LOG_ERROR, s->conf->name, "handler of %s returned without replying", r->method);
+        nh_logf(NH_LOG_ERROR, s->name, "handler of %s returned without replying", r->method);
         nh_ctx_reply_error(ctx, NH_INTERNAL, "handler of %s returned without replying (plugin %s)",
-                           r->method, s->conf->name);
+                           r->method, s->name);
     }
 }
 
-/* ---- start, check, stop ------------------------------------------------------------------- */
+/* ---- slots and routes --------------------------------------------------------------------- */
 
-/* Loads every plugin of cfg into new slots (no init). */
-static int load_all(nh_plugin_host *ph, const nh_host_config *cfg, const char *state_dir,
-                    nh_error *err) {
-    ph->slot_count = cfg->plugin_count;
-    ph->slots = calloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof *ph->slots);
-    if (!ph->slots)
-        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    for (size_t i = 0; i < cfg->plugin_count; i++) {
-        slot *s = &ph->slots[i];
-        s->ph = ph;
-        s->conf = &cfg->plugins[i];
-        nh_error e;
-        s->current = gen_load(s, state_dir, 1, &e);
-        if (!s->current || gen_check_config(s->current, &e) != 0)
-            return nh_conf_error(s->conf->where, err, "%s", e.message);
-        s->current->refs = 1;
-        const nh_plugin_descriptor *d = s->current->lp.desc;
-        for (size_t j = 0; j < d->method_count; j++)
-            if (!strncmp(d->methods[j].name, NH_HOST_RESERVED_PREFIX,
-                         strlen(NH_HOST_RESERVED_PREFIX)))
-                return nh_conf_error(s->conf->where, err,
-                                     "plugin '%s': method '%s' is reserved for the host (names "
-                                     "starting with '%s')",
-                                     s->conf->name, d->methods[j].name, NH_HOST_RESERVED_PREFIX);
+static slot *slot_new(nh_plugin_host *ph, const char *name) {
+    slot *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->name = strdup(name);
+    if (!s->name) {
+        free(s);
+        return NULL;
     }
-    /* Two plugins may not serve the same method. */
-    const nh_loaded_plugin **all = calloc(ph->slot_count ? ph->slot_count : 1, sizeof *all);
-    if (!all) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    s->ph = ph;
+    s->next_all = ph->all_slots;
+    ph->all_slots = s;
+    return s;
+}
+
+static slot *slot_find(nh_plugin_host *ph, const char *name) {
     for (size_t i = 0; i < ph->slot_count; i++)
-        all[i] = &ph->slots[i].current->lp;
-    int rc = nh_plugin_check_conflicts(all, ph->slot_count, err);
+        if (!strcmp(ph->slots[i]->name, name)) return ph->slots[i];
+    return NULL;
+}
+
+static route *route_find(nh_plugin_host *ph, const char *method) {
+    for (route *r = ph->routes; r; r = r->next)
+        if (!strcmp(r->method, method)) return r;
+    return NULL;
+}
+
+/* Points every method at the plugin serving it now, registering methods seen for the first
+ * time. Owner thread, or before serving. */
+static int routes_update(nh_plugin_host *ph, nh_error *err) {
+    for (route *r = ph->routes; r; r = r->next) {
+        r->slot = NULL;
+        r->cached_gen = NULL;
+        r->cached_m = NULL;
+    }
+    for (size_t i = 0; i < ph->slot_count; i++) {
+        slot *s = ph->slots[i];
+        const nh_plugin_descriptor *d = s->current->lp.desc;
+        for (size_t j = 0; j < d->method_count; j++) {
+            route *r = route_find(ph, d->methods[j].name);
+            if (!r) {
+                r = calloc(1, sizeof *r);
+                if (r) r->method = strdup(d->methods[j].name);
+                if (!r || !r->method) {
+                    free(r);
+                    return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
+                                        "out of memory");
+                }
+                r->next = ph->routes;
+                ph->routes = r;
+                if (nh_server_handle(ph->srv, r->method, trampoline, r, err) != 0) return -1;
+            }
+            r->slot = s;
+        }
+    }
+    return 0;
+}
+
+/* The loaded objects of a set of generations, for the method-conflict check. */
+static int check_conflicts(nh_generation *const *gens, size_t n, nh_error *err) {
+    const nh_loaded_plugin **all = calloc(n ? n : 1, sizeof *all);
+    if (!all) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        all[i] = &gens[i]->lp;
+    int rc = nh_plugin_check_conflicts(all, n, err);
     free(all);
     return rc;
 }
 
-static void host_free_slots(nh_plugin_host *ph) {
-    for (size_t i = 0; i < ph->slot_count; i++) {
-        gen_free(ph->slots[i].current);
-        ph->slots[i].current = NULL;
+/* ---- load, start, check ------------------------------------------------------------------- */
+
+static void host_free_all(nh_plugin_host *ph) {
+    __atomic_store_n(&ph->closing, 1, __ATOMIC_RELEASE);
+    for (slot *s = ph->all_slots; s;) {
+        slot *next = s->next_all;
+        nh_gen_free(s->current);
+        free(s->name);
+        free(s);
+        s = next;
     }
+    for (nh_generation *g = ph->retired; g;) {
+        nh_generation *next = g->next;
+        nh_gen_free(g);
+        g = next;
+    }
+    for (route *r = ph->routes; r;) {
+        route *next = r->next;
+        free(r->method);
+        free(r);
+        r = next;
+    }
+    nh_conf_hold_unref(ph->conf);
+    pthread_mutex_destroy(&ph->retired_mu);
     free(ph->slots);
-    for (size_t i = 0; i < ph->route_count; i++)
-        free(ph->routes[i].method);
-    free(ph->routes);
+    free(ph->state_dir);
     free(ph);
 }
 
@@ -275,8 +286,40 @@ int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plu
     *out = NULL;
     nh_plugin_host *ph = calloc(1, sizeof *ph);
     if (!ph) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    if (load_all(ph, cfg, state_dir, err) != 0) {
-        host_free_slots(ph);
+    pthread_mutex_init(&ph->retired_mu, NULL);
+    ph->state_dir = strdup(state_dir);
+    /* The caller keeps cfg: the hold never frees it. */
+    ph->conf = nh_conf_hold_new((nh_host_config *)cfg, false);
+    ph->slots = calloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof *ph->slots);
+    if (!ph->state_dir || !ph->conf || !ph->slots) {
+        host_free_all(ph);
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    }
+    for (size_t i = 0; i < cfg->plugin_count; i++) {
+        const nh_host_plugin *p = &cfg->plugins[i];
+        slot *s = slot_new(ph, p->name);
+        nh_error e;
+        if (!s) {
+            host_free_all(ph);
+            return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        }
+        ph->slots[ph->slot_count++] = s;
+        s->current = nh_gen_load(p, ph->conf, state_dir, 1, &e);
+        if (!s->current) {
+            host_free_all(ph);
+            return nh_conf_error(p->where, err, "%s", e.message);
+        }
+        nh_gen_set_idle(s->current, gen_idle, ph);
+        s->current->tag = s;
+    }
+    nh_generation **gens = calloc(ph->slot_count ? ph->slot_count : 1, sizeof *gens);
+    int rc = gens ? 0 : nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; gens && i < ph->slot_count; i++)
+        gens[i] = ph->slots[i]->current;
+    if (rc == 0) rc = check_conflicts(gens, ph->slot_count, err);
+    free(gens);
+    if (rc != 0) {
+        host_free_all(ph);
         return -1;
     }
     *out = ph;
@@ -290,48 +333,312 @@ int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_er
     return 0;
 }
 
+static void log_serving(const slot *s, const char *how) {
+    const nh_generation *g = s->current;
+    nh_logf(NH_LOG_INFO, "plugins", "plugin '%s' version %s generation %llu %s from %s", s->name,
+            g->lp.desc->version, (unsigned long long)g->number, how, g->conf->path);
+    nh_logf(NH_LOG_DEBUG, "plugins", "plugin '%s': descriptor name '%s', sha256 %s, copy %s",
+            s->name, g->lp.desc->name, g->lp.sha256, g->lp.loaded_path);
+}
+
 int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uint32_t node_id,
                          nh_error *err) {
     ph->rt = rt;
     ph->srv = srv;
-    size_t methods = 0;
+    ph->node_id = node_id;
     for (size_t i = 0; i < ph->slot_count; i++) {
-        slot *s = &ph->slots[i];
-        if (gen_init(s->current, ph, node_id, err) != 0) {
+        slot *s = ph->slots[i];
+        if (nh_gen_init(s->current, rt, srv, node_id, err) != 0) {
             nh_error e = *err;
-            return nh_conf_error(s->conf->where, err, "%s", e.message);
+            nh_conf_error(s->current->conf->where, err, "%s", e.message);
+            err->code = e.code;
+            return -1;
         }
-        nh_logf(NH_LOG_INFO, "plugins", "plugin '%s' version %s generation %llu loaded from %s",
-                s->conf->name, s->current->lp.desc->version, (unsigned long long)s->current->number,
-                s->conf->path);
-        nh_logf(NH_LOG_DEBUG, "plugins", "plugin '%s': descriptor name '%s', sha256 %s, copy %s",
-                s->conf->name, s->current->lp.desc->name, s->current->lp.sha256,
-                s->current->lp.loaded_path);
-        methods += s->current->lp.desc->method_count;
+        log_serving(s, "loaded");
     }
-    ph->routes = calloc(methods ? methods : 1, sizeof *ph->routes);
-    if (!ph->routes)
-        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    for (size_t i = 0; i < ph->slot_count; i++) {
-        const nh_plugin_descriptor *d = ph->slots[i].current->lp.desc;
-        for (size_t j = 0; j < d->method_count; j++) {
-            route *r = &ph->routes[ph->route_count++];
-            r->slot = &ph->slots[i];
-            r->method = strdup(d->methods[j].name);
-            if (!r->method)
-                return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-            if (nh_server_handle(srv, r->method, trampoline, r, err) != 0) return -1;
+    return routes_update(ph, err);
+}
+
+/* ---- reload ------------------------------------------------------------------------------- */
+
+/* Deep equality of two YAML subtrees (values and structure, not positions). */
+static bool conf_equal(const nh_conf_node *a, const nh_conf_node *b) {
+    if (!a || !b) return a == b;
+    if (a->kind != b->kind || a->count != b->count || a->quoted != b->quoted) return false;
+    if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key))) return false;
+    if ((a->value == NULL) != (b->value == NULL) || (a->value && strcmp(a->value, b->value)))
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (!conf_equal(&a->items[i], &b->items[i])) return false;
+    return true;
+}
+
+/* One plugin of the new configuration: its slot (NULL when new) and its new generation (NULL
+ * when unchanged). */
+typedef struct staged {
+    const nh_host_plugin *conf;
+    slot *slot;
+    nh_generation *gen;
+} staged;
+
+typedef struct switch_task {
+    nh_plugin_host *ph;
+    nh_conf_hold *hold;
+    staged *st;
+    size_t n;
+    nh_reload_result *out;
+    int rc;
+    sem_t done;
+} switch_task;
+
+/* Hands the old generation's state to the new one (both on the owner thread). */
+static int hand_over(slot *s, nh_generation *ng, nh_error *err) {
+    nh_generation *og = s->current;
+    const nh_plugin_descriptor *od = og->lp.desc, *nd = ng->lp.desc;
+    if (!od->export_state || !nd->import_state) {
+        if (od->export_state || nd->import_state)
+            nh_logf(NH_LOG_WARN, "plugins",
+                    "plugin '%s': state not handed over (%s generation has no %s hook)", s->name,
+                    od->export_state ? "new" : "old", od->export_state ? "import" : "export");
+        return 0;
+    }
+    nh_buf blob = {0};
+    nh_error e = {0};
+    const nh_scope *prev = nh_scope_enter(&og->scope);
+    int rc = od->export_state(og->state, &blob, &e);
+    nh_scope_enter(prev);
+    if (rc != 0) {
+        nh_buf_free(&blob);
+        return nh_error_set(err, e.code ? e.code : NH_INTERNAL, NH_ERR_LOCAL, 0,
+                            "plugin '%s' (%s): export_state failed: %s", s->name, od->version,
+                            e.message[0] ? e.message : "(no reason given)");
+    }
+    prev = nh_scope_enter(&ng->scope);
+    rc = nd->import_state(ng->state, blob.data, blob.len, &e);
+    nh_scope_enter(prev);
+    size_t len = blob.len;
+    nh_buf_free(&blob);
+    if (rc != 0)
+        return nh_error_set(err, e.code ? e.code : NH_INTERNAL, NH_ERR_LOCAL, 0,
+                            "plugin '%s' (%s): import_state of %zu bytes failed: %s", s->name,
+                            nd->version, len, e.message[0] ? e.message : "(no reason given)");
+    nh_logf(NH_LOG_DEBUG, "plugins", "plugin '%s': %zu bytes of state handed over", s->name, len);
+    return 0;
+}
+
+static void appendf(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void appendf(char *buf, size_t size, const char *fmt, ...) {
+    size_t off = strlen(buf);
+    if (off + 1 >= size) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + off, size - off, fmt, ap);
+    va_end(ap);
+}
+
+/* The switch, on the owner thread: no request runs meanwhile, so the new generations take over
+ * exactly where the old ones stopped. All or nothing. */
+static void switch_on_owner(void *arg) {
+    switch_task *t = arg;
+    nh_plugin_host *ph = t->ph;
+    nh_reload_result *out = t->out;
+    t->rc = -1;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->st[i].gen && t->st[i].slot && hand_over(t->st[i].slot, t->st[i].gen, &out->err))
+            goto done;
+    slot **slots = calloc(t->n ? t->n : 1, sizeof *slots);
+    for (size_t i = 0; slots && i < t->n; i++)
+        if (!t->st[i].slot && !(t->st[i].slot = slot_new(ph, t->st[i].conf->name))) {
+            free(slots);
+            slots = NULL;
         }
+    if (!slots) {
+        nh_error_set(&out->err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        goto done;
+    }
+    /* From here on nothing fails (routes_update only allocates routes for new methods; if that
+     * fails the methods already routed keep working and the error is reported). */
+    for (size_t i = 0; i < ph->slot_count; i++) {
+        slot *s = ph->slots[i];
+        bool kept = false;
+        for (size_t j = 0; j < t->n; j++)
+            kept |= t->st[j].slot == s;
+        if (!kept) {
+            appendf(out->summary, sizeof out->summary, "%s%s removed", out->summary[0] ? "; " : "",
+                    s->name);
+            nh_logf(NH_LOG_INFO, "plugins", "plugin '%s' removed (%zu call(s) still open on it)",
+                    s->name, __atomic_load_n(&s->current->calls, __ATOMIC_RELAXED));
+            nh_generation *old = s->current;
+            s->current = NULL;
+            gen_retire(ph, old);
+            out->changed++;
+        }
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        slot *s = t->st[i].slot;
+        slots[i] = s;
+        nh_generation *ng = t->st[i].gen, *og = s->current;
+        if (!ng) continue;
+        ng->tag = s;
+        s->current = ng;
+        out->changed++;
+        if (og) {
+            appendf(out->summary, sizeof out->summary, "%s%s %s -> %s (gen %llu)",
+                    out->summary[0] ? "; " : "", s->name, og->lp.desc->version,
+                    ng->lp.desc->version, (unsigned long long)ng->number);
+            nh_logf(NH_LOG_INFO, "plugins",
+                    "plugin '%s' version %s generation %llu serving (was version %s generation "
+                    "%llu, %zu call(s) still open on it)",
+                    s->name, ng->lp.desc->version, (unsigned long long)ng->number,
+                    og->lp.desc->version, (unsigned long long)og->number,
+                    __atomic_load_n(&og->calls, __ATOMIC_RELAXED));
+            gen_retire(ph, og);
+        } else {
+            appendf(out->summary, sizeof out->summary, "%s%s %s added (gen %llu)",
+                    out->summary[0] ? "; " : "", s->name, ng->lp.desc->version,
+                    (unsigned long long)ng->number);
+            log_serving(s, "added");
+        }
+        t->st[i].gen = NULL; /* taken */
+    }
+    free(ph->slots);
+    ph->slots = slots;
+    ph->slot_count = t->n;
+    nh_conf_hold *old_conf = ph->conf;
+    ph->conf = t->hold;
+    t->hold = NULL;
+    nh_conf_hold_unref(old_conf);
+    if (routes_update(ph, &out->err) != 0) goto done;
+    t->rc = 0;
+done:
+    sem_post(&t->done);
+}
+
+/* Runs fn on the owner thread and waits for it. Returns 0, -1 when the runtime stops. */
+static int run_on_owner(nh_runtime *rt, void (*fn)(void *), void *arg, sem_t *done) {
+    if (nh_runtime_post(rt, fn, arg) != 0) return -1;
+    while (sem_wait(done) != 0 && errno == EINTR) {
     }
     return 0;
 }
 
+/* Decides whether plugin p differs from what slot s serves. */
+static int plugin_changed(const slot *s, const nh_host_plugin *p, bool *changed, nh_error *err) {
+    const nh_generation *g = s->current;
+    *changed = true;
+    if (strcmp(g->conf->path, p->path) != 0 || !conf_equal(g->conf->config, p->config)) return 0;
+    char hex[65];
+    nh_error e;
+    if (nh_sha256_file(p->path, hex, &e) != 0)
+        return nh_conf_error(p->where, err, "plugin '%s': %s", p->name, e.message);
+    *changed = strcmp(hex, g->lp.sha256) != 0;
+    return 0;
+}
+
+int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_result *out) {
+    nh_error *err = &out->err;
+    if (__atomic_load_n(&ph->draining, __ATOMIC_ACQUIRE)) {
+        nh_host_config_free(cfg);
+        return nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "node is stopping");
+    }
+    size_t n = cfg->plugin_count;
+    nh_conf_hold *hold = nh_conf_hold_new(cfg, true);
+    staged *st = calloc(n ? n : 1, sizeof *st);
+    nh_generation **gens = calloc(n ? n : 1, sizeof *gens);
+    int rc = -1;
+    if (!hold || !st || !gens) {
+        if (!hold) nh_host_config_free(cfg);
+        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        goto out;
+    }
+    /* Stage: load and check every changed plugin. */
+    size_t staged_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const nh_host_plugin *p = &cfg->plugins[i];
+        st[i].conf = p;
+        st[i].slot = slot_find(ph, p->name);
+        bool changed = true;
+        if (st[i].slot && plugin_changed(st[i].slot, p, &changed, err) != 0) goto out;
+        if (changed) {
+            nh_error e;
+            uint64_t number = st[i].slot ? st[i].slot->current->number + 1 : 1;
+            st[i].gen = nh_gen_load(p, hold, ph->state_dir, number, &e);
+            if (st[i].gen) nh_gen_set_idle(st[i].gen, gen_idle, ph);
+            if (!st[i].gen) {
+                nh_conf_error(p->where, err, "%s", e.message);
+                err->code = e.code;
+                goto out;
+            }
+            staged_count++;
+        }
+        gens[i] = st[i].gen ? st[i].gen : st[i].slot->current;
+    }
+    bool removed = false;
+    for (size_t i = 0; i < ph->slot_count; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < n; j++)
+            kept |= st[j].slot == ph->slots[i];
+        removed |= !kept;
+    }
+    if (staged_count == 0 && !removed) {
+        /* Nothing to switch. The new file becomes the configuration serving (the plugins keep
+         * the subtrees of the one they started with, which are equal). */
+        nh_conf_hold_ref(hold);
+        nh_conf_hold *old_conf = ph->conf;
+        ph->conf = hold;
+        nh_conf_hold_unref(old_conf);
+        rc = 0;
+        goto out;
+    }
+    if (check_conflicts(gens, n, err) != 0) goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (!st[i].gen) continue;
+        if (nh_gen_init(st[i].gen, ph->rt, ph->srv, ph->node_id, err) != 0) {
+            nh_error e = *err;
+            nh_conf_error(st[i].conf->where, err, "%s", e.message);
+            err->code = e.code;
+            goto out;
+        }
+    }
+    /* Switch on the owner thread. */
+    switch_task t = {.ph = ph, .hold = hold, .st = st, .n = n, .out = out};
+    sem_init(&t.done, 0, 0);
+    nh_conf_hold_ref(hold); /* the task's, taken when it runs */
+    if (run_on_owner(ph->rt, switch_on_owner, &t, &t.done) != 0) {
+        nh_conf_hold_unref(hold);
+        nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "node is stopping");
+    } else {
+        rc = t.rc;
+        if (t.hold) nh_conf_hold_unref(t.hold); /* the switch did not take it */
+    }
+    sem_destroy(&t.done);
+out:
+    /* Generations staged but not switched: retired (init ran: fini on the owner thread). */
+    for (size_t i = 0; st && i < n; i++)
+        if (st[i].gen) gen_retire(ph, st[i].gen);
+    nh_conf_hold_unref(hold);
+    free(st);
+    free(gens);
+    out->ok = rc == 0;
+    return rc;
+}
+
+const nh_host_config *nh_plugin_host_config(const nh_plugin_host *ph) {
+    return ph->conf->cfg;
+}
+
+/* ---- serving ------------------------------------------------------------------------------ */
+
 void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool client_config) {
     if (!ph) return;
     for (size_t i = 0; i < ph->slot_count; i++) {
-        generation *g = ph->slots[i].current;
-        if (g && g->inited && g->lp.desc->config_changed)
+        nh_generation *g = ph->slots[i]->current;
+        if (g && g->inited && g->lp.desc->config_changed) {
+            const nh_scope *prev = nh_scope_enter(&g->scope);
             g->lp.desc->config_changed(g->state, cfg, client_config);
+            nh_scope_enter(prev);
+        }
     }
 }
 
@@ -348,18 +655,27 @@ size_t nh_plugin_host_count(const nh_plugin_host *ph) {
 }
 
 void nh_plugin_host_status(const nh_plugin_host *ph, size_t i, nh_plugin_status *out) {
-    const slot *s = &ph->slots[i];
-    const generation *g = s->current;
+    const slot *s = ph->slots[i];
+    const nh_generation *g = s->current;
     *out = (nh_plugin_status){
-        .name = s->conf->name,
+        .name = s->name,
         .version = g->lp.desc->version,
-        .path = s->conf->path,
+        .path = g->conf->path,
         .generation = g->number,
         .loaded_at_unix_ns = g->loaded_at_ns,
         .method_count = g->lp.desc->method_count,
         .methods = g->method_names,
         .calls = s->calls,
+        .sha256 = g->lp.sha256,
     };
+    nh_plugin_host *mph = (nh_plugin_host *)ph;
+    pthread_mutex_lock(&mph->retired_mu);
+    for (const nh_generation *o = ph->retired; o; o = o->next)
+        if (o->tag == s) {
+            out->old_generations++;
+            out->old_calls += __atomic_load_n(&o->calls, __ATOMIC_RELAXED);
+        }
+    pthread_mutex_unlock(&mph->retired_mu);
 }
 
 typedef struct stop_task {
@@ -370,7 +686,7 @@ typedef struct stop_task {
 static void stop_on_owner(void *arg) {
     stop_task *t = arg;
     for (size_t i = 0; i < t->ph->slot_count; i++)
-        if (t->ph->slots[i].current) gen_finish(t->ph->slots[i].current);
+        if (t->ph->slots[i]->current) nh_gen_finish(t->ph->slots[i]->current);
     sem_post(&t->done);
 }
 
@@ -380,23 +696,13 @@ void nh_plugin_host_stop(nh_plugin_host *ph) {
     /* fini runs on the owner thread, like the handlers that share the plugin's state. */
     stop_task t = {.ph = ph};
     sem_init(&t.done, 0, 0);
-    if (nh_runtime_post(ph->rt, stop_on_owner, &t) == 0) {
-        while (sem_wait(&t.done) != 0 && errno == EINTR) {
-        }
-    } else {
-        stop_on_owner(&t);
-    }
+    if (!ph->rt || run_on_owner(ph->rt, stop_on_owner, &t, &t.done) != 0) stop_on_owner(&t);
     sem_destroy(&t.done);
 }
 
 void nh_plugin_host_free(nh_plugin_host *ph) {
     if (!ph) return;
-    /* Calls still open when the runtime was freed have ended by now (their generations' refs
-     * were dropped); what remains is the current generation of each slot. */
-    for (size_t i = 0; i < ph->slot_count; i++) {
-        generation *g = ph->slots[i].current;
-        ph->slots[i].current = NULL;
-        if (g) gen_unref(g);
-    }
-    host_free_slots(ph);
+    /* The runtime is gone (or never ran): no call can still end and no SDK work is pending, so
+     * every generation, current or retired, is freed here. */
+    host_free_all(ph);
 }

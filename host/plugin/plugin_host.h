@@ -4,6 +4,7 @@
 #define NH_HOST_PLUGIN_HOST_H
 
 #include "config/host_config.h"
+#include "reload/reloader.h"
 
 #include <nodehost/plugin.h>
 
@@ -20,6 +21,9 @@ typedef struct nh_plugin_status {
     size_t method_count;
     const char *const *methods; /* method_count names */
     uint64_t calls;             /* calls dispatched to this plugin since start */
+    const char *sha256;         /* SHA-256 of the file the current generation was loaded from */
+    size_t old_generations;     /* earlier generations still finishing calls (not unloaded) */
+    size_t old_calls;           /* calls still open on those earlier generations */
 } nh_plugin_status;
 
 /** Loads every plugin of cfg (unique copies in state_dir), checks descriptors, their configs
@@ -38,6 +42,24 @@ int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uin
  * (check_config hook) and method conflicts, without running init; unloads. Returns 0, or -1
  * with the first error. */
 int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error *err);
+
+/**
+ * Reloads the plugins from cfg (a newly read configuration; taken, freed when no longer used).
+ * Runs on the reload thread (not the owner thread, which it waits for), after
+ * nh_plugin_host_start(). A plugin is staged when it is new or its file's bytes, its path or its
+ * config subtree changed: loaded from a fresh unique copy, checked, its check_config and init
+ * run; the method sets of all plugins must not clash. Then, on the owner thread and in one step,
+ * each changed plugin's old generation exports its state and the new one imports it, new calls go
+ * to the new generations, and removed plugins stop taking calls. Old generations finish the
+ * calls and work they have and are finished and unloaded when nothing of them is left.
+ * On any failure nothing changes (the old generations keep serving) and out->err says which
+ * plugin failed and why. Fills out->changed and out->summary; returns 0 or -1.
+ */
+int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_result *out);
+
+/** The configuration the plugins serve now (the one given to nh_plugin_host_load(), or the last
+ * reloaded one). Owner or reload thread. */
+const nh_host_config *nh_plugin_host_config(const nh_plugin_host *ph);
 
 /** Forwards a Config/ClientConfig change to the plugins (owner thread). ph may be NULL. */
 void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool client_config);

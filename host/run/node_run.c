@@ -4,6 +4,8 @@
 
 #include "admin/admin.h"
 #include "plugin/plugin_host.h"
+#include "reload/reloader.h"
+#include "reload/watch.h"
 
 #include <nodehost/nodehost.h>
 
@@ -47,9 +49,123 @@ static void on_config_change(nh_config *cfg, bool client_config, void *user) {
                                   client_config);
 }
 
-/* Waits for SIGTERM/SIGINT (SIGHUP is reported, reloading is not there yet). Returns the
+/* ---- reload ------------------------------------------------------------------------------- */
+
+typedef struct node_reload {
+    nh_plugin_host *ph;
+    const char *file; /* the configuration file, re-read at each reload */
+    uint32_t node_id;
+    nh_reloader *reloader;
+    nh_plugin_watch *watch; /* NULL unless reload.watch */
+} node_reload;
+
+/* The plugin files of cfg, for the watch (pointers into cfg; malloc'ed array). */
+static const char **plugin_paths(const nh_host_config *cfg) {
+    const char **paths = calloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof *paths);
+    for (size_t i = 0; paths && i < cfg->plugin_count; i++)
+        paths[i] = cfg->plugins[i].path;
+    return paths;
+}
+
+/* The watch saw a plugin file's bytes change. */
+static void on_plugin_file_changed(void *arg, const char *path) {
+    node_reload *nr = arg;
+    nh_logf(NH_LOG_INFO, "reload", "%s changed", path);
+    if (nh_reloader_request(nr->reloader, "watch", NULL, NULL) != 0)
+        nh_logf(NH_LOG_WARN, "reload", "cannot queue a reload for %s", path);
+}
+
+static int watch_start(node_reload *nr, const nh_host_config *cfg, nh_error *err) {
+    if (!cfg->reload_watch) return 0;
+    const char **paths = plugin_paths(cfg);
+    if (!paths) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    int rc = nh_plugin_watch_start(paths, cfg->plugin_count, cfg->reload_debounce_ms,
+                                   on_plugin_file_changed, nr, &nr->watch, err);
+    free(paths);
+    if (rc == 0)
+        nh_logf(NH_LOG_INFO, "reload", "watching %zu plugin file(s) (debounce %u ms)",
+                cfg->plugin_count, cfg->reload_debounce_ms);
+    return rc;
+}
+
+/* After a reload: the watch follows the plugin list. */
+static void watch_update(node_reload *nr) {
+    if (!nr->watch) return;
+    const nh_host_config *cfg = nh_plugin_host_config(nr->ph);
+    const char **paths = plugin_paths(cfg);
+    nh_error err = {0};
+    if (!paths || nh_plugin_watch_set(nr->watch, paths, cfg->plugin_count, &err) != 0)
+        nh_logf(NH_LOG_WARN, "reload", "the plugin watch keeps its old files: %s",
+                paths ? err.message : "out of memory");
+    free(paths);
+}
+
+static const nh_host_peer *find_peer(const nh_host_config *c, uint32_t id) {
+    for (size_t i = 0; i < c->peer_count; i++)
+        if (c->peers[i].id == id) return &c->peers[i];
+    return NULL;
+}
+
+/* What a reload cannot change yet: the node's address, its peers, client and transport limits.
+ * Returns 0 when equal, else -1 with err naming the first difference. */
+static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config *nw,
+                                nh_error *err) {
+    static const char restart[] = "cannot be changed by a reload; restart the node";
+    if (strcmp(cur->listen, nw->listen) != 0)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "%s: node.listen changed (%s -> %s): %s", nw->file, cur->listen,
+                            nw->listen, restart);
+    for (size_t i = 0; i < nw->peer_count; i++) {
+        const nh_host_peer *p = &nw->peers[i], *o = find_peer(cur, p->id);
+        if (!o)
+            nh_conf_error(p->where, err, "peer %u added: peer membership %s", p->id, restart);
+        else if (strcmp(o->address, p->address) != 0)
+            nh_conf_error(p->where, err, "peer %u moved (%s -> %s): peer membership %s", p->id,
+                          o->address, p->address, restart);
+        else
+            continue;
+        err->code = NH_FAILED_PRECONDITION;
+        return -1;
+    }
+    for (size_t i = 0; i < cur->peer_count; i++)
+        if (!find_peer(nw, cur->peers[i].id))
+            return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                                "%s: peers: peer %u removed: peer membership %s", nw->file,
+                                cur->peers[i].id, restart);
+    if (cur->clients_accept != nw->clients_accept || cur->clients_max != nw->clients_max)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: clients: %s",
+                            nw->file, restart);
+    if (cur->max_message_size != nw->max_message_size || cur->max_inbox != nw->max_inbox)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "%s: limits.max_message_size and limits.max_inbox %s", nw->file,
+                            restart);
+    return 0;
+}
+
+/* One reload (on the reloader's thread): re-read the file, refuse what needs a restart, apply
+ * log settings that changed in the file, reload the plugins. */
+static void do_reload(void *arg, nh_reload_result *out) {
+    node_reload *nr = arg;
+    nh_host_config *nw = NULL;
+    out->ok = false;
+    if (nh_host_config_load(nr->file, nr->node_id, &nw, &out->err) != 0) return;
+    const nh_host_config *cur = nh_plugin_host_config(nr->ph);
+    if (fixed_settings_equal(cur, nw, &out->err) != 0) {
+        nh_host_config_free(nw);
+        return;
+    }
+    if (nw->log_level != cur->log_level) nh_log_set_level((nh_log_level)nw->log_level);
+    if (nw->log_format != cur->log_format)
+        nh_log_set_format(nw->log_format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT);
+    if (nw->reload_watch != cur->reload_watch || nw->reload_debounce_ms != cur->reload_debounce_ms)
+        nh_logf(NH_LOG_WARN, "reload", "%s: reload.watch and reload.debounce_ms apply at restart",
+                nw->file);
+    if (nh_plugin_host_reload(nr->ph, nw, out) == 0) watch_update(nr);
+}
+
+/* Waits for SIGTERM/SIGINT; SIGHUP asks for a reload (when rl is not NULL). Returns the
  * signal. */
-static int wait_stop_signal(void) {
+static int wait_stop_signal(nh_reloader *rl) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -59,7 +175,8 @@ static int wait_stop_signal(void) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            nh_logf(NH_LOG_WARN, "host", "SIGHUP: plugin reload is not available in this version");
+            if (nh_reloader_request(rl, "SIGHUP", NULL, NULL) != 0)
+                nh_logf(NH_LOG_WARN, "host", "SIGHUP: cannot queue a reload");
             continue;
         }
         return sig;
@@ -129,6 +246,8 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         .on_config_change = on_config_change,
     };
     nh_server *srv = NULL;
+    nh_reloader *reloader = NULL;
+    node_reload nr = {.file = cfg->file, .node_id = cfg->node_id};
     int port = 0, rc = 1;
     nh_admin_source admin = {.node_id = cfg->node_id,
                              .listen = cfg->listen,
@@ -151,13 +270,30 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     __atomic_store_n(&admin.plugins, ph, __ATOMIC_RELEASE);
     __atomic_store_n(&g_plugins, ph, __ATOMIC_RELEASE);
+    nr.ph = ph;
+    if (nh_reloader_new(do_reload, &nr, &reloader, &err) != 0) {
+        nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+        goto out;
+    }
+    nr.reloader = reloader;
+    if (watch_start(&nr, cfg, &err) != 0) {
+        nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+        goto out;
+    }
+    __atomic_store_n(&admin.reloader, reloader, __ATOMIC_RELEASE);
     nh_logf(NH_LOG_INFO, "host",
             "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s)", cfg->node_id,
             cfg->listen, port, cfg->peer_count, cfg->plugin_count);
-    int sig = wait_stop_signal();
+    int sig = wait_stop_signal(reloader);
+    nh_plugin_watch_stop(nr.watch);
+    nr.watch = NULL;
+    /* A reload running now finishes first; requests still queued, and later ones, are
+     * answered "node is stopping". */
+    nh_reloader_stop(reloader);
+    uint32_t grace_ms = nh_plugin_host_config(ph)->shutdown_grace_ms;
     nh_logf(NH_LOG_INFO, "host", "%s: draining (%zu call(s) open, grace %u ms)", strsignal(sig),
-            nh_plugin_host_inflight(ph), cfg->shutdown_grace_ms);
-    size_t abandoned = drain(ph, cfg->shutdown_grace_ms);
+            nh_plugin_host_inflight(ph), grace_ms);
+    size_t abandoned = drain(ph, grace_ms);
     if (abandoned > 0) {
         /* Open calls may still be running plugin code (worker threads, deferred replies): no
          * fini, no unload, no waiting for them. Their streams die with the process. */
@@ -169,9 +305,12 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     rc = 0;
 out:
+    nh_plugin_watch_stop(nr.watch);
+    nh_reloader_stop(reloader);
     __atomic_store_n(&g_plugins, NULL, __ATOMIC_RELEASE);
     nh_plugin_host_stop(ph);
     nh_runtime_free(rt);
+    nh_reloader_free(reloader); /* after the runtime: the admin service may still use it */
     nh_plugin_host_free(ph);
     free(peers);
     free(peer_ids);

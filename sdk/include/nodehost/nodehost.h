@@ -11,5 +11,6 @@
 #include <nodehost/quorum.h>
 #include <nodehost/conf.h>
 #include <nodehost/log.h>
+#include <nodehost/admin.h>
 
 #endif
