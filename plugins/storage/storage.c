@@ -55,8 +55,14 @@ typedef struct entry {
     int32_t nanos;
 } entry;
 
+/* The version string; builds for reload tests set their own. */
+#ifndef NH_STORAGE_VERSION
+#define NH_STORAGE_VERSION "1.0.0"
+#endif
+
 typedef struct storage {
     /* Immutable after init. */
+    uint64_t generation;
     size_t max_keys;
     uint32_t nested_timeout_ms, notify_timeout_ms;
     /* The store (owner thread only): open addressing, linear probing, no deletion. */
@@ -94,6 +100,7 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     if (storage_read_config(env->config, &c, err) != 0) return -1;
     storage *s = calloc(1, sizeof *s);
     if (!s) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    s->generation = env->generation;
     s->max_keys = (size_t)c.max_keys;
     s->nested_timeout_ms = (uint32_t)c.nested_timeout_ms;
     s->notify_timeout_ms = (uint32_t)c.notify_timeout_ms;
@@ -390,6 +397,18 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
     return rc;
 }
 
+/* ---- Info ------------------------------------------------------------------------------- */
+
+static void h_info(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+    (void)request;
+    const storage *s = state;
+    Proto__InfoResponse r = PROTO__INFO_RESPONSE__INIT;
+    r.version = (char *)NH_STORAGE_VERSION;
+    r.generation = s->generation;
+    r.keys = s->count;
+    reply_or_fail(ctx, &r.base);
+}
+
 /* ---- descriptor --------------------------------------------------------------------------- */
 
 #define MSG(t) &proto__##t##__descriptor
@@ -404,6 +423,8 @@ static const nh_plugin_method storage_methods[] = {
      h_read_nested},
     {"proto.Storage.NotifyClients", NH_CALL_RPC, MSG(write_request), MSG(notify_response),
      h_notify_clients},
+    {"proto.Storage.Info", NH_CALL_RPC, &google__protobuf__empty__descriptor, MSG(info_response),
+     h_info},
 };
 #undef MSG
 
@@ -412,7 +433,7 @@ static const nh_plugin_descriptor storage_descriptor = {
     .size = sizeof(nh_plugin_descriptor),
     .abi_version = NH_PLUGIN_ABI_VERSION,
     .name = "storage",
-    .version = "1.0.0",
+    .version = NH_STORAGE_VERSION,
     .description = "replicated key-value store (proto.Storage, Gorums' storage example)",
     .methods = storage_methods,
     .method_count = sizeof storage_methods / sizeof storage_methods[0],

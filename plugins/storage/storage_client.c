@@ -45,6 +45,8 @@ static void usage(FILE *f) {
             "                            client and reports who acknowledged\n"
             "  listen                    connects to --nodes as a client peer (gorums-node-id 0)\n"
             "                            and prints every proto.StorageClient.Notify it gets\n"
+            "  info                      Info on each --nodes node: the storage plugin's version,\n"
+            "                            generation (1, +1 per reload that changed it) and keys\n"
             "\n"
             "NODE is an address (host:port) or the ID of a node in --nodes.\n");
 }
@@ -432,6 +434,51 @@ static int cmd_notify(client *c, const char *node, const char *key, const char *
     return status;
 }
 
+/* info: proto.Storage.Info on every --nodes node, one line each ("node N: storage VERSION
+ * generation G, K keys"); a node that fails gets a line on stderr and makes the exit status 1. */
+static int cmd_info(client *c) {
+    if (!c->n) {
+        fail("--nodes is required for this command");
+        return 1;
+    }
+    int status = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        nh_config_opts o = {.nodes = &c->nodes[i], .count = 1};
+        nh_config *cfg;
+        nh_error err;
+        if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
+            fail("info: node %u (%s): %s", c->nodes[i].id, c->nodes[i].address, err.message);
+            status = 1;
+            continue;
+        }
+        Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
+        nh_buf resp = {0};
+        double ms;
+        if (rpc_one(c, cfg, "proto.Storage.Info", &req.base, &resp, &ms, &err) == 0) {
+            Proto__InfoResponse *r = proto__info_response__unpack(NULL, resp.len, resp.data);
+            if (r) {
+                printf("node %u: storage %s generation %llu, %llu keys\n", c->nodes[i].id,
+                       r->version, (unsigned long long)r->generation, (unsigned long long)r->keys);
+                proto__info_response__free_unpacked(r, NULL);
+            } else {
+                fail("info: node %u: the answer does not decode as proto.InfoResponse",
+                     c->nodes[i].id);
+                status = 1;
+            }
+        } else {
+            if (strstr(err.message, c->nodes[i].address)) /* the error names the node */
+                fail("info: %s (%.2f ms)", err.message, ms);
+            else
+                fail("info: node %u (%s): %s (%.2f ms)", c->nodes[i].id, c->nodes[i].address,
+                     err.message, ms);
+            status = 1;
+        }
+        nh_buf_free(&resp);
+        nh_config_unref(cfg);
+    }
+    return status;
+}
+
 /* listen: the back-channel handler of proto.StorageClient.Notify (runs on the owner thread). */
 static atomic_uint g_notifications;
 
@@ -547,7 +594,7 @@ int main(int argc, char **argv) {
         const char *name;
         int args;
     } cmds[] = {{"write", 2},  {"read", 1},   {"multicast", 2},
-                {"nested", 2}, {"notify", 3}, {"listen", 0}};
+                {"nested", 2}, {"notify", 3}, {"listen", 0}, {"info", 0}};
     int cmd = -1;
     for (size_t i = 0; argc >= 1 && i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[0], cmds[i].name)) cmd = (int)i;
@@ -592,8 +639,11 @@ int main(int argc, char **argv) {
         case 4:
             status = cmd_notify(&c, a[0], a[1], a[2]);
             break;
-        default:
+        case 5:
             status = cmd_listen(&c, &stop);
+            break;
+        default:
+            status = cmd_info(&c);
             break;
     }
     fflush(stdout);

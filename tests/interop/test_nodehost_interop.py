@@ -577,7 +577,7 @@ class ClusterTest(Case):
             self.assertEqual(st["peers"], [1, 2, 3])
             self.assertEqual([(p["name"], p["generation"], p["methods"])
                               for p in st["plugins"]],
-                             [("storage", 1, 7), ("benchmark", 1, 7)])
+                             [("storage", 1, 8), ("benchmark", 1, 7)])
             self.assertEqual(st["plugins"][0]["path"], os.path.join(plugin_dir(), "storage.so"))
             self.assertGreaterEqual(st["uptime_ms"], 0)
         # The text form names the same.
