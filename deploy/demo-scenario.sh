@@ -4,15 +4,19 @@
 # Starts three nodehost processes from conf/cluster-3.yaml (--id 1, 2, 3) and walks through:
 # quorum write and read; a nested read over a node's Config; a client peer called back over
 # ClientConfig; a node killed with majority calls still succeeding; the node restarted and back
-# in every Config. Every step checks its result; any failure prints the node logs and exits 1.
+# in every Config; a new build of the storage plugin hot-reloaded on every node with its data
+# kept. Every step checks its result; any failure prints the node logs and exits 1.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:?usage: demo-scenario.sh BUILD_DIR}" && pwd)
 nodehost="$build/host/nodehost"
 client="$build/plugins/storage/nh-storage-client"
 work=$(mktemp -d /tmp/nodehost-demo.XXXXXX)
-export NH_PLUGIN_DIR="$build/plugins" NH_STATE_DIR="$work/state"
-mkdir -p "$NH_STATE_DIR"
+# The nodes load plugins from a copy of the build's plugin directory, so that step 7 can land a
+# new build of storage there the way a deploy does (rename over the file).
+mkdir -p "$work/state" "$work/plugins"
+cp "$build"/plugins/*.so "$work/plugins/"
+export NH_PLUGIN_DIR="$work/plugins" NH_STATE_DIR="$work/state"
 
 # Three free loopback ports, starting at 7001 (or NH_DEMO_PORT).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -116,7 +120,30 @@ for i in 1 2 3; do wait_config "$i" "1,2,3"; done
 out=$(run "$client" --nodes "$nodes" nested 3 color) && echo "$out"
 grep -q 'red' <<<"$out" || fail "nested read on the restarted node did not return red"
 
-step "7. stop every node with SIGTERM (graceful: calls in flight finish)"
+step "7. hot reload: a new build of storage lands; node 1 reloads by SIGHUP, nodes 2 and 3 by 'nodehost reload'"
+new_build="$build/tests/plugins/storage_r2.so"
+if [ -f "$new_build" ]; then
+  cp "$new_build" "$work/plugins/.storage.so.new" && mv "$work/plugins/.storage.so.new" "$work/plugins/storage.so"
+  kill -HUP "${pid[1]}"
+  for i in 2 3; do
+    printf '$ host/nodehost reload %s\n' "$(addr "$i")"
+    out=$("$nodehost" reload "$(addr "$i")") || fail "nodehost reload on node $i failed"
+    head -1 <<<"$out"
+  done
+  for i in $(seq 1 100); do
+    out=$("$client" --nodes "$nodes" info) || true
+    [ "$(grep -c '1.0.0+r2 generation 2' <<<"$out")" = 3 ] && break
+    sleep 0.1
+  done
+  printf '$ plugins/storage/nh-storage-client --nodes %s info\n%s\n' "$nodes" "$out"
+  [ "$(grep -c '1.0.0+r2 generation 2' <<<"$out")" = 3 ] || fail "not every node serves storage 1.0.0+r2"
+  out=$(run "$client" --nodes "$nodes" read color) && echo "$out"
+  grep -q 'red' <<<"$out" || fail "the data did not survive the reload"
+else
+  echo "   skipped: $new_build is not built (cmake --build $build --target nh_reload_plugins)"
+fi
+
+step "8. stop every node with SIGTERM (graceful: calls in flight finish)"
 for i in 1 2 3; do kill -TERM "${pid[$i]}"; done
 for i in 1 2 3; do
   rc=0; wait "${pid[$i]}" || rc=$?

@@ -8,6 +8,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${NH_BUILD_DIR:-$root/build}
 echo "== building nodehost in $build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNH_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nodehost_exe storage benchmark nh-storage-client \
+cmake --build "$build" -j"$(nproc)" --target nodehost_exe storage benchmark nh-storage-client nh_reload_plugins \
   >/dev/null
 exec bash "$root/deploy/demo-scenario.sh" "$build"
