@@ -298,6 +298,7 @@ static int read_plugins(nh_host_config *c, const nh_conf_node *plugins, nh_error
 static int resolve_node(nh_host_config *c, const nh_conf_node *root, const nh_conf_node *node,
                         uint32_t file_id, uint32_t id_override, nh_error *err) {
     c->node_id = id_override != 0 ? id_override : file_id;
+    c->id_override = id_override;
     const nh_host_peer *self = NULL;
     for (size_t i = 0; i < c->peer_count; i++) {
         if (c->peers[i].id == c->node_id) self = &c->peers[i];

@@ -82,8 +82,9 @@ typedef struct nh_host_config {
                            a symbolic link to the file itself is not followed) */
     nh_conf_doc *doc; /**< owns the tree (plugin configs and `where` point into it) */
 
-    uint32_t node_id; /**< --id when given, else node.id */
-    char *listen;     /**< node.listen, else the address of the peer with node_id */
+    uint32_t node_id;     /**< --id when given, else node.id */
+    uint32_t id_override; /**< the --id given to the load (0: none), for reloading the file */
+    char *listen;         /**< node.listen, else the address of the peer with node_id */
 
     nh_host_peer *peers; /**< in file order */
     size_t peer_count;

@@ -194,10 +194,10 @@ int nh_plugin_check_descriptor(const char *name, const char *path, const nh_plug
                     "descriptor)",
                     d->magic, NH_PLUGIN_MAGIC);
     /* Nothing past magic and size may be read before this check. */
-    if (d->size < sizeof(nh_plugin_descriptor))
+    if (d->size < NH_PLUGIN_DESCRIPTOR_MIN_SIZE)
         return fail(err, NH_INVALID_ARGUMENT, name, path,
                     "truncated descriptor: size %u, expected at least %zu", d->size,
-                    sizeof(nh_plugin_descriptor));
+                    (size_t)NH_PLUGIN_DESCRIPTOR_MIN_SIZE);
     if (d->abi_version != NH_PLUGIN_ABI_VERSION)
         return fail(err, NH_INVALID_ARGUMENT, name, path,
                     "plugin ABI version is %u, this host's is %u (rebuild the plugin with this "

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct slot {
     nh_plugin_host *ph;
@@ -78,6 +79,16 @@ static void retired_remove(nh_plugin_host *ph, nh_generation *g) {
 
 static void free_on_owner(void *arg) {
     nh_generation *g = arg;
+    if (!g->finished) {
+        /* fini first, inside the generation's scope: work it starts keeps the object loaded,
+         * and the count dropping to 0 again brings us back here to unload. */
+        nh_gen_ref(g);
+        const nh_scope *prev = nh_scope_enter(&g->scope);
+        nh_gen_finish(g);
+        nh_scope_enter(prev);
+        nh_gen_unref(g);
+        return;
+    }
     retired_remove(g->idle_arg, g);
     if (g->tag) /* it served (a staged generation that failed never did) */
         nh_logf(NH_LOG_INFO, "plugins",
@@ -99,6 +110,15 @@ static void gen_idle(nh_generation *g, void *arg) {
     }
 }
 
+/* Tells a generation that stops being current (owner thread) so it can stop periodic work. */
+static void gen_call_retire(nh_generation *g) {
+    const nh_plugin_descriptor *d = g->lp.desc;
+    if (!g->inited || !NH_PLUGIN_HAS(d, retire)) return;
+    const nh_scope *prev = nh_scope_enter(&g->scope);
+    d->retire(g->state);
+    nh_scope_enter(prev);
+}
+
 /* g stops being current (or never became current): it is freed once nothing of it is alive. */
 static void gen_retire(nh_plugin_host *ph, nh_generation *g) {
     pthread_mutex_lock(&ph->retired_mu);
@@ -106,6 +126,13 @@ static void gen_retire(nh_plugin_host *ph, nh_generation *g) {
     ph->retired = g;
     pthread_mutex_unlock(&ph->retired_mu);
     nh_gen_unref(g);
+}
+
+/* A staged generation that will not serve (the reload failed). */
+static void discard_on_owner(void *arg) {
+    nh_generation *g = arg;
+    gen_call_retire(g);
+    gen_retire(g->idle_arg, g);
 }
 
 /* ---- the trampoline ----------------------------------------------------------------------- */
@@ -210,9 +237,30 @@ static route *route_find(nh_plugin_host *ph, const char *method) {
     return NULL;
 }
 
-/* Points every method at the plugin serving it now, registering methods seen for the first
- * time. Owner thread, or before serving. */
-static int routes_update(nh_plugin_host *ph, nh_error *err) {
+/* Makes sure every method of gens has a route registered with the server (new methods are
+ * registered; the route serves nothing until routes_point()). Fallible; changes nothing that
+ * serves. */
+static int routes_prepare(nh_plugin_host *ph, nh_generation *const *gens, size_t n, nh_error *err) {
+    for (size_t i = 0; i < n; i++) {
+        const nh_plugin_descriptor *d = gens[i]->lp.desc;
+        for (size_t j = 0; j < d->method_count; j++) {
+            if (route_find(ph, d->methods[j].name)) continue;
+            route *r = calloc(1, sizeof *r);
+            if (r) r->method = strdup(d->methods[j].name);
+            if (!r || !r->method) {
+                free(r);
+                return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+            }
+            r->next = ph->routes;
+            ph->routes = r;
+            if (nh_server_handle(ph->srv, r->method, trampoline, r, err) != 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Points every method at the plugin serving it now (owner thread, or before serving). */
+static void routes_point(nh_plugin_host *ph) {
     for (route *r = ph->routes; r; r = r->next) {
         r->slot = NULL;
         r->cached_gen = NULL;
@@ -221,24 +269,9 @@ static int routes_update(nh_plugin_host *ph, nh_error *err) {
     for (size_t i = 0; i < ph->slot_count; i++) {
         slot *s = ph->slots[i];
         const nh_plugin_descriptor *d = s->current->lp.desc;
-        for (size_t j = 0; j < d->method_count; j++) {
-            route *r = route_find(ph, d->methods[j].name);
-            if (!r) {
-                r = calloc(1, sizeof *r);
-                if (r) r->method = strdup(d->methods[j].name);
-                if (!r || !r->method) {
-                    free(r);
-                    return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
-                                        "out of memory");
-                }
-                r->next = ph->routes;
-                ph->routes = r;
-                if (nh_server_handle(ph->srv, r->method, trampoline, r, err) != 0) return -1;
-            }
-            r->slot = s;
-        }
+        for (size_t j = 0; j < d->method_count; j++)
+            route_find(ph, d->methods[j].name)->slot = s;
     }
-    return 0;
 }
 
 /* The loaded objects of a set of generations, for the method-conflict check. */
@@ -356,7 +389,14 @@ int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uin
         }
         log_serving(s, "loaded");
     }
-    return routes_update(ph, err);
+    nh_generation **gens = calloc(ph->slot_count ? ph->slot_count : 1, sizeof *gens);
+    if (!gens) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; i < ph->slot_count; i++)
+        gens[i] = ph->slots[i]->current;
+    int rc = routes_prepare(ph, gens, ph->slot_count, err);
+    free(gens);
+    if (rc == 0) routes_point(ph);
+    return rc;
 }
 
 /* ---- reload ------------------------------------------------------------------------------- */
@@ -385,11 +425,25 @@ typedef struct switch_task {
     nh_plugin_host *ph;
     nh_conf_hold *hold;
     staged *st;
+    nh_generation **gens; /* the generation serving each plugin after the switch */
     size_t n;
     nh_reload_result *out;
     int rc;
     sem_t done;
 } switch_task;
+
+/* A new generation learns the configurations as they are at the switch (changes between its
+ * init and the switch reached only the old generation). */
+static void gen_config_changed(nh_generation *g, nh_server *srv) {
+    if (!g->inited || !g->lp.desc->config_changed || !srv) return;
+    const nh_scope *prev = nh_scope_enter(&g->scope);
+    for (int client = 0; client < 2; client++) {
+        nh_config *cfg = client ? nh_server_client_config(srv) : nh_server_config(srv);
+        g->lp.desc->config_changed(g->state, cfg, client);
+        nh_config_unref(cfg);
+    }
+    nh_scope_enter(prev);
+}
 
 /* Hands the old generation's state to the new one (both on the owner thread). */
 static int hand_over(slot *s, nh_generation *ng, nh_error *err) {
@@ -444,6 +498,7 @@ static void switch_on_owner(void *arg) {
     nh_plugin_host *ph = t->ph;
     nh_reload_result *out = t->out;
     t->rc = -1;
+    if (routes_prepare(ph, t->gens, t->n, &out->err) != 0) goto done;
     for (size_t i = 0; i < t->n; i++)
         if (t->st[i].gen && t->st[i].slot && hand_over(t->st[i].slot, t->st[i].gen, &out->err))
             goto done;
@@ -457,8 +512,7 @@ static void switch_on_owner(void *arg) {
         nh_error_set(&out->err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
         goto done;
     }
-    /* From here on nothing fails (routes_update only allocates routes for new methods; if that
-     * fails the methods already routed keep working and the error is reported). */
+    /* From here on nothing fails. */
     for (size_t i = 0; i < ph->slot_count; i++) {
         slot *s = ph->slots[i];
         bool kept = false;
@@ -471,6 +525,7 @@ static void switch_on_owner(void *arg) {
                     s->name, __atomic_load_n(&s->current->calls, __ATOMIC_RELAXED));
             nh_generation *old = s->current;
             s->current = NULL;
+            gen_call_retire(old);
             gen_retire(ph, old);
             out->changed++;
         }
@@ -483,6 +538,7 @@ static void switch_on_owner(void *arg) {
         ng->tag = s;
         s->current = ng;
         out->changed++;
+        gen_config_changed(ng, ph->srv);
         if (og) {
             appendf(out->summary, sizeof out->summary, "%s%s %s -> %s (gen %llu)",
                     out->summary[0] ? "; " : "", s->name, og->lp.desc->version,
@@ -493,6 +549,7 @@ static void switch_on_owner(void *arg) {
                     s->name, ng->lp.desc->version, (unsigned long long)ng->number,
                     og->lp.desc->version, (unsigned long long)og->number,
                     __atomic_load_n(&og->calls, __ATOMIC_RELAXED));
+            gen_call_retire(og);
             gen_retire(ph, og);
         } else {
             appendf(out->summary, sizeof out->summary, "%s%s %s added (gen %llu)",
@@ -509,7 +566,7 @@ static void switch_on_owner(void *arg) {
     ph->conf = t->hold;
     t->hold = NULL;
     nh_conf_hold_unref(old_conf);
-    if (routes_update(ph, &out->err) != 0) goto done;
+    routes_point(ph);
     t->rc = 0;
 done:
     sem_post(&t->done);
@@ -602,7 +659,7 @@ int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_res
         }
     }
     /* Switch on the owner thread. */
-    switch_task t = {.ph = ph, .hold = hold, .st = st, .n = n, .out = out};
+    switch_task t = {.ph = ph, .hold = hold, .st = st, .gens = gens, .n = n, .out = out};
     sem_init(&t.done, 0, 0);
     nh_conf_hold_ref(hold); /* the task's, taken when it runs */
     if (run_on_owner(ph->rt, switch_on_owner, &t, &t.done) != 0) {
@@ -616,7 +673,12 @@ int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_res
 out:
     /* Generations staged but not switched: retired (init ran: fini on the owner thread). */
     for (size_t i = 0; st && i < n; i++)
-        if (st[i].gen) gen_retire(ph, st[i].gen);
+        if (st[i].gen) {
+            /* An initialised generation may have started work: it gets its retire hook on the
+             * owner thread like any generation that stops. */
+            if (!st[i].gen->inited || nh_runtime_post(ph->rt, discard_on_owner, st[i].gen) != 0)
+                gen_retire(ph, st[i].gen);
+        }
     nh_conf_hold_unref(hold);
     free(st);
     free(gens);
@@ -642,8 +704,30 @@ void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool clie
     }
 }
 
+static void retire_all_on_owner(void *arg) {
+    nh_plugin_host *ph = arg;
+    for (size_t i = 0; i < ph->slot_count; i++)
+        if (ph->slots[i]->current) gen_call_retire(ph->slots[i]->current);
+}
+
 void nh_plugin_host_drain(nh_plugin_host *ph) {
-    if (ph) __atomic_store_n(&ph->draining, 1, __ATOMIC_RELEASE);
+    if (!ph || __atomic_exchange_n(&ph->draining, 1, __ATOMIC_ACQ_REL)) return;
+    /* The current generations stop periodic work too, so that what they started can end. */
+    if (ph->rt) nh_runtime_post(ph->rt, retire_all_on_owner, ph);
+}
+
+size_t nh_plugin_host_pending(nh_plugin_host *ph) {
+    if (!ph) return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < ph->slot_count; i++) {
+        const nh_generation *g = ph->slots[i]->current;
+        if (g) n += __atomic_load_n(&g->refs, __ATOMIC_ACQUIRE) - 1;
+    }
+    pthread_mutex_lock(&ph->retired_mu);
+    for (const nh_generation *g = ph->retired; g; g = g->next)
+        n += __atomic_load_n(&g->refs, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&ph->retired_mu);
+    return n;
 }
 
 size_t nh_plugin_host_inflight(const nh_plugin_host *ph) {
@@ -685,14 +769,27 @@ typedef struct stop_task {
 
 static void stop_on_owner(void *arg) {
     stop_task *t = arg;
-    for (size_t i = 0; i < t->ph->slot_count; i++)
-        if (t->ph->slots[i]->current) nh_gen_finish(t->ph->slots[i]->current);
+    nh_plugin_host *ph = t->ph;
+    for (size_t i = 0; i < ph->slot_count; i++)
+        if (ph->slots[i]->current) nh_gen_finish(ph->slots[i]->current);
+    /* Retired generations whose calls ended but whose SDK work is still pending finish now too,
+     * while the runtime their env points at still runs. */
+    pthread_mutex_lock(&ph->retired_mu);
+    for (nh_generation *g = ph->retired; g; g = g->next)
+        nh_gen_finish(g);
+    pthread_mutex_unlock(&ph->retired_mu);
     sem_post(&t->done);
 }
 
 void nh_plugin_host_stop(nh_plugin_host *ph) {
     if (!ph) return;
     nh_plugin_host_drain(ph);
+    /* fini must not run under work still pending (the program's drain waited already; this
+     * covers other callers), within reason: 10 s. */
+    for (int i = 0; i < 5000 && ph->rt && nh_plugin_host_pending(ph) > 0; i++) {
+        struct timespec ts = {0, 2 * 1000000};
+        nanosleep(&ts, NULL);
+    }
     /* fini runs on the owner thread, like the handlers that share the plugin's state. */
     stop_task t = {.ph = ph};
     sem_init(&t.done, 0, 0);

@@ -64,17 +64,25 @@ const nh_host_config *nh_plugin_host_config(const nh_plugin_host *ph);
 /** Forwards a Config/ClientConfig change to the plugins (owner thread). ph may be NULL. */
 void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool client_config);
 
-/** From now on new calls are refused with UNAVAILABLE "node is shutting down". Any thread. */
+/** From now on new calls are refused with UNAVAILABLE "node is shutting down", and the current
+ * generations get their retire hook (stop periodic work). Any thread. */
 void nh_plugin_host_drain(nh_plugin_host *ph);
 
 /** Calls dispatched to plugins that have not ended yet. Any thread. */
 size_t nh_plugin_host_inflight(const nh_plugin_host *ph);
 
+/** Everything of every generation still alive: open calls plus pending SDK work (posted tasks,
+ * offloaded work, asynchronous calls). 0 means stopping now runs no fini under running work.
+ * Any thread while no reload runs. */
+size_t nh_plugin_host_pending(nh_plugin_host *ph);
+
 /** Number of plugins and the status of the i-th (owner thread, or while nothing changes). */
 size_t nh_plugin_host_count(const nh_plugin_host *ph);
 void nh_plugin_host_status(const nh_plugin_host *ph, size_t i, nh_plugin_status *out);
 
-/** Runs every plugin's fini (any thread except the owner; before nh_runtime_free()). */
+/** Drains (see nh_plugin_host_drain()), waits up to 10 s for pending work
+ * (nh_plugin_host_pending()), then runs every generation's fini on the owner thread (any thread
+ * except the owner; before nh_runtime_free()). */
 void nh_plugin_host_stop(nh_plugin_host *ph);
 
 /** Unloads and frees everything (after nh_runtime_free(): no call can still end). */

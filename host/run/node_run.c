@@ -53,8 +53,8 @@ static void on_config_change(nh_config *cfg, bool client_config, void *user) {
 
 typedef struct node_reload {
     nh_plugin_host *ph;
-    const char *file; /* the configuration file, re-read at each reload */
-    uint32_t node_id;
+    const char *file;     /* the configuration file, re-read at each reload */
+    uint32_t id_override; /* --id, 0 when not given */
     nh_reloader *reloader;
     nh_plugin_watch *watch; /* NULL unless reload.watch */
 } node_reload;
@@ -111,6 +111,10 @@ static const nh_host_peer *find_peer(const nh_host_config *c, uint32_t id) {
 static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config *nw,
                                 nh_error *err) {
     static const char restart[] = "cannot be changed by a reload; restart the node";
+    if (cur->node_id != nw->node_id)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "%s: node.id changed (%u -> %u): %s", nw->file, cur->node_id,
+                            nw->node_id, restart);
     if (strcmp(cur->listen, nw->listen) != 0)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                             "%s: node.listen changed (%s -> %s): %s", nw->file, cur->listen,
@@ -148,19 +152,24 @@ static void do_reload(void *arg, nh_reload_result *out) {
     node_reload *nr = arg;
     nh_host_config *nw = NULL;
     out->ok = false;
-    if (nh_host_config_load(nr->file, nr->node_id, &nw, &out->err) != 0) return;
+    if (nh_host_config_load(nr->file, nr->id_override, &nw, &out->err) != 0) return;
     const nh_host_config *cur = nh_plugin_host_config(nr->ph);
     if (fixed_settings_equal(cur, nw, &out->err) != 0) {
         nh_host_config_free(nw);
         return;
     }
-    if (nw->log_level != cur->log_level) nh_log_set_level((nh_log_level)nw->log_level);
-    if (nw->log_format != cur->log_format)
-        nh_log_set_format(nw->log_format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT);
+    /* Settings applied by the node itself, read before nw goes to the plugin host. */
+    int level = nw->log_level, old_level = cur->log_level;
+    nh_host_log_format format = nw->log_format, old_format = cur->log_format;
     if (nw->reload_watch != cur->reload_watch || nw->reload_debounce_ms != cur->reload_debounce_ms)
         nh_logf(NH_LOG_WARN, "reload", "%s: reload.watch and reload.debounce_ms apply at restart",
                 nw->file);
-    if (nh_plugin_host_reload(nr->ph, nw, out) == 0) watch_update(nr);
+    if (nh_plugin_host_reload(nr->ph, nw, out) != 0) return;
+    /* Log settings the file changed (a --log-level given at start holds until then). */
+    if (level != old_level) nh_log_set_level((nh_log_level)level);
+    if (format != old_format)
+        nh_log_set_format(format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT);
+    watch_update(nr);
 }
 
 /* Waits for SIGTERM/SIGINT; SIGHUP asks for a reload (when rl is not NULL). Returns the
@@ -183,8 +192,9 @@ static int wait_stop_signal(nh_reloader *rl) {
     }
 }
 
-/* Lets calls in flight finish, up to grace_ms; a second SIGTERM/SIGINT cuts it short. Returns
- * the number of calls still open. */
+/* Lets calls in flight and the plugins' pending work (tasks, offloaded work, asynchronous calls)
+ * finish, up to grace_ms; a second SIGTERM/SIGINT cuts it short. Returns what is still open
+ * (calls and tasks; 0 when all ended). */
 static size_t drain(nh_plugin_host *ph, uint32_t grace_ms) {
     nh_plugin_host_drain(ph);
     int64_t deadline = mono_ns() + (int64_t)grace_ms * 1000000;
@@ -193,16 +203,22 @@ static size_t drain(nh_plugin_host *ph, uint32_t grace_ms) {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     size_t left;
-    while ((left = nh_plugin_host_inflight(ph)) > 0) {
+    while ((left = nh_plugin_host_pending(ph)) > 0) {
+        size_t calls = nh_plugin_host_inflight(ph);
         int64_t now = mono_ns();
         if (now >= deadline) {
-            nh_logf(NH_LOG_WARN, "host", "%zu call(s) still open after %u ms; stopping anyway",
-                    left, grace_ms);
+            nh_logf(NH_LOG_WARN, "host",
+                    "%zu call(s) still open after %u ms; stopping anyway (%zu plugin task(s) "
+                    "pending)",
+                    calls, grace_ms, left - calls);
             return left;
         }
         struct timespec ts = {0, 10 * 1000000};
         if (sigtimedwait(&set, NULL, &ts) > 0) {
-            nh_logf(NH_LOG_WARN, "host", "second stop signal: not waiting for %zu call(s)", left);
+            nh_logf(NH_LOG_WARN, "host",
+                    "second stop signal: not waiting for %zu call(s) (%zu plugin task(s) "
+                    "pending)",
+                    calls, left - calls);
             return left;
         }
     }
@@ -247,7 +263,7 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     };
     nh_server *srv = NULL;
     nh_reloader *reloader = NULL;
-    node_reload nr = {.file = cfg->file, .node_id = cfg->node_id};
+    node_reload nr = {.file = cfg->file, .id_override = cfg->id_override};
     int port = 0, rc = 1;
     nh_admin_source admin = {.node_id = cfg->node_id,
                              .listen = cfg->listen,
@@ -285,11 +301,16 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
             "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s)", cfg->node_id,
             cfg->listen, port, cfg->peer_count, cfg->plugin_count);
     int sig = wait_stop_signal(reloader);
+    /* A reload running now finishes first; requests still queued, and later ones, are
+     * answered "node is stopping". Then the watch (a reload may still update it). */
+    nh_reload_stats rs;
+    nh_reloader_stats(reloader, &rs);
+    if (rs.running)
+        nh_logf(NH_LOG_INFO, "host", "%s: waiting for reload %llu to finish", strsignal(sig),
+                (unsigned long long)rs.reloads);
+    nh_reloader_stop(reloader);
     nh_plugin_watch_stop(nr.watch);
     nr.watch = NULL;
-    /* A reload running now finishes first; requests still queued, and later ones, are
-     * answered "node is stopping". */
-    nh_reloader_stop(reloader);
     uint32_t grace_ms = nh_plugin_host_config(ph)->shutdown_grace_ms;
     nh_logf(NH_LOG_INFO, "host", "%s: draining (%zu call(s) open, grace %u ms)", strsignal(sig),
             nh_plugin_host_inflight(ph), grace_ms);
@@ -298,15 +319,15 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         /* Open calls may still be running plugin code (worker threads, deferred replies): no
          * fini, no unload, no waiting for them. Their streams die with the process. */
         nh_logf(NH_LOG_WARN, "host", "node %u stopped (%zu call(s) abandoned)", cfg->node_id,
-                abandoned);
+                nh_plugin_host_inflight(ph));
         fflush(stderr);
         fflush(stdout);
         _exit(0);
     }
     rc = 0;
 out:
-    nh_plugin_watch_stop(nr.watch);
     nh_reloader_stop(reloader);
+    nh_plugin_watch_stop(nr.watch);
     __atomic_store_n(&g_plugins, NULL, __ATOMIC_RELEASE);
     nh_plugin_host_stop(ph);
     nh_runtime_free(rt);

@@ -293,7 +293,7 @@ static void test_bad_plugins(void **st) {
                       "host's SDK)");
     expect_load_error(f, "bad_truncated", NH_INVALID_ARGUMENT,
                       "truncated descriptor: size 16, expected at least %zu",
-                      sizeof(nh_plugin_descriptor));
+                      (size_t)NH_PLUGIN_DESCRIPTOR_MIN_SIZE);
     expect_load_error(f, "bad_dup_method", NH_INVALID_ARGUMENT,
                       "method 'plugtest.Echo.Echo' is declared twice (methods 0 and 2)");
     expect_load_error(f, "bad_null_handler", NH_INVALID_ARGUMENT,
@@ -584,7 +584,7 @@ static void test_check_descriptor(void **st) {
     c.d.size = 16;
     char trunc[128];
     strf(trunc, sizeof trunc, "truncated descriptor: size 16, expected at least %zu",
-         sizeof(nh_plugin_descriptor));
+         (size_t)NH_PLUGIN_DESCRIPTOR_MIN_SIZE);
     check_case(&c, trunc);
     valid_case(&c);
     c.d.abi_version = 2;

@@ -13,6 +13,10 @@
  *                          (request text non-empty: until the file named by text exists, at most
  *                          120 s; else n milliseconds) and answers text = the version of the
  *                          generation that served it, n = the request's n.
+ * The reload variants also run a background ticker from init: a worker job that sleeps 5 ms
+ * and posts a task that queues the next job, so the generation always has work pending; only
+ * the retire hook stops it. A host that never called retire would never see such a generation
+ * drain (tests check that old generations do).
  * good_echo_refuse (version 2.0.0-refuse, ECHO_REFUSE_STATE) fails every import_state. */
 #ifndef ECHO_VERSION
 #define ECHO_VERSION "1.0.0"
@@ -29,6 +33,8 @@
 
 typedef struct echo_state {
     uint64_t echoes; /* requests echoed by this generation and the ones before it */
+    nh_runtime *rt;
+    bool retired; /* owner thread: the ticker stops */
 } echo_state;
 
 static int g_inits, g_finis;
@@ -98,6 +104,26 @@ static void slow(nh_server_ctx *ctx, const ProtobufCMessage *request, void *stat
 }
 #endif
 
+#ifdef ECHO_RELOAD_METHODS
+static void tick_sleep(void *arg);
+
+/* Owner thread: one more round unless the generation was retired. */
+static void tick(void *arg) {
+    echo_state *s = arg;
+    if (!s->retired) nh_runtime_run_blocking(s->rt, tick_sleep, s);
+}
+
+static void tick_sleep(void *arg) {
+    echo_state *s = arg;
+    sleep_ms(5);
+    nh_runtime_post(s->rt, tick, s);
+}
+
+static void retire(void *state) {
+    ((echo_state *)state)->retired = true;
+}
+#endif
+
 static int check_config(const nh_conf_node *config, nh_error *err) {
     const nh_conf_node *r = nh_conf_get(config, "reject");
     if (r != NULL && r->value != NULL && strcmp(r->value, "true") == 0)
@@ -107,11 +133,14 @@ static int check_config(const nh_conf_node *config, nh_error *err) {
 }
 
 static int init(const nh_plugin_env *env, void **state, nh_error *err) {
-    (void)env;
     echo_state *s = calloc(1, sizeof *s);
     if (s == NULL) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "no memory");
     g_inits++;
+    s->rt = env->runtime;
     *state = s;
+#ifdef ECHO_RELOAD_METHODS
+    nh_runtime_post(s->rt, tick, s);
+#endif
     return 0;
 }
 
@@ -173,6 +202,9 @@ static const nh_plugin_descriptor desc = {
     .fini = fini,
     .export_state = export_state,
     .import_state = import_state,
+#ifdef ECHO_RELOAD_METHODS
+    .retire = retire,
+#endif
 };
 
 NH_PLUGIN_DEFINE(desc)

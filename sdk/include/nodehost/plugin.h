@@ -5,6 +5,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <stddef.h>
+
 #include <nodehost/conf.h>
 #include <nodehost/config.h>
 #include <nodehost/runtime.h>
@@ -47,8 +49,9 @@ typedef struct nh_plugin_env {
 /**
  * A method handler. request is the decoded request (the method's request type), owned by the
  * host and valid until the call ends (also after a deferred handler returns). state is what
- * init stored. The host uses the call's nh_ctx_on_end() hook itself: plugins must not set it. Runs on the owner thread and must not block: defer and reply later, or use
- * nh_ctx_offload() for blocking work.
+ * init stored. The host uses the call's nh_ctx_on_end() hook itself: plugins must not set it. Runs
+ * on the owner thread and must not block: defer and reply later, or use nh_ctx_offload() for
+ * blocking work.
  */
 typedef void (*nh_plugin_handler_fn)(nh_server_ctx *ctx, const ProtobufCMessage *request,
                                      void *state);
@@ -91,7 +94,21 @@ typedef struct nh_plugin_descriptor {
                         nh_error *err); /**< see export_state */
     /** Called on the owner thread after Config or ClientConfig changed (cfg borrowed). */
     void (*config_changed)(void *state, nh_config *cfg, bool client_config);
+    /** Optional. Called on the owner thread when this generation stops taking new calls (a
+     * reload replaced it or removed the plugin); its open calls and pending work still finish
+     * on it. Stop periodic work here (a task that re-posts itself keeps the generation loaded):
+     * fini follows once nothing of the generation is left. Descriptors built before this field
+     * existed end before it (their size says so); the host then treats it as absent. */
+    void (*retire)(void *state);
 } nh_plugin_descriptor;
+
+/** The smallest descriptor size the host accepts: descriptors built before optional trailing
+ * fields (retire) were added. */
+#define NH_PLUGIN_DESCRIPTOR_MIN_SIZE offsetof(nh_plugin_descriptor, retire)
+
+/** True when descriptor d (size checked) carries trailing field f. */
+#define NH_PLUGIN_HAS(d, f)                                                                        \
+    ((d)->size >= offsetof(nh_plugin_descriptor, f) + sizeof((d)->f) && (d)->f != NULL)
 
 /** The type of the exported entry function. */
 typedef const nh_plugin_descriptor *(*nh_plugin_entry_fn)(void);
