@@ -6,6 +6,7 @@
 #include <string.h>
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 void nhb_usage(const char *prog, const char *mode) {
     fprintf(stderr,
@@ -19,7 +20,7 @@ void nhb_usage(const char *prog, const char *mode) {
             prog, mode);
 }
 
-static bool parse_num(const char *s, double *out) {
+bool nhb_parse_num(const char *s, double *out) {
     char *end;
     double v = strtod(s, &end);
     if (end == s || *end != '\0' || v < 0) return false;
@@ -40,7 +41,7 @@ int nhb_parse_args(int argc, char **argv, int first, nhb_args *a) {
             continue;
         }
         double v;
-        if (i + 1 >= argc || !parse_num(argv[i + 1], &v)) {
+        if (i + 1 >= argc || !nhb_parse_num(argv[i + 1], &v)) {
             fprintf(stderr, "option %s needs a non-negative number\n", opt);
             return -1;
         }
@@ -126,23 +127,22 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of sorted samples, in microseconds. */
-static double pct_us(const int64_t *s, size_t n, double p) {
-    if (n == 0) return 0;
-    size_t k = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
-    return (double)s[k - 1] / 1000.0;
+double nhb_pct_us(const int64_t *sorted, size_t n, double p) {
+    return (double)nhb_pct(sorted, n, p) / 1000.0;
 }
 
-void nhb_rec_report(nhb_rec *r, size_t extra_errors) {
-    qsort(r->samples, r->count, sizeof *r->samples, cmp_i64);
+double nhb_rec_close(nhb_rec *r) {
+    nhb_sort_ns(r->samples, r->count);
     int64_t end = r->t_done ? r->t_done : nhb_now_ns();
     if (end > r->t_end) end = r->t_end; /* completions after the window are not counted */
     double secs = (double)(end - r->t_measure) / 1e9;
-    double rate = secs > 0 ? (double)r->count / secs : 0;
+    return secs > 0 ? (double)r->count / secs : 0;
+}
+
+void nhb_rec_report(nhb_rec *r, size_t extra_errors) {
+    double rate = nhb_rec_close(r);
     printf("msgs_per_s=%.1f p50_us=%.1f p99_us=%.1f count=%zu errors=%zu\n", rate,
-           pct_us(r->samples, r->count, 50), pct_us(r->samples, r->count, 99), r->count,
+           nhb_pct_us(r->samples, r->count, 50), nhb_pct_us(r->samples, r->count, 99), r->count,
            r->errors + extra_errors);
     fflush(stdout);
     free(r->samples);
@@ -184,4 +184,85 @@ void nhb_wait_done(sem_t *done, void (*tick)(void *), void *arg) {
         if (sem_timedwait(done, &ts) == 0) return;
         if (errno == ETIMEDOUT) tick(arg);
     }
+}
+
+/* ---- protobuf fields, samples, lists, processes ------------------------------------------ */
+
+int nhb_pb_next(const uint8_t **p, const uint8_t *end, nhb_pb_field *f) {
+    if (*p == end) return 0;
+    uint64_t key;
+    if (!nhb_get_varint(p, end, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return -1;
+    *f = (nhb_pb_field){.number = (uint32_t)(key >> 3), .wire = (unsigned)(key & 7)};
+    switch (f->wire) {
+        case 0:
+            return nhb_get_varint(p, end, &f->v) ? 1 : -1;
+        case 1:
+        case 5: {
+            size_t n = f->wire == 1 ? 8 : 4;
+            if ((size_t)(end - *p) < n) return -1;
+            for (size_t i = 0; i < n; i++) /* little-endian */
+                f->v |= (uint64_t)(*p)[i] << (8 * i);
+            *p += n;
+            return 1;
+        }
+        case 2: {
+            uint64_t n;
+            if (!nhb_get_varint(p, end, &n) || n > (uint64_t)(end - *p)) return -1;
+            f->data = *p;
+            f->len = (size_t)n;
+            *p += n;
+            return 1;
+        }
+        default:
+            return -1;
+    }
+}
+
+void nhb_sort_ns(int64_t *s, size_t n) {
+    if (n > 1) qsort(s, n, sizeof *s, cmp_i64);
+}
+
+int64_t nhb_pct(const int64_t *sorted, size_t n, double p) {
+    if (n == 0) return 0;
+    size_t k = (size_t)(p / 100.0 * (double)n + 0.999999);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return sorted[k - 1];
+}
+
+int nhb_split_list(char *s, const char **out, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) return -1;
+        out[n++] = tok;
+    }
+    return (int)n;
+}
+
+int nhb_parse_pids(char *s, pid_t *out, size_t max) {
+    size_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) return -1;
+        out[n++] = (pid_t)atoi(tok);
+    }
+    return (int)n;
+}
+
+double nhb_proc_cpu_s(int pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may contain spaces */
+    if (!p || p[1] == '\0') return -1;
+    unsigned long long utime, stime;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt, then
+     * utime (field 14) and stime (15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
 }

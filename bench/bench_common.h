@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /** The method every benchmark call uses (the test echo service's Raw method). */
 #define NHB_METHOD "test.Echo.Raw"
@@ -24,6 +25,9 @@ typedef struct nhb_args {
 /** Parses "--inflight N --seconds S --payload B --warmup S --messages M" after the target.
  * Returns 0, or -1 after printing a message to stderr. */
 int nhb_parse_args(int argc, char **argv, int first, nhb_args *a);
+
+/** Parses a non-negative number (the whole string). Returns false when it is not one. */
+bool nhb_parse_num(const char *s, double *out);
 
 /** Prints the client options' usage to stderr. */
 void nhb_usage(const char *prog, const char *mode);
@@ -57,6 +61,10 @@ bool nhb_rec_complete(nhb_rec *r, int64_t issue_ns, bool ok);
 /** Checks the clock without a completion (for a stalled run); returns true once over. */
 bool nhb_rec_over(nhb_rec *r);
 
+/** Ends the measurement: sorts the samples (ascending) and returns the messages per second
+ * over the window (completions after it are not counted). The samples stay for the caller. */
+double nhb_rec_close(nhb_rec *r);
+
 /** Prints the result line ("msgs_per_s=... p50_us=... p99_us=... count=... errors=...") to
  * stdout, adding extra_errors to the error count, and frees the samples. */
 void nhb_rec_report(nhb_rec *r, size_t extra_errors);
@@ -70,5 +78,43 @@ bool nhb_get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
 /** Waits until done is posted, calling tick(arg) every 100 ms meanwhile (the clients use it to
  * ask their owner thread whether a run stalled). */
 void nhb_wait_done(sem_t *done, void (*tick)(void *), void *arg);
+
+/* ---- protobuf fields, samples, lists, processes ------------------------------------------ */
+
+/** One field of a protobuf message: its number, wire type, and value (varint and fixed64/32 in
+ * v, length-delimited as a view in data/len). */
+typedef struct nhb_pb_field {
+    uint32_t number;
+    unsigned wire;
+    uint64_t v;
+    const uint8_t *data;
+    size_t len;
+} nhb_pb_field;
+
+/** Reads the next field of [*p, end). Returns 1 with *f, 0 at the end, -1 when malformed or of
+ * a wire type the benchmarks' messages never use (groups). */
+int nhb_pb_next(const uint8_t **p, const uint8_t *end, nhb_pb_field *f);
+
+/** Sorts nanosecond samples in place, ascending. */
+void nhb_sort_ns(int64_t *s, size_t n);
+
+/** Nearest-rank percentile (0 < p <= 100) of sorted nanosecond samples, in the samples' unit
+ * (0 when n is 0). */
+int64_t nhb_pct(const int64_t *sorted, size_t n, double p);
+
+/** The same percentile in microseconds, as the result lines print it. */
+double nhb_pct_us(const int64_t *sorted, size_t n, double p);
+
+/** CPU time (user + system, all threads) of a process from /proc/<pid>/stat, in seconds; -1
+ * when unreadable. */
+double nhb_proc_cpu_s(int pid);
+
+/** Splits a comma-separated list in place (s is modified). Returns the count, or -1 when there
+ * are more than max items. */
+int nhb_split_list(char *s, const char **out, size_t max);
+
+/** Parses a comma-separated list of process IDs in place (s is modified). Returns the count, or
+ * -1 when there are more than max. */
+int nhb_parse_pids(char *s, pid_t *out, size_t max);
 
 #endif

@@ -115,30 +115,10 @@ static double self_cpu_s(void) {
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* utime + stime of a process (all its threads), in seconds; -1 when unreadable. */
-static double proc_cpu_s(pid_t pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may contain spaces */
-    if (!p) return -1;
-    unsigned long long utime, stime;
-    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-     * utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
-}
-
 static double servers_cpu_s(void) {
     double sum = 0;
     for (size_t i = 0; i < g.q.n_pids; i++) {
-        double s = proc_cpu_s(g.q.pids[i]);
+        double s = nhb_proc_cpu_s((int)g.q.pids[i]);
         if (s < 0) return -1;
         sum += s;
     }
@@ -158,35 +138,17 @@ static void cpu_mark_end(void) {
 
 /* ---- result ------------------------------------------------------------------------------- */
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted samples, in microseconds (as bench_common.c). */
-static double pct_us(const int64_t *s, size_t n, double p) {
-    if (n == 0) return 0;
-    size_t k = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
-    return (double)s[k - 1] / 1000.0;
-}
-
 static void report(void) {
     nhb_rec *r = &g.rec;
-    qsort(r->samples, r->count, sizeof *r->samples, cmp_i64);
-    int64_t end = r->t_done ? r->t_done : nhb_now_ns();
-    if (end > r->t_end) end = r->t_end; /* completions after the window are not counted */
-    double secs = (double)(end - r->t_measure) / 1e9;
-    double rate = secs > 0 ? (double)r->count / secs : 0;
+    double rate = nhb_rec_close(r);
     double ops = (double)r->count;
     double cpu = g.cpu_started && ops > 0 ? (g.cpu1 - g.cpu0) * 1e6 / ops : 0;
     double srv =
         g.cpu_started && ops > 0 && g.srv0 >= 0 && g.srv1 >= 0 ? (g.srv1 - g.srv0) * 1e6 / ops : -1;
     printf("ops_per_s=%.1f p50_us=%.1f p99_us=%.1f cpu_us_per_op=%.2f srv_cpu_us_per_op=%.2f "
            "count=%zu errors=%zu config_size=%zu quorum_size=%zu concurrent=%zu\n",
-           rate, pct_us(r->samples, r->count, 50), pct_us(r->samples, r->count, 99), cpu, srv,
-           r->count, r->errors + g.extra_errors, g.q.config_size, g.q.quorum, g.q.a.inflight);
+           rate, nhb_pct_us(r->samples, r->count, 50), nhb_pct_us(r->samples, r->count, 99), cpu,
+           srv, r->count, r->errors + g.extra_errors, g.q.config_size, g.q.quorum, g.q.a.inflight);
     fflush(stdout);
     free(r->samples);
     r->samples = NULL;
@@ -203,48 +165,6 @@ static void finish(void) {
 }
 
 /* ---- the benchmark service's messages (protobuf, encoded by hand) -------------------------- */
-
-/* One field of a protobuf message: its number, wire type, and value (varint and fixed64 in v,
- * length-delimited as a view in data/len). */
-typedef struct pb_field {
-    uint32_t number;
-    unsigned wire;
-    uint64_t v;
-    const uint8_t *data;
-    size_t len;
-} pb_field;
-
-/* Reads the next field of [*p, end). Returns 1 with *f, 0 at the end, -1 when malformed or of
- * a wire type these messages never use (groups: 3 and 4; 6 and 7 do not exist). */
-static int pb_next(const uint8_t **p, const uint8_t *end, pb_field *f) {
-    if (*p == end) return 0;
-    uint64_t key;
-    if (!nhb_get_varint(p, end, &key) || (key >> 3) == 0 || (key >> 3) > UINT32_MAX) return -1;
-    *f = (pb_field){.number = (uint32_t)(key >> 3), .wire = (unsigned)(key & 7)};
-    switch (f->wire) {
-        case 0:
-            return nhb_get_varint(p, end, &f->v) ? 1 : -1;
-        case 1:
-        case 5: {
-            size_t n = f->wire == 1 ? 8 : 4;
-            if ((size_t)(end - *p) < n) return -1;
-            for (size_t i = 0; i < n; i++) /* little-endian */
-                f->v |= (uint64_t)(*p)[i] << (8 * i);
-            *p += n;
-            return 1;
-        }
-        case 2: {
-            uint64_t n;
-            if (!nhb_get_varint(p, end, &n) || n > (uint64_t)(end - *p)) return -1;
-            f->data = *p;
-            f->len = (size_t)n;
-            *p += n;
-            return 1;
-        }
-        default:
-            return -1;
-    }
-}
 
 /* benchmark.Echo{payload}: empty when the payload is (proto3 implicit presence). */
 static size_t encode_echo(uint8_t *out, const uint8_t *payload, size_t len) {
@@ -284,9 +204,9 @@ static bool echo_reply_ok(const uint8_t *p, size_t n) {
     const uint8_t *end = p + n;
     const uint8_t *data = NULL;
     size_t len = 0;
-    pb_field f;
+    nhb_pb_field f;
     int rc;
-    while ((rc = pb_next(&p, end, &f)) == 1) {
+    while ((rc = nhb_pb_next(&p, end, &f)) == 1) {
         if (f.number != 1) continue;
         if (f.wire != 2) return false;
         data = f.data;
@@ -331,9 +251,9 @@ static int print_result(uint32_t node_id, const uint8_t *p, size_t n) {
     uint64_t total_ops = 0;
     int64_t total_time = 0;
     double throughput = 0, lat_avg = 0, lat_var = 0;
-    pb_field f;
+    nhb_pb_field f;
     int rc;
-    while ((rc = pb_next(&p, end, &f)) == 1) {
+    while ((rc = nhb_pb_next(&p, end, &f)) == 1) {
         if (f.number == 2 && f.wire == 0) total_ops = f.v;
         if (f.number == 3 && f.wire == 0) total_time = (int64_t)f.v;
         if (f.number == 4 && f.wire == 1) throughput = as_double(f.v);
@@ -472,24 +392,6 @@ static void usage(const char *prog) {
             prog);
 }
 
-static bool parse_num(const char *s, double *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || v < 0) return false;
-    *out = v;
-    return true;
-}
-
-/* Splits a comma-separated list in place (s is modified). Returns the count, or -1. */
-static int split_list(char *s, const char **out, size_t max) {
-    size_t n = 0;
-    for (char *save = NULL, *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == max) return -1;
-        out[n++] = tok;
-    }
-    return (int)n;
-}
-
 static int parse_args(int argc, char **argv, qb_args *q) {
     *q = (qb_args){.a = {.inflight = 1, .seconds = 5, .warmup = 1, .payload = 64}};
     for (int i = 1; i < argc; i++) {
@@ -500,7 +402,7 @@ static int parse_args(int argc, char **argv, qb_args *q) {
         }
         char *val = argv[++i];
         if (!strcmp(opt, "--servers")) {
-            int n = split_list(val, q->servers, MAX_SERVERS);
+            int n = nhb_split_list(val, q->servers, MAX_SERVERS);
             if (n <= 0) {
                 fprintf(stderr, "--servers needs 1 to %d addresses\n", MAX_SERVERS);
                 return -1;
@@ -509,14 +411,11 @@ static int parse_args(int argc, char **argv, qb_args *q) {
             continue;
         }
         if (!strcmp(opt, "--server-pids")) {
-            const char *items[MAX_SERVERS];
-            int n = split_list(val, items, MAX_SERVERS);
+            int n = nhb_parse_pids(val, q->pids, MAX_SERVERS);
             if (n <= 0) {
                 fprintf(stderr, "--server-pids needs 1 to %d process IDs\n", MAX_SERVERS);
                 return -1;
             }
-            for (int k = 0; k < n; k++)
-                q->pids[k] = (pid_t)atoi(items[k]);
             q->n_pids = (size_t)n;
             continue;
         }
@@ -544,7 +443,7 @@ static int parse_args(int argc, char **argv, qb_args *q) {
             continue;
         }
         double v;
-        if (!parse_num(val, &v)) {
+        if (!nhb_parse_num(val, &v)) {
             fprintf(stderr, "option %s needs a non-negative number\n", opt);
             return -1;
         }

@@ -54,18 +54,11 @@ KINDS=${KINDS:-"sdk host solo"}
 MC_REPS=${MC_REPS:-1}
 MC_INFLIGHT=${MC_INFLIGHT:-16}
 N=3
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- build -------------------------------------------------------------------------------------
-if [[ ${NO_BUILD:-0} != 1 ]]; then
-    if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-        cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DNH_BUILD_TESTS=OFF \
-            -DNH_BUILD_BENCH=ON >&2
-    fi
-    cmake --build "$BUILD_DIR" -j"$(nproc)" --target nodehost_exe benchmark nh_bench_server \
-        qc_bench >&2
-fi
+if [[ ${NO_BUILD:-0} != 1 ]]; then bench_build nodehost_exe benchmark nh_bench_server qc_bench; fi
 BIN=$BUILD_DIR/bench
 NODEHOST=$BUILD_DIR/host/nodehost
 PLUGIN=$BUILD_DIR/plugins/benchmark.so
@@ -73,44 +66,7 @@ for f in "$BIN/nh_bench_server" "$BIN/qc_bench" "$NODEHOST" "$PLUGIN"; do
     [[ -f $f ]] || { log "missing $f (build it, or unset NO_BUILD)"; exit 1; }
 done
 
-WORK=$(mktemp -d)
-SERVER_PIDS=()
-cleanup() {
-    local p
-    for p in "${SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_ports <n>: n loopback ports that were free a moment ago (bound to port 0, then closed).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-# wait_node <port> <want-config>: waits until `nodehost status` answers on the port and, when
-# want-config is set, until the node's Config is exactly that (e.g. "1 2 3": peers connected).
-wait_node() {
-    local port=$1 want=$2 out
-    for _ in $(seq 100); do
-        if out=$("$NODEHOST" status "127.0.0.1:$port" --timeout-ms 500 2>/dev/null); then
-            if [[ -z $want ]] || awk -v w="$want" '/^Config:/ {
-                    sub(/^Config:[ \t]*/, ""); found = ($0 == w) } END {exit !found}' <<<"$out"
-            then
-                return 0
-            fi
-        fi
-        sleep 0.1
-    done
-    return 1
-}
+bench_work
 
 # start_servers <kind>: starts N servers of that kind; sets SERVER_PIDS and ADDRS. Returns 1 when
 # they did not come up (a port taken in the meantime: the caller retries with new ports).
@@ -130,17 +86,7 @@ start_servers() {
             done
             ;;
         host)
-            {
-                echo "version: 1"
-                echo "peers:"
-                for ((i = 0; i < N; i++)); do
-                    echo "  - { id: $((i + 1)), address: \"127.0.0.1:${ports[$i]}\" }"
-                done
-                echo "clients: { accept: true }"
-                echo "plugins:"
-                echo "  - { name: benchmark, path: \"$PLUGIN\" }"
-                echo "log: { level: warn, format: text }"
-            } >"$WORK/cluster.yaml"
+            cluster_yaml benchmark "$PLUGIN" warn "${ports[@]}" >"$WORK/cluster.yaml"
             for ((i = 0; i < N; i++)); do
                 "$NODEHOST" --config "$WORK/cluster.yaml" --id $((i + 1)) --log-level warn \
                     --state-dir "$WORK/state" >/dev/null 2>"$WORK/server$i.err" &
@@ -149,14 +95,7 @@ start_servers() {
             ;;
         solo)
             for ((i = 0; i < N; i++)); do
-                {
-                    echo "version: 1"
-                    echo "node: { id: $((i + 1)), listen: \"127.0.0.1:${ports[$i]}\" }"
-                    echo "clients: { accept: true }"
-                    echo "plugins:"
-                    echo "  - { name: benchmark, path: \"$PLUGIN\" }"
-                    echo "log: { level: warn, format: text }"
-                } >"$WORK/solo$i.yaml"
+                solo_yaml $((i + 1)) "${ports[$i]}" benchmark "$PLUGIN" warn >"$WORK/solo$i.yaml"
                 "$NODEHOST" --config "$WORK/solo$i.yaml" --log-level warn \
                     --state-dir "$WORK/state" >/dev/null 2>"$WORK/server$i.err" &
                 SERVER_PIDS+=($!)
@@ -184,25 +123,13 @@ start_servers() {
 }
 
 stop_servers() {
-    local p i=0
-    for p in "${SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    local i=0
+    kill_servers
     # Anything a server said at level warn or above is worth seeing.
     for f in "$WORK"/server*.err; do
         [[ -s $f ]] && { log "server $i stderr:"; cat "$f" >&2; }
         i=$((i + 1))
     done
-    SERVER_PIDS=()
-}
-
-start_servers_retry() {
-    local attempt
-    for attempt in 1 2 3; do
-        start_servers "$1" && return 0
-        log "$1 servers did not come up (attempt $attempt); retrying with new ports"
-    done
-    log "giving up: $1 servers do not start"
-    exit 1
 }
 
 # run_case <kind> <inflight> [multicast]: one run; sets LINE to qc_bench's result line (for a
@@ -210,7 +137,7 @@ start_servers_retry() {
 # script's own shell (not in $(...)), so that the EXIT trap always knows the server PIDs.
 run_case() {
     local kind=$1 c=$2 mc=${3:-} pids method=()
-    start_servers_retry "$kind"
+    retry_start "$kind servers" start_servers "$kind"
     pids=$(IFS=,; echo "${SERVER_PIDS[*]}")
     [[ $kind == sdk ]] && method=(--method test.Echo.Raw)
     local call=(--call quorum)
@@ -241,21 +168,6 @@ run_case() {
     LINE=$line
 }
 
-field() { # field <name> <line>
-    local kv
-    for kv in $2; do
-        if [[ ${kv%%=*} == "$1" ]]; then
-            printf '%s\n' "${kv#*=}"
-            return
-        fi
-    done
-}
-
-median() {
-    sort -g | awk '{v[NR] = $1}
-        END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-
 # ---- runs --------------------------------------------------------------------------------------
 read -r -a KIND_LIST <<<"$KINDS"
 read -r -a C_LIST <<<"$INFLIGHT"
@@ -266,50 +178,34 @@ done
 RESULTS=$WORK/results
 : >"$RESULTS"
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
+LOAD_BEFORE=$(loadavg)
+log "machine: $(machine)"
 log "load average before: $LOAD_BEFORE; case order: ${CASES[*]}"
 for rep in $(seq "$REPS"); do
-    order=("${CASES[@]}")
-    if ((rep % 2 == 0)); then
-        order=()
-        for ((k = ${#CASES[@]} - 1; k >= 0; k--)); do order+=("${CASES[$k]}"); done
-    fi
-    for case_ in "${order[@]}"; do
+    rep_order "$rep" "${CASES[@]}"
+    for case_ in "${ORDER[@]}"; do
         run_case "${case_%%:*}" "${case_#*:}"
-        log "rep=$rep $case_ $LINE (load $(cut -d' ' -f1 /proc/loadavg))"
+        log "rep=$rep $case_ $LINE (load $(load1))"
         echo "$case_ $rep $LINE" >>"$RESULTS"
     done
 done
 for rep in $(seq "$MC_REPS"); do
     run_case host "$MC_INFLIGHT" multicast
-    log "rep=$rep mc:$MC_INFLIGHT $LINE (load $(cut -d' ' -f1 /proc/loadavg))"
+    log "rep=$rep mc:$MC_INFLIGHT $LINE (load $(load1))"
     echo "mc:$MC_INFLIGHT $rep $LINE" >>"$RESULTS"
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 log "load average after: $LOAD_AFTER"
 
 # ---- tables ------------------------------------------------------------------------------------
-# values <case> <field>: one value per repetition (in repetition order).
-values() {
-    awk -v k="$1" '$1 == k' "$RESULTS" | sort -k2,2n |
-        while read -r _ _ rest; do field "$2" "$rest"; done
-}
-stat() { values "$@" | median; }
-range() {
-    values "$1" ops_per_s | sort -g |
-        awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1fk–%.1fk", lo / 1000, hi / 1000}'
-}
-errors() { values "$1" errors | awk '{s += $1} END {print s + 0}'; }
+values() { case_values "$@"; } # values <case> <field>: lib.sh
+range() { values "$1" ops_per_s | min_max_k; }
+errors() { values "$1" errors | sum; }
 # ratio <caseA> <caseB> <field>: the median of A/B over the repetitions (same repetition
 # paired) and its [min–max].
 ratio() {
     paste <(values "$1" "$3") <(values "$2" "$3") |
-        awk '$2 > 0 {print $1 / $2}' | sort -g |
-        awk '{v[NR] = $1} END {
-            if (NR == 0) { print "–"; exit }
-            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.2f [%.2f–%.2f]", m, v[1], v[NR] }'
+        awk '$2 > 0 {print $1 / $2}' | ratio_summary full
 }
 has_case() { [[ " ${CASES[*]} " == *" $1 "* ]]; }
 name_of() {

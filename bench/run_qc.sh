@@ -34,71 +34,14 @@ WARMUP=${WARMUP:-1}
 PAYLOAD=${PAYLOAD:-64}
 QC_CASES=${QC_CASES:-"3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"}
 RPC_CASES=${RPC_CASES:-"base:1 base:1000 rpc:1 base:16 rpc:16"}
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- build -------------------------------------------------------------------------------------
-if [[ ! -f $BUILD_DIR/CMakeCache.txt ]]; then
-    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DNH_BUILD_TESTS=OFF \
-        -DNH_BUILD_BENCH=ON >&2
-fi
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target baseline_echo rpc_bench nh_bench_server \
-    qc_bench >&2
+bench_build baseline_echo rpc_bench nh_bench_server qc_bench
 BIN=$BUILD_DIR/bench
 
-WORK=$(mktemp -d)
-SERVER_PIDS=()
-CLIENT_PID=""
-cleanup() {
-    local p
-    for p in "${SERVER_PIDS[@]}" $CLIENT_PID; do kill "$p" 2>/dev/null || true; done
-    for p in "${SERVER_PIDS[@]}" $CLIENT_PID; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# start_servers <baseline|nodehost> <count>: starts them on free ports; sets SERVER_PIDS and
-# ADDRS (comma-separated host:port list).
-start_servers() {
-    local kind=$1 count=$2 i out port
-    SERVER_PIDS=()
-    ADDRS=""
-    for ((i = 0; i < count; i++)); do
-        out=$WORK/server$i.out
-        : >"$out"
-        if [[ $kind == baseline ]]; then
-            "$BIN/baseline_echo" server 127.0.0.1:0 >"$out" 2>"$WORK/server$i.err" &
-        else
-            "$BIN/nh_bench_server" 127.0.0.1:0 >"$out" 2>"$WORK/server$i.err" &
-        fi
-        SERVER_PIDS+=($!)
-    done
-    for ((i = 0; i < count; i++)); do
-        out=$WORK/server$i.out
-        port=""
-        for _ in $(seq 200); do
-            if grep -q '^listening ' "$out"; then
-                port=$(awk '/^listening /{print $2; exit}' "$out")
-                break
-            fi
-            if ! kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null; then break; fi
-            sleep 0.05
-        done
-        if [[ -z $port ]]; then
-            log "server $kind #$i did not start:"
-            cat "$WORK/server$i.err" >&2
-            exit 1
-        fi
-        ADDRS+="${ADDRS:+,}127.0.0.1:$port"
-    done
-}
-
-stop_servers() {
-    local p
-    for p in "${SERVER_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    SERVER_PIDS=()
-}
+bench_work
 
 # cpu_ticks <pid>...: the sum of utime + stime (clock ticks) of these processes.
 cpu_ticks() {
@@ -116,7 +59,11 @@ now_s() { date +%s.%N; }
 # message of the client and the server appended.
 run_rpc() {
     local kind=$1 inflight=$2 line c0 s0 t0 c1 s1 t1 hz
-    if [[ $kind == base ]]; then start_servers baseline 1; else start_servers nodehost 1; fi
+    if [[ $kind == base ]]; then
+        start_echo_servers baseline 1
+    else
+        start_echo_servers nodehost 1
+    fi
     local args=("$ADDRS" --inflight "$inflight" --seconds "$RUN_SECONDS" --payload "$PAYLOAD"
         --warmup "$WARMUP")
     if [[ $kind == base ]]; then
@@ -131,13 +78,9 @@ run_rpc() {
     c1=$(cpu_ticks "$CLIENT_PID") s1=$(cpu_ticks "${SERVER_PIDS[@]}") t1=$(now_s)
     wait "$CLIENT_PID" || true
     CLIENT_PID=""
-    stop_servers
-    line=$(cat "$WORK/client.out")
-    if [[ $line != msgs_per_s=* ]]; then
-        log "$kind client (inflight $inflight) failed:"
-        cat "$WORK/client.err" >&2
-        line="msgs_per_s=0 p50_us=0 p99_us=0 count=0 errors=1"
-    fi
+    kill_servers
+    line=$(result_line "$(cat "$WORK/client.out")" msgs_per_s= \
+        "msgs_per_s=0 p50_us=0 p99_us=0 count=0 errors=1" "$kind client (inflight $inflight)")
     hz=$(getconf CLK_TCK)
     local rate
     rate=$(field msgs_per_s "$line")
@@ -154,33 +97,19 @@ run_rpc() {
 # servers); prints qc_bench's result line.
 run_qc() {
     local n=$1 q=$2 c=$3 line pids
-    if [[ ${4:-} == b ]]; then start_servers baseline "$n"; else start_servers nodehost "$n"; fi
+    if [[ ${4:-} == b ]]; then
+        start_echo_servers baseline "$n"
+    else
+        start_echo_servers nodehost "$n"
+    fi
     pids=$(IFS=,; echo "${SERVER_PIDS[*]}")
     line=$("$BIN/qc_bench" --servers "$ADDRS" --server-pids "$pids" --config-size "$n" \
         --quorum-size "$q" --concurrent "$c" --payload "$PAYLOAD" --seconds "$RUN_SECONDS" \
         --warmup "$WARMUP" 2>"$WORK/client.err" || true)
-    stop_servers
-    if [[ $line != ops_per_s=* ]]; then
-        log "qc_bench n=$n q=$q c=$c failed:"
-        cat "$WORK/client.err" >&2
-        line="ops_per_s=0 p50_us=0 p99_us=0 cpu_us_per_op=0 srv_cpu_us_per_op=0 count=0 errors=1"
-    fi
-    printf '%s\n' "$line"
-}
-
-field() { # field <name> <line>
-    local kv
-    for kv in $2; do
-        if [[ ${kv%%=*} == "$1" ]]; then
-            printf '%s\n' "${kv#*=}"
-            return
-        fi
-    done
-}
-
-median() {
-    sort -g | awk '{v[NR] = $1}
-        END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    kill_servers
+    result_line "$line" ops_per_s= \
+        "ops_per_s=0 p50_us=0 p99_us=0 cpu_us_per_op=0 srv_cpu_us_per_op=0 count=0 errors=1" \
+        "qc_bench n=$n q=$q c=$c"
 }
 
 # ---- runs --------------------------------------------------------------------------------------
@@ -202,16 +131,12 @@ for (( ; r < ${#RPC_LIST[@]}; r++)); do CASES+=("${RPC_LIST[$r]}"); done
 RESULTS=$WORK/results
 : >"$RESULTS"
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
+LOAD_BEFORE=$(loadavg)
+log "machine: $(machine)"
 log "load average before: $LOAD_BEFORE; case order: ${CASES[*]}"
 for rep in $(seq "$REPS"); do
-    order=("${CASES[@]}")
-    if ((rep % 2 == 0)); then
-        order=()
-        for ((k = ${#CASES[@]} - 1; k >= 0; k--)); do order+=("${CASES[$k]}"); done
-    fi
-    for case_ in "${order[@]}"; do
+    rep_order "$rep" "${CASES[@]}"
+    for case_ in "${ORDER[@]}"; do
         IFS=: read -r kind a b c d <<<"$case_"
         if [[ $kind == qc ]]; then
             line=$(run_qc "$a" "$b" "$c" "$d")
@@ -219,24 +144,16 @@ for rep in $(seq "$REPS"); do
             line=$(run_rpc "$kind" "$a")
             line=${line/msgs_per_s=/ops_per_s=}
         fi
-        log "rep=$rep $case_ $line (load $(cut -d' ' -f1 /proc/loadavg))"
+        log "rep=$rep $case_ $line (load $(load1))"
         echo "$case_ $rep $line" >>"$RESULTS"
     done
 done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_AFTER=$(loadavg)
 log "load average after: $LOAD_AFTER"
 
-# values <case> <field>: one value per repetition (in repetition order).
-values() {
-    awk -v k="$1" '$1 == k' "$RESULTS" | sort -k2,2n |
-        while read -r _ _ rest; do field "$2" "$rest"; done
-}
-stat() { values "$@" | median; }
-range() {
-    values "$1" ops_per_s | sort -g |
-        awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.1fk–%.1fk", lo / 1000, hi / 1000}'
-}
-errors() { values "$1" errors | awk '{s += $1} END {print s + 0}'; }
+values() { case_values "$@"; } # values <case> <field>: lib.sh
+range() { values "$1" ops_per_s | min_max_k; }
+errors() { values "$1" errors | sum; }
 # ratio_range <caseA> <fieldA> <caseB> <fieldB>: min–max over repetitions of A/B (same rep).
 ratio_range() {
     paste <(values "$1" "$2") <(values "$3" "$4") |

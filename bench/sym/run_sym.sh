@@ -39,48 +39,15 @@ SIZES=${SIZES:-"3 5"}
 CLIENTS=${CLIENTS:-"10 100 1000"}
 STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
 OWN_CONN=${OWN_CONN-100}
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- build -------------------------------------------------------------------------------------
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DNH_BUILD_TESTS=OFF >&2
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target sym_node sym_clients baseline_echo >&2
 BIN=$BUILD_DIR/bench
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# stop_all: ends every process this script started for the current case.
-stop_all() {
-    local cleanup_pids=("${PIDS[@]}")
-    PIDS=()
-    local p
-    for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${cleanup_pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-
-# wait_line <file> <pid> <regex> <seconds>: waits until a line of file matches; fails when the
-# process died or the time ran out.
-wait_line() {
-    local file=$1 pid=$2 re=$3 i
-    for ((i = 0; i < $4 * 20; i++)); do
-        if grep -Eq "$re" "$file"; then return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            grep -Eq "$re" "$file" && return 0
-            return 1
-        fi
-        sleep 0.05
-    done
-    return 1
-}
+bench_work
 
 # wait_exit <pid> <seconds>: waits for a process to end; kills it (and fails) after the time.
 wait_exit() {
@@ -112,19 +79,19 @@ run_base() { # run_base <rep> <inflight>
     local rep=$1 inflight=$2 out=$WORK/base.out line port
     : >"$out"
     "$BIN/baseline_echo" server 127.0.0.1:0 >"$out" 2>"$WORK/base.err" &
-    PIDS+=($!)
-    if ! wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then
+    SERVER_PIDS+=($!)
+    if ! wait_line "$out" "${SERVER_PIDS[-1]}" '^listening ' 10; then
         log "baseline server did not start:"
         cat "$WORK/base.err" >&2
-        stop_all
+        kill_servers
         FAILED=1
         return
     fi
-    port=$(awk '/^listening /{print $2; exit}' "$out")
+    port=$(listening_port "$out")
     line=$("$BIN/baseline_echo" client 127.0.0.1:"$port" --inflight "$inflight" \
         --seconds "$RUN_SECONDS" --payload "$PAYLOAD" --warmup "$WARMUP" 2>"$WORK/bclient.err" ||
         true)
-    stop_all
+    kill_servers
     if [[ $line != msgs_per_s=* ]]; then
         log "baseline client (inflight $inflight) failed:"
         cat "$WORK/bclient.err" >&2
@@ -175,8 +142,8 @@ run_cfg() { # run_cfg <rep> <n>
             : >"$out"
             "$BIN/sym/sym_node" --id "$i" "${peers[@]}" --dial --listen "127.0.0.1:${ports[i - 1]}" \
                 >"$out" 2>"$WORK/node$i.err" &
-            PIDS+=($!)
-            if ! wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then ok=0; fi
+            SERVER_PIDS+=($!)
+            if ! wait_line "$out" "${SERVER_PIDS[-1]}" '^listening ' 10; then ok=0; fi
         done
         out=$WORK/node1.out
         : >"$out"
@@ -184,24 +151,24 @@ run_cfg() { # run_cfg <rep> <n>
             "$BIN/sym/sym_node" --id 1 "${peers[@]}" --dial --listen "127.0.0.1:${ports[0]}" \
                 --drive config --size "$n" --runs "$runs" --seconds "$RUN_SECONDS" \
                 --warmup "$WARMUP" --payload "$PAYLOAD" >"$out" 2>"$WORK/node1.err" &
-            PIDS+=($!)
-            if wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then break; fi
+            SERVER_PIDS+=($!)
+            if wait_line "$out" "${SERVER_PIDS[-1]}" '^listening ' 10; then break; fi
         fi
         log "cfg:$n: a node did not start (attempt $attempt):"
         cat "$WORK"/node*.err >&2
-        stop_all
+        kill_servers
         if ((attempt == 3)); then
             FAILED=1
             return
         fi
     done
-    if ! wait_exit "${PIDS[-1]}" "$(deadline 4 120)"; then
+    if ! wait_exit "${SERVER_PIDS[-1]}" "$(deadline 4 120)"; then
         log "cfg:$n: the driver failed:"
         cat "$WORK/node1.err" >&2
         FAILED=1
     fi
     collect "$rep" "cfg:$n" "$out"
-    stop_all
+    kill_servers
 }
 
 # ---- ClientConfig: node 1 and K client peers ---------------------------------------------------------
@@ -217,17 +184,17 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
         "$BIN/sym/sym_node" --id 1 --listen "127.0.0.1:$port" --drive clients --size "$k" \
             --runs "$runs" --seconds "$RUN_SECONDS" --warmup "$WARMUP" --payload "$PAYLOAD" \
             >"$out" 2>"$WORK/node1.err" &
-        PIDS+=($!)
-        if wait_line "$out" "${PIDS[-1]}" '^listening ' 10; then break; fi
+        SERVER_PIDS+=($!)
+        if wait_line "$out" "${SERVER_PIDS[-1]}" '^listening ' 10; then break; fi
         log "$name: node 1 did not start (attempt $attempt):"
         cat "$WORK/node1.err" >&2
-        stop_all
+        kill_servers
         if ((attempt == 3)); then
             FAILED=1
             return
         fi
     done
-    driver=${PIDS[-1]}
+    driver=${SERVER_PIDS[-1]}
     procs=$(((k + spp - 1) / spp))
     left=$k
     for ((i = 0; i < procs; i++)); do
@@ -235,7 +202,7 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
         left=$((left - per))
         "$BIN/sym/sym_clients" "127.0.0.1:$port" --streams "$per" >"$WORK/clients$i.out" \
             2>"$WORK/clients$i.err" &
-        PIDS+=($!)
+        SERVER_PIDS+=($!)
     done
     if ! wait_exit "$driver" "$(deadline 4 300)"; then
         log "$name: the driver failed:"
@@ -252,7 +219,7 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
         log "rep=$rep mem:$name $line"
         echo "$rep mem:$name $line" >>"$RESULTS"
     fi
-    stop_all
+    kill_servers
 }
 
 # ---- runs ----------------------------------------------------------------------------------------
@@ -261,15 +228,10 @@ for n in $SIZES; do CASES+=("cfg:$n"); done
 for k in $CLIENTS; do CASES+=("cli:$k"); done
 for k in $OWN_CONN; do CASES+=("own:$k"); done
 
-log "machine: $(nproc) cores, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)," \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "machine: $(machine), load average $(loadavg)"
 for rep in $(seq "$REPS"); do
-    order=("${CASES[@]}")
-    if ((rep % 2 == 0)); then
-        order=()
-        for ((i = ${#CASES[@]} - 1; i >= 0; i--)); do order+=("${CASES[$i]}"); done
-    fi
-    for c in "${order[@]}"; do
+    rep_order "$rep" "${CASES[@]}"
+    for c in "${ORDER[@]}"; do
         case $c in
             base:*) run_base "$rep" "${c#base:}" ;;
             cfg:*) run_cfg "$rep" "${c#cfg:}" ;;
@@ -278,7 +240,7 @@ for rep in $(seq "$REPS"); do
         esac
     done
 done
-log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "load average at the end: $(loadavg)"
 
 # ---- tables --------------------------------------------------------------------------------------
 # values <case> <field> [<quorum> <conc>]: one value per repetition.
@@ -292,17 +254,12 @@ values() {
             if (f in kv) print kv[f]
         }' "$RESULTS"
 }
-median() {
-    sort -g | awk '{v[NR] = $1}
-        END {if (NR == 0) print 0; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-stat() { values "$@" | median; }
 range() {
     values "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1}
         END {if (NR == 0) print "-"; else if (hi >= 10000) printf "%.1fk–%.1fk", lo / 1000, hi / 1000;
              else printf "%.0f–%.0f", lo, hi}'
 }
-sum() { values "$@" | awk '{s += $1} END {print s + 0}'; }
+total() { values "$@" | sum; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 
 echo "Medians of $REPS repetitions of ${RUN_SECONDS} s (after ${WARMUP} s of warm-up each)," \
@@ -316,7 +273,7 @@ for m in 1 1000; do
     printf '| %s | %.0f [%s] | %.1f / %.1f | %s |\n' \
         "$([[ $m == 1 ]] && echo "ping-pong (1 in flight)" || echo "pipelined ($m in flight)")" \
         "$(stat "base:$m" msgs_per_s)" "$(range "base:$m" msgs_per_s)" \
-        "$(stat "base:$m" p50_us)" "$(stat "base:$m" p99_us)" "$(sum "base:$m" errors)"
+        "$(stat "base:$m" p50_us)" "$(stat "base:$m" p99_us)" "$(total "base:$m" errors)"
 done
 PING=$(stat base:1 msgs_per_s)
 PING_P50=$(stat base:1 p50_us)
@@ -341,7 +298,7 @@ if [[ -n $SIZES ]]; then
                 "$(stat "cfg:$n" p99_us "$q" "$k")" "$(stat "cfg:$n" cpu_self_us_per_op "$q" "$k")" \
                 "$(stat "cfg:$n" cpu_all_us_per_op "$q" "$k")" \
                 "$([[ $self == 1 ]] && echo yes || echo "${self:-?}")" \
-                "$(sum "cfg:$n" errors "$q" "$k")" \
+                "$(total "cfg:$n" errors "$q" "$k")" \
                 "$([[ $k == 16 ]] && ratio "$ops" "$(awk -v p="$PIPE" -v n="$n" 'BEGIN {print p / n}')" || echo "")" \
                 "$([[ $k == 1 ]] && ratio "$p50" "$PING_P50" || echo "")"
         done
@@ -375,7 +332,7 @@ if [[ -n $CLIENTS$OWN_CONN ]]; then
                 "$(stat "$cs" p99_us "$q" "$c")" "$self" \
                 "$(stat "$cs" cpu_all_us_per_op "$q" "$c")" \
                 "$(awk -v s="$self" -v k="$k" 'BEGIN {print s / k}')" \
-                "$(sum "$cs" errors "$q" "$c")"
+                "$(total "$cs" errors "$q" "$c")"
         done
     done < <(client_rows)
     echo

@@ -217,20 +217,6 @@ static bool run_phase(nh_runtime *rt, double seconds, size_t calls) {
     return g.outstanding == 0;
 }
 
-static int cmp_i64(const void *x, const void *y) {
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-    return (a > b) - (a < b);
-}
-
-/* Nearest-rank percentile in microseconds (as bench/bench_common.c). */
-static double pct_us(const int64_t *s, size_t n, double p) {
-    if (n == 0) return 0;
-    size_t k = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
-    return (double)s[k - 1] / 1000.0;
-}
-
 /* CPU time of every distinct process of the run: this one plus those answering bench.Cpu. */
 typedef struct cpu_sample {
     long pid[MAX_PROCS];
@@ -346,11 +332,7 @@ static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *
             break;
         }
         nhb_rec *rec = &g.rec;
-        qsort(rec->samples, rec->count, sizeof *rec->samples, cmp_i64);
-        int64_t end = rec->t_done ? rec->t_done : nhb_now_ns();
-        if (end > rec->t_end) end = rec->t_end;
-        double secs = (double)(end - rec->t_measure) / 1e9;
-        double rate = secs > 0 ? (double)rec->count / secs : 0;
+        double rate = nhb_rec_close(rec);
         size_t errors = rec->errors + g.extra_errors, procs;
         int64_t all = cpu_delta(&c0, &c1, &procs);
         double per = rec->count ? 1.0 / (double)rec->count / 1000.0 : 0;
@@ -358,8 +340,8 @@ static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *
             fprintf(stderr, "sym_node: %s:%zu: first error: %s\n", qname, rs->conc, g.first_error);
             status = 1;
         }
-        double p50 = pct_us(rec->samples, rec->count, 50);
-        double p99 = pct_us(rec->samples, rec->count, 99);
+        double p50 = nhb_pct_us(rec->samples, rec->count, 50);
+        double p99 = nhb_pct_us(rec->samples, rec->count, 99);
         free(rec->samples);
         printf("result target=%s size=%zu quorum=%s conc=%zu ops_per_s=%.1f p50_us=%.1f "
                "p99_us=%.1f count=%zu errors=%zu cpu_self_us_per_op=%.1f cpu_all_us_per_op=%.1f "
