@@ -251,6 +251,9 @@ static int routes_prepare(nh_plugin_host *ph, nh_generation *const *gens, size_t
                 free(r);
                 return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
             }
+            /* Set before the server can call it: at start the serving slot (a generation's tag
+             * is its slot once it serves); at a switch NULL until routes_point(). */
+            r->slot = gens[i]->tag;
             r->next = ph->routes;
             ph->routes = r;
             if (nh_server_handle(ph->srv, r->method, trampoline, r, err) != 0) return -1;
@@ -259,7 +262,7 @@ static int routes_prepare(nh_plugin_host *ph, nh_generation *const *gens, size_t
     return 0;
 }
 
-/* Points every method at the plugin serving it now (owner thread, or before serving). */
+/* Points every method at the plugin serving it now (owner thread, at a switch). */
 static void routes_point(nh_plugin_host *ph) {
     for (route *r = ph->routes; r; r = r->next) {
         r->slot = NULL;
@@ -393,9 +396,10 @@ int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uin
     if (!gens) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     for (size_t i = 0; i < ph->slot_count; i++)
         gens[i] = ph->slots[i]->current;
+    /* Not on the owner thread while the server already listens: every route is complete
+     * before it is registered, and is not written afterwards (routes_point is for switches). */
     int rc = routes_prepare(ph, gens, ph->slot_count, err);
     free(gens);
-    if (rc == 0) routes_point(ph);
     return rc;
 }
 
