@@ -2,6 +2,7 @@
  * See loader.h for the why. */
 #include "plugin/loader.h"
 
+#include "plugin/file_error.h"
 #include "plugin/sha256.h"
 
 #include <ctype.h>
@@ -237,19 +238,6 @@ int nh_plugin_check_descriptor(const char *name, const char *path, const nh_plug
 
 static atomic_ulong copy_counter;
 
-static nh_code code_of_errno(int e) {
-    switch (e) {
-        case ENOENT:
-        case ENOTDIR:
-            return NH_NOT_FOUND;
-        case EACCES:
-        case EPERM:
-            return NH_PERMISSION_DENIED;
-        default:
-            return NH_INTERNAL;
-    }
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -283,7 +271,7 @@ static int copy_source(const char *name, const char *source, const char *state_d
     int src = open(source, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (src < 0) {
         int e = errno;
-        return nh_error_set(err, code_of_errno(e), NH_ERR_LOCAL, 0,
+        return nh_error_set(err, nh_file_error_code(e), NH_ERR_LOCAL, 0,
                             "plugin '%s': cannot open %s: %s", name, source, strerror(e));
     }
     struct stat st;
@@ -543,11 +531,11 @@ int nh_plugin_state_dir_prepare(const char *dir, nh_error *err) {
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "plugin state directory: empty path");
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return nh_error_set(err, code_of_errno(errno), NH_ERR_LOCAL, 0,
+        return nh_error_set(err, nh_file_error_code(errno), NH_ERR_LOCAL, 0,
                             "plugin state directory %s: cannot create: %s", dir, strerror(errno));
     struct stat st;
     if (lstat(dir, &st) != 0)
-        return nh_error_set(err, code_of_errno(errno), NH_ERR_LOCAL, 0,
+        return nh_error_set(err, nh_file_error_code(errno), NH_ERR_LOCAL, 0,
                             "plugin state directory %s: %s", dir, strerror(errno));
     const char *problem = NULL;
     if (S_ISLNK(st.st_mode))
@@ -569,7 +557,7 @@ int nh_plugin_state_dir_prepare(const char *dir, nh_error *err) {
 
     DIR *d = opendir(dir);
     if (d == NULL)
-        return nh_error_set(err, code_of_errno(errno), NH_ERR_LOCAL, 0,
+        return nh_error_set(err, nh_file_error_code(errno), NH_ERR_LOCAL, 0,
                             "plugin state directory %s: %s", dir, strerror(errno));
     pid_t self = getpid();
     struct dirent *ent;

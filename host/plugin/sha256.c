@@ -1,4 +1,5 @@
 /* nodehost program: SHA-256 (FIPS 180-4). See sha256.h. */
+#include "plugin/file_error.h"
 #include "plugin/sha256.h"
 
 #include <errno.h>
@@ -93,25 +94,13 @@ void nh_sha256_final_hex(nh_sha256 *s, char hex[NH_SHA256_HEX_LEN + 1]) {
         snprintf(hex + 8 * i, 9, "%08x", s->h[i]);
 }
 
-static nh_code code_of_errno(int e) {
-    switch (e) {
-        case ENOENT:
-        case ENOTDIR:
-            return NH_NOT_FOUND;
-        case EACCES:
-        case EPERM:
-            return NH_PERMISSION_DENIED;
-        default:
-            return NH_INTERNAL;
-    }
-}
-
 int nh_sha256_file(const char *path, char hex[NH_SHA256_HEX_LEN + 1], nh_error *err) {
     hex[0] = '\0';
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
-        return nh_error_set(err, code_of_errno(e), NH_ERR_LOCAL, 0, "%s: %s", path, strerror(e));
+        return nh_error_set(err, nh_file_error_code(e), NH_ERR_LOCAL, 0, "%s: %s", path,
+                            strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

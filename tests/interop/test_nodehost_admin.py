@@ -24,13 +24,10 @@ Run through ctest (sets NH_SOURCE_DIR and NH_BINARY_DIR), or by hand:
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import unittest
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -291,38 +288,8 @@ class AdminNodeTest(ni.Case):
 
 # ---- main --------------------------------------------------------------------------------------
 
-def _watchdog():
-    sys.stderr.write("test_nodehost_admin: watchdog fired after %.0f s; killing nodes\n"
-                     % WATCHDOG)
-    ni._report_logs()
-    ni.kill_all()
-    sys.stderr.flush()
-    nu.cleanup()
-    os._exit(3)
-
-
 def main():
-    timer = threading.Timer(WATCHDOG, _watchdog)
-    timer.daemon = True
-    timer.start()
-    ok_run = False
-    try:
-        prog = unittest.main(exit=False, verbosity=2)
-        ok_run = prog.result.wasSuccessful()
-        if not ok_run:
-            ni._report_logs()
-    finally:
-        timer.cancel()
-        ni.kill_all()
-        if ni._tmp_root:
-            if ok_run or not os.environ.get("NH_KEEP_TMP"):
-                shutil.rmtree(ni._tmp_root, True)
-            else:
-                sys.stderr.write("temporary files kept in %s\n" % ni._tmp_root)
-        sys.stderr.flush()
-        nu.cleanup()
-    # grpcio threads must not keep a failing run alive or turn it into success.
-    os._exit(0 if ok_run else 1)
+    ni.run_main("test_nodehost_admin", WATCHDOG)
 
 
 if __name__ == "__main__":

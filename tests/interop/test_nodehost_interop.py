@@ -1277,9 +1277,8 @@ def _report_logs():
                          % (n.label, n.proc.returncode if n.proc else None, n.log_tail(3000)))
 
 
-def _watchdog():
-    sys.stderr.write("test_nodehost_interop: watchdog fired after %.0f s; killing nodes\n"
-                     % WATCHDOG)
+def _watchdog(name, seconds):
+    sys.stderr.write("%s: watchdog fired after %.0f s; killing nodes\n" % (name, seconds))
     _report_logs()
     kill_all()
     sys.stderr.flush()
@@ -1287,13 +1286,16 @@ def _watchdog():
     os._exit(3)
 
 
-def main():
-    timer = threading.Timer(WATCHDOG, _watchdog)
+def run_main(name, watchdog_s):
+    """Runs the unittest cases of __main__ under a watchdog of watchdog_s seconds, reports the
+    nodes' logs on failure, stops every node, removes the temporary files (kept on failure
+    with NH_KEEP_TMP) and exits 0 or 1 (also used by the other nodehost interop files)."""
+    timer = threading.Timer(watchdog_s, _watchdog, (name, watchdog_s))
     timer.daemon = True
     timer.start()
     ok_run = False
     try:
-        prog = unittest.main(exit=False, verbosity=2)
+        prog = unittest.main(module="__main__", exit=False, verbosity=2)
         ok_run = prog.result.wasSuccessful()
         if not ok_run:
             _report_logs()
@@ -1309,6 +1311,10 @@ def main():
         nu.cleanup()
     # grpcio threads must not keep a failing run alive or turn it into success.
     os._exit(0 if ok_run else 1)
+
+
+def main():
+    run_main("test_nodehost_interop", WATCHDOG)
 
 
 if __name__ == "__main__":

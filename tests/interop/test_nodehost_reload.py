@@ -47,7 +47,6 @@ Run through ctest (sets NH_SOURCE_DIR and NH_BINARY_DIR), or by hand:
   NH_BINARY_DIR=<build> /usr/bin/python3 tests/interop/test_nodehost_reload.py -v
 """
 
-import json
 import os
 import re
 import shutil
@@ -937,43 +936,13 @@ class ReloadTest(unittest.TestCase):
 
 # ---- main --------------------------------------------------------------------------------------
 
-def _watchdog():
-    sys.stderr.write("test_nodehost_reload: watchdog fired after %.0f s; killing nodes\n"
-                     % WATCHDOG)
-    ni._report_logs()
-    ni.kill_all()
-    sys.stderr.flush()
-    nu.cleanup()
-    os._exit(3)
-
-
 def main():
     for rev in ("r2", "r3", "r4"):
         if not os.path.exists(reload_build(rev)):
             sys.stderr.write("test_nodehost_reload: %s is missing (build the target "
                              "nh_reload_plugins)\n" % reload_build(rev))
             os._exit(1)
-    timer = threading.Timer(WATCHDOG, _watchdog)
-    timer.daemon = True
-    timer.start()
-    ok_run = False
-    try:
-        prog = unittest.main(exit=False, verbosity=2)
-        ok_run = prog.result.wasSuccessful()
-        if not ok_run:
-            ni._report_logs()
-    finally:
-        timer.cancel()
-        ni.kill_all()
-        if ni._tmp_root:
-            if ok_run or not os.environ.get("NH_KEEP_TMP"):
-                shutil.rmtree(ni._tmp_root, True)
-            else:
-                sys.stderr.write("temporary files kept in %s\n" % ni._tmp_root)
-        sys.stderr.flush()
-        nu.cleanup()
-    # grpcio threads must not keep a failing run alive or turn it into success.
-    os._exit(0 if ok_run else 1)
+    ni.run_main("test_nodehost_reload", WATCHDOG)
 
 
 if __name__ == "__main__":
