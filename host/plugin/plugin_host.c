@@ -13,6 +13,7 @@
 
 #include "plugin/generation.h"
 #include "plugin/sha256.h"
+#include "plugin/wire_check.h"
 
 #include <nodehost/log.h>
 
@@ -172,11 +173,26 @@ static void trampoline(nh_server_ctx *ctx, void *user) {
     }
     size_t len;
     const uint8_t *payload = nh_ctx_payload(ctx, &len);
-    ProtobufCMessage *req = protobuf_c_message_unpack(m->request, NULL, len, payload);
+    /* The wire bytes first: protobuf-c hands strings over as C strings (a NUL would cut them
+     * short, so "k\0x" would alias "k") and does not check UTF-8, which Go's decoder does. */
+    nh_wire_fault fault;
+    nh_wire_status ws = nh_wire_check(m->request, payload, len, &fault);
+    if (ws == NH_WIRE_INVALID_UTF8 || ws == NH_WIRE_NUL_IN_STRING) {
+        char why[256];
+        nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT, "%s",
+                           nh_wire_describe(ws, &fault, why, sizeof why));
+        return;
+    }
+    ProtobufCMessage *req =
+        ws == NH_WIRE_OK ? protobuf_c_message_unpack(m->request, NULL, len, payload) : NULL;
     if (!req) {
         /* Gorums answers an undecodable request with Unknown and this prefix. */
-        nh_ctx_reply_error(ctx, NH_UNKNOWN, "gorums: could not unmarshal request: not a valid %s",
-                           m->request->name);
+        char why[256];
+        if (ws == NH_WIRE_TOO_DEEP)
+            nh_wire_describe(ws, &fault, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "not a valid %s", m->request->name);
+        nh_ctx_reply_error(ctx, NH_UNKNOWN, "gorums: could not unmarshal request: %s", why);
         return;
     }
     open_call *c = malloc(sizeof *c);

@@ -350,11 +350,11 @@ static int cmd_multicast(client *c, const char *key, const char *value) {
     int rc = nh_multicast(cfg, "proto.Storage.WriteMulticast", b.data, b.len, &o, &err);
     double ms = ms_since(start);
     uint32_t ids[MAX_NODES];
-    size_t n = nh_config_ids(cfg, ids, MAX_NODES);
+    size_t n = nh_config_ids(cfg, ids, MAX_NODES); /* the size: may exceed MAX_NODES */
     char list[256];
     if (rc == 0)
         printf("multicast %s=%s: sent to nodes %s, %.2f ms\n", key, value,
-               fmt_ids(ids, n, list, sizeof list), ms);
+               fmt_ids(ids, n < MAX_NODES ? n : MAX_NODES, list, sizeof list), ms);
     else
         fail("multicast %s=%s: %s (%.2f ms)", key, value, err.message, ms);
     nh_buf_free(&b);
@@ -513,10 +513,10 @@ static int cmd_listen(client *c, const sigset_t *stop_signals) {
     int64_t start = now_ns(CLOCK_MONOTONIC);
     size_t up = wait_connected(cfg, c->timeout_ms);
     uint32_t ids[MAX_NODES];
-    size_t n = nh_config_ids(cfg, ids, MAX_NODES);
+    size_t n = nh_config_ids(cfg, ids, MAX_NODES); /* the size: may exceed MAX_NODES */
     char list[256];
     printf("listen: client peer of nodes %s, %zu of %zu connected, %.2f ms\n",
-           fmt_ids(ids, n, list, sizeof list), up, n, ms_since(start));
+           fmt_ids(ids, n < MAX_NODES ? n : MAX_NODES, list, sizeof list), up, n, ms_since(start));
     fflush(stdout);
     for (;;) {
         struct timespec ts = {1, 0};

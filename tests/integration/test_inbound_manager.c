@@ -33,7 +33,8 @@ static long g_deliveries;
 static void record(nh_config *cfg, bool client, void *user) {
     recorder *r = user;
     uint32_t ids[16];
-    size_t n = nh_config_ids(cfg, ids, 16);
+    size_t n = nh_config_ids(cfg, ids, 16); /* the size: may exceed 16 */
+    if (n > 16) n = 16;
     pthread_mutex_lock(&r->mu);
     if (r->n < 64) {
         size_t off = (size_t)snprintf(r->log[r->n], 32, "%c:", client ? 'K' : 'C');
@@ -98,7 +99,8 @@ static nh_config *peer_as(nh_runtime *rt, const char *id) {
 static bool ids_are(const nh_config *cfg, void *user) {
     const char *want = user;
     uint32_t ids[16];
-    size_t n = nh_config_ids(cfg, ids, 16);
+    size_t n = nh_config_ids(cfg, ids, 16); /* the size: may exceed 16 */
+    if (n > 16) n = 16;
     char got[64];
     size_t off = 0;
     got[0] = '\0';

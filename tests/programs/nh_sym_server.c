@@ -32,8 +32,9 @@ static void h_id(nh_server_ctx *ctx, void *user) {
 
 static size_t print_ids(char *buf, size_t size, nh_config *c) {
     uint32_t ids[1024];
-    size_t n = nh_config_ids(c, ids, 1024), off = 0;
-    for (size_t i = 0; i < n && n <= 1024 && off < size; i++)
+    size_t n = nh_config_ids(c, ids, 1024), off = 0; /* n is the size: may exceed 1024 */
+    if (n > 1024) n = 1024;
+    for (size_t i = 0; i < n && off < size; i++)
         off += (size_t)snprintf(buf + off, size - off, i ? ",%u" : "%u", ids[i]);
     nh_config_unref(c);
     return off < size ? off : size;
