@@ -12,8 +12,8 @@
 
 #define MAX_PLUGIN_NAME 63
 
-static const char *const root_keys[] = {"version", "node",   "peers", "clients", "plugins",
-                                        "reload",  "limits", "log",   NULL};
+static const char *const root_keys[] = {"version", "node",   "peers",     "clients", "plugins",
+                                        "reload",  "limits", "keepalive", "log",     NULL};
 static const char *const node_keys[] = {"id", "listen", NULL};
 static const char *const peer_keys[] = {"id", "address", NULL};
 static const char *const clients_keys[] = {"accept", "max", NULL};
@@ -21,6 +21,7 @@ static const char *const plugin_keys[] = {"name", "path", "config", NULL};
 static const char *const limits_keys[] = {"max_message_size", "max_inbox", "shutdown_grace_ms",
                                           NULL};
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
+static const char *const keepalive_keys[] = {"time_ms", "timeout_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -403,6 +404,18 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     }
     if (get_size(limits, "max_inbox", 1024, 1, 1000000, false, &c->max_inbox, err) != 0) return -1;
     if (get_u32(limits, "shutdown_grace_ms", 5000, 0, 600000, &c->shutdown_grace_ms, err) != 0) {
+        return -1;
+    }
+
+    /* keepalive */
+    const nh_conf_node *keepalive;
+    if (section_map(root, "keepalive", keepalive_keys, &keepalive, err) != 0) return -1;
+    if (get_u32(keepalive, "time_ms", NH_HOST_KEEPALIVE_TIME_MS, 100, 3600000,
+                &c->keepalive_time_ms, err) != 0) {
+        return -1;
+    }
+    if (get_u32(keepalive, "timeout_ms", NH_HOST_KEEPALIVE_TIMEOUT_MS, 100, 600000,
+                &c->keepalive_timeout_ms, err) != 0) {
         return -1;
     }
 

@@ -18,6 +18,9 @@
  *   debounce_ms: 200                           # quiet time after the last change before
  *                                              # reloading, 10..60000; default 200
  * limits: { max_message_size: 4Mi, max_inbox: 1024, shutdown_grace_ms: 5000 }
+ * keepalive: { time_ms: 1000, timeout_ms: 2000 }  # peer liveness pings: 100..3600000 and
+ *                                              # 100..600000; a dead peer leaves Config
+ *                                              # after about time_ms + timeout_ms
  * log: { level: info, format: text }           # error|warn|info|debug, text|json
  * ```
  *
@@ -40,8 +43,8 @@
  *   - a duplicate peer ID/address or plugin name: at the second one, naming the first and its
  *     line.
  * Checks run in this order, so a file with several mistakes reports the first: version, the
- * top-level keys, node, peers, clients, plugins, reload, limits, log, then the node against the
- * peers and node.listen. */
+ * top-level keys, node, peers, clients, plugins, reload, limits, keepalive, log, then the node
+ * against the peers and node.listen. */
 #ifndef NH_HOST_CONFIG_H
 #define NH_HOST_CONFIG_H
 
@@ -55,6 +58,10 @@
 
 /** The largest node ID (IDs are 1..NH_HOST_MAX_NODE_ID). */
 #define NH_HOST_MAX_NODE_ID 1048575u
+
+/** keepalive.time_ms and keepalive.timeout_ms when absent. */
+#define NH_HOST_KEEPALIVE_TIME_MS    1000
+#define NH_HOST_KEEPALIVE_TIMEOUT_MS 2000
 
 /** One entry of `peers`. */
 typedef struct nh_host_peer {
@@ -101,6 +108,9 @@ typedef struct nh_host_config {
     size_t max_message_size;    /**< limits.max_message_size, 1Ki..64Mi, default 4Mi */
     size_t max_inbox;           /**< limits.max_inbox, 1..1000000, default 1024 */
     uint32_t shutdown_grace_ms; /**< limits.shutdown_grace_ms, 0..600000, default 5000 */
+
+    uint32_t keepalive_time_ms;    /**< keepalive.time_ms, 100..3600000, default 1000 */
+    uint32_t keepalive_timeout_ms; /**< keepalive.timeout_ms, 100..600000, default 2000 */
 
     int log_level;                 /**< 0 error, 1 warn, 2 info (default), 3 debug */
     nh_host_log_format log_format; /**< default text */

@@ -38,7 +38,9 @@ static void on_config_change(nh_config *cfg, bool client_config, void *user) {
     (void)user;
     size_t n = nh_config_size(cfg);
     uint32_t ids[16];
+    /* nh_config_ids returns the size, not the count copied: clamp to the array. */
     size_t shown = nh_config_ids(cfg, ids, 16);
+    if (shown > 16) shown = 16;
     char list[160] = "";
     size_t off = 0;
     for (size_t i = 0; i < shown && off < sizeof list - 12; i++)
@@ -143,6 +145,10 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                             "%s: limits.max_message_size and limits.max_inbox %s", nw->file,
                             restart);
+    if (cur->keepalive_time_ms != nw->keepalive_time_ms ||
+        cur->keepalive_timeout_ms != nw->keepalive_timeout_ms)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "%s: keepalive.time_ms and keepalive.timeout_ms %s", nw->file, restart);
     return 0;
 }
 
@@ -259,6 +265,8 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         .dial_peers = cfg->peer_count > 0,
         .refuse_clients = !cfg->clients_accept,
         .max_clients = cfg->clients_max,
+        .keepalive_time_ms = cfg->keepalive_time_ms,
+        .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
         .on_config_change = on_config_change,
     };
     nh_server *srv = NULL;

@@ -41,6 +41,10 @@ typedef struct nh_config_opts {
     size_t metadata_count;        /**< number of headers */
     uint32_t backoff_base_ms;     /**< reconnect backoff of the nodes (see nh_node_opts) */
     uint32_t backoff_max_ms;      /**< largest reconnect delay */
+    /** Keepalive ping interval of the nodes (see nh_node_opts); 0 means 1000 ms. */
+    uint32_t keepalive_time_ms;
+    /** Keepalive ping timeout of the nodes (see nh_node_opts); 0 means 2000 ms. */
+    uint32_t keepalive_timeout_ms;
 } nh_config_opts;
 
 /**
@@ -92,8 +96,25 @@ NH_API nh_node *nh_config_find(const nh_config *cfg, uint32_t id);
 /** True when the configuration has a node with this ID. */
 NH_API bool nh_config_contains(const nh_config *cfg, uint32_t id);
 
-/** Copies up to max node IDs, in order, into ids; returns the size. */
+/** Copies up to max node IDs, in order, into ids, and returns the configuration's SIZE, which
+ * may be GREATER than max: only min(size, max) entries of ids are written. Loop over
+ * min(returned, max), never over the returned value alone (reading ids past max over-reads the
+ * caller's array). ids may be NULL (max ignored) to ask for the size only. */
 NH_API size_t nh_config_ids(const nh_config *cfg, uint32_t *ids, size_t max);
+
+/** How many nodes of cfg a call can reach right now: this node itself and the connected ones
+ * (a snapshot: connections come and go). */
+NH_API size_t nh_config_reachable(const nh_config *cfg);
+
+/**
+ * True when cfg is a node's membership (nh_server_members(), nh_ctx_members()) or a reordered
+ * copy of it (the nh_config_sort_* functions keep the mark; set operations drop it). Quorum
+ * calls over a membership count their quorum against every member, connected or not: a member
+ * that is not connected is a failed leg at once, and a call whose quorum (majority, threshold,
+ * all, first) cannot be met by the members reachable when it starts fails at once with
+ * NH_UNAVAILABLE, "1 of 3 members reachable, majority needs 2", without sending anything.
+ */
+NH_API bool nh_config_is_membership(const nh_config *cfg);
 
 /** True when both have the same node IDs in the same order (order-sensitive, as Gorums). */
 NH_API bool nh_config_equal(const nh_config *a, const nh_config *b);

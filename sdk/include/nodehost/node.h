@@ -30,6 +30,13 @@ typedef struct nh_node_opts {
     size_t metadata_count;       /**< number of metadata pairs */
     uint32_t backoff_base_ms;    /**< first reconnect delay; 0 means 100 ms */
     uint32_t backoff_max_ms;     /**< largest reconnect delay; 0 means 5000 ms */
+    /** HTTP/2 keepalive: ping the node after this long without a ping (also while idle);
+     * 0 means 1000 ms; at least 100. */
+    uint32_t keepalive_time_ms;
+    /** A ping not acknowledged within this declares the connection dead: the stream breaks and
+     * the calls written to it fail with UNAVAILABLE (a stalled or partitioned node is noticed
+     * after about time + timeout, not when TCP gives up); 0 means 2000 ms; at least 100. */
+    uint32_t keepalive_timeout_ms;
 } nh_node_opts;
 
 /** Opens a node on rt and starts connecting. Returns 0, or -1 with err set (bad ID/address). */

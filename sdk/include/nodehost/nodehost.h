@@ -12,5 +12,6 @@
 #include <nodehost/conf.h>
 #include <nodehost/log.h>
 #include <nodehost/admin.h>
+#include <nodehost/timer.h>
 
 #endif

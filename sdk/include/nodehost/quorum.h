@@ -22,7 +22,20 @@ typedef struct nh_node_reply {
 typedef enum nh_qf_verdict {
     NH_QF_MORE = 0, /**< not decided: wait for more replies */
     NH_QF_DONE = 1, /**< decided: the call succeeds with *result */
+    NH_QF_FAIL = 2, /**< decided: the call fails with the status given to nh_qf_fail() */
 } nh_qf_verdict;
+
+/**
+ * Inside a custom quorum function: ends the call with this error status and message
+ * (printf-style) instead of waiting for more replies, and returns NH_QF_FAIL for the function
+ * to return: `return nh_qf_fail(NH_FAILED_PRECONDITION, "replicas disagree on %s", key);`.
+ * The caller sees err.code = code, err.kind = NH_ERR_INCOMPLETE and the message, with the
+ * replies so far. A quorum function that returns NH_QF_FAIL without calling this fails the
+ * call with NH_UNKNOWN "the quorum function failed the call". Owner thread (where quorum
+ * functions run); elsewhere it has no effect but the return value.
+ */
+NH_API nh_qf_verdict nh_qf_fail(nh_code code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /**
  * A custom quorum function (Gorums' classic style). Called on the owner thread after every

@@ -63,6 +63,13 @@ typedef struct nh_server_opts {
     size_t max_clients;        /**< most client peers at once; 0 means 10000 */
     uint32_t backoff_base_ms;  /**< reconnect backoff of dialed peers (see nh_node_opts) */
     uint32_t backoff_max_ms;   /**< largest reconnect delay of dialed peers */
+    /** HTTP/2 keepalive of the connections this server accepts (it pings them) and of the
+     * peers it dials (see nh_node_opts); 0 means 1000 ms. The server accepts clients'
+     * keepalive pings down to every 50 ms, also without calls or data. */
+    uint32_t keepalive_time_ms;
+    /** A ping not acknowledged within this ends the connection's streams: a known peer leaves
+     * Config and the calls pending on it fail; 0 means 2000 ms. */
+    uint32_t keepalive_timeout_ms;
     nh_config_change_fn on_config_change; /**< optional change notification */
     void *change_user;                    /**< passed to on_config_change */
 } nh_server_opts;
@@ -96,6 +103,18 @@ NH_API void nh_server_free(nh_server *srv);
  * snapshot, also valid after later changes. Calls over it are server-initiated (bit 63).
  * Empty without node_id. Any thread. */
 NH_API nh_config *nh_server_config(nh_server *srv);
+
+/**
+ * This server's membership: itself and every known peer (node_id and peers of its options),
+ * connected or not, sorted by ID. It does not change while the server runs. Use it for quorums
+ * that protect data: a majority of the membership is a majority of the cluster, whereas a
+ * majority of Config is a majority of whoever is connected (a partitioned node would count only
+ * itself). Calls over it are server-initiated (bit 63), like calls over Config; a member that
+ * is not connected fails at once as a leg with NH_UNAVAILABLE, and a quorum that the reachable
+ * members cannot meet fails at once (see nh_config_is_membership()). A new reference; empty
+ * without node_id. Any thread.
+ */
+NH_API nh_config *nh_server_members(nh_server *srv);
 
 /** This server's ClientConfig: the client peers connected right now, sorted by ID. As
  * nh_server_config(). */
@@ -196,6 +215,10 @@ NH_API nh_config *nh_ctx_config(const nh_server_ctx *ctx);
 
 /** The serving node's ClientConfig; a new reference. */
 NH_API nh_config *nh_ctx_client_config(const nh_server_ctx *ctx);
+
+/** The serving node's membership (see nh_server_members()); a new reference. Empty for a
+ * back-channel request of a client program. */
+NH_API nh_config *nh_ctx_members(const nh_server_ctx *ctx);
 
 /** The runtime serving this call (for posting work or making calls from the handler). */
 NH_API nh_runtime *nh_ctx_runtime(const nh_server_ctx *ctx);

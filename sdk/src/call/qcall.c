@@ -206,6 +206,32 @@ static size_t quorum_size(const nh_qcall *qc) {
     }
 }
 
+static const char *quorum_name(const nh_qcall *qc) {
+    switch (qc->opts.quorum.kind) {
+        case NH_QUORUM_FIRST:
+            return "first";
+        case NH_QUORUM_ALL:
+            return "all";
+        case NH_QUORUM_THRESHOLD:
+            return "threshold";
+        case NH_QUORUM_CUSTOM:
+            return "the quorum function";
+        case NH_QUORUM_MAJORITY:
+        default:
+            return "majority";
+    }
+}
+
+/* For a call over a membership: "1 of 3 members reachable, majority needs 2". */
+static void members_reach(const nh_qcall *qc, char *buf, size_t size) {
+    size_t reach = nh_config_reachable(qc->cfg);
+    if (qc->kind == QC_QUORUM && qc->opts.quorum.kind != NH_QUORUM_CUSTOM)
+        snprintf(buf, size, "%zu of %zu members reachable, %s needs %zu", reach, qc->n,
+                 quorum_name(qc), quorum_size(qc));
+    else
+        snprintf(buf, size, "%zu of %zu members reachable", reach, qc->n);
+}
+
 static size_t correctable_threshold(const nh_qcall *qc) {
     return qc->opts.quorum.threshold ? qc->opts.quorum.threshold : qc->n;
 }
@@ -277,8 +303,10 @@ static void summarize(nh_qcall *qc, char *msg, size_t size, const char *what) {
 }
 
 static void incomplete(nh_qcall *qc, nh_code code, const char *why) {
-    char what[96], msg[NH_ERROR_MESSAGE_MAX];
-    snprintf(what, sizeof what, "incomplete call%s%s", why ? ": " : "", why ? why : "");
+    char what[192], msg[NH_ERROR_MESSAGE_MAX], reach[96] = "";
+    if (qc->cfg->membership) members_reach(qc, reach, sizeof reach);
+    snprintf(what, sizeof what, "incomplete call%s%s%s%s", why ? ": " : "", why ? why : "",
+             *reach ? (why ? "; " : ": ") : "", reach);
     summarize(qc, msg, sizeof msg, what);
     qc_complete(qc, code, NH_ERR_INCOMPLETE, "%s", msg);
 }
@@ -325,6 +353,23 @@ static void decide(nh_qcall *qc) {
     }
 }
 
+/* The status a quorum function chose with nh_qf_fail(), on the thread running it. */
+static _Thread_local struct {
+    bool set;
+    nh_code code;
+    char message[NH_ERROR_MESSAGE_MAX];
+} qf_failure;
+
+nh_qf_verdict nh_qf_fail(nh_code code, const char *fmt, ...) {
+    qf_failure.set = true;
+    qf_failure.code = code == NH_OK ? NH_UNKNOWN : code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(qf_failure.message, sizeof qf_failure.message, fmt ? fmt : "", ap);
+    va_end(ap);
+    return NH_QF_FAIL;
+}
+
 static void run_custom(nh_qcall *qc) {
     if (qc->completed || qc->kind != QC_QUORUM || qc->opts.quorum.kind != NH_QUORUM_CUSTOM ||
         !qc->opts.quorum.fn)
@@ -332,12 +377,19 @@ static void run_custom(nh_qcall *qc) {
     const uint8_t *res = NULL;
     size_t res_len = 0;
     const nh_scope *prev = nh_scope_swap(qc->scope);
+    qf_failure.set = false;
     nh_qf_verdict v = qc->opts.quorum.fn(qc->replies, qc->n_replies, qc->n, qc->opts.quorum.fn_user,
                                          &res, &res_len);
     nh_scope_restore(prev);
     if (v == NH_QF_DONE) {
         set_value(qc, res, res ? res_len : 0);
         qc_complete(qc, NH_OK, NH_ERR_NONE, "%s", "");
+    } else if (v == NH_QF_FAIL) {
+        if (qf_failure.set)
+            qc_complete(qc, qf_failure.code, NH_ERR_INCOMPLETE, "%s", qf_failure.message);
+        else
+            qc_complete(qc, NH_UNKNOWN, NH_ERR_INCOMPLETE, "the quorum function failed the call");
+        qf_failure.set = false;
     }
 }
 
@@ -614,6 +666,15 @@ static void qc_start(void *arg) {
     }
     if (cancel && nh_running_add(qc->rt, qc->seq, &qc->run) != 0) {
         qc_complete(qc, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, "out of memory");
+        return;
+    }
+    /* Over a membership, a built-in quorum that the members reachable now cannot meet fails
+     * at once, before anything is sent (a partitioned node must not act alone). */
+    if (qc->cfg->membership && qc->kind == QC_QUORUM && qc->opts.quorum.kind != NH_QUORUM_CUSTOM &&
+        nh_config_reachable(qc->cfg) < quorum_size(qc)) {
+        char reach[96];
+        members_reach(qc, reach, sizeof reach);
+        qc_complete(qc, NH_UNAVAILABLE, NH_ERR_INCOMPLETE, "%s", reach);
         return;
     }
     if (qc->opts.call.timeout_ms) {

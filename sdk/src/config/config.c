@@ -21,6 +21,7 @@ static nh_config *cfg_alloc_on(nh_runtime *rt, nh_registry *reg, bool server_ini
     c->rt = rt;
     c->reg = reg;
     c->server_initiated = server_initiated;
+    c->membership = false;
     c->n = n;
     if (reg) nh_registry_ref(reg);
     return c;
@@ -115,6 +116,7 @@ static int sort_nodes(struct nh_node **nodes, size_t n, sort_key k) {
 static nh_config *sorted_copy(const nh_config *cfg, sort_key k) {
     if (!cfg) return NULL;
     nh_config *c = cfg_from(cfg, cfg->nodes, cfg->n);
+    if (c) c->membership = cfg->membership; /* the same nodes in another order */
     if (c && sort_nodes(c->nodes, c->n, k) != 0) {
         nh_config_unref(c);
         return NULL;
@@ -235,6 +237,17 @@ size_t nh_config_ids(const nh_config *cfg, uint32_t *ids, size_t max) {
     for (size_t i = 0; ids && i < n && i < max; i++)
         ids[i] = nh_node_id(cfg->nodes[i]);
     return n;
+}
+
+size_t nh_config_reachable(const nh_config *cfg) {
+    size_t k = 0;
+    for (size_t i = 0; i < nh_config_size(cfg); i++)
+        if (nh_node_connected(cfg->nodes[i])) k++;
+    return k;
+}
+
+bool nh_config_is_membership(const nh_config *cfg) {
+    return cfg && cfg->membership;
 }
 
 bool nh_config_equal(const nh_config *a, const nh_config *b) {

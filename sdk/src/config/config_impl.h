@@ -18,6 +18,9 @@ struct nh_config {
     nh_runtime *rt;
     nh_registry *reg;      /* holds a registry reference; NULL for a node's Config/ClientConfig */
     bool server_initiated; /* calls over it are server-initiated (bit 63 in their seq) */
+    bool membership;       /* a node's membership (or a reordered copy of it): quorum calls
+                              that cannot reach their quorum of connected members fail at
+                              once, saying how many members are reachable */
     size_t n;
     struct nh_node *nodes[]; /* in configuration order; each holds a node reference */
 };
@@ -43,6 +46,7 @@ struct nh_registry {
     nh_metadata *md;
     size_t md_count;
     uint32_t backoff_base_ms, backoff_max_ms;
+    uint32_t keepalive_time_ms, keepalive_timeout_ms;
 };
 
 /** Largest normalized address, including the NUL. */

@@ -135,6 +135,8 @@ nh_registry *nh_registry_new(nh_runtime *rt, const nh_config_opts *opts, nh_erro
     r->rt = rt;
     r->backoff_base_ms = opts->backoff_base_ms;
     r->backoff_max_ms = opts->backoff_max_ms;
+    r->keepalive_time_ms = opts->keepalive_time_ms;
+    r->keepalive_timeout_ms = opts->keepalive_timeout_ms;
     if (opts->metadata_count) {
         r->md = calloc(opts->metadata_count, sizeof *r->md);
         if (!r->md) goto oom;
@@ -392,7 +394,9 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
                            .metadata = r->md,
                            .metadata_count = r->md_count,
                            .backoff_base_ms = r->backoff_base_ms,
-                           .backoff_max_ms = r->backoff_max_ms};
+                           .backoff_max_ms = r->backoff_max_ms,
+                           .keepalive_time_ms = r->keepalive_time_ms,
+                           .keepalive_timeout_ms = r->keepalive_timeout_ms};
         rc = nh_node_open(r->rt, &no, &x->node, err);
     }
 

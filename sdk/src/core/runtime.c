@@ -73,6 +73,7 @@ static void stop_on_owner(void *arg) {
     nh_runtime *rt = arg;
     rt->stopping = true;
     nh_tp_loop_close_posts(rt->loop);
+    nh_timers_stop_all(rt);
     while (rt->servers)
         nh_server_stop_internal(rt->servers);
     /* Nodes are closed (their calls fail with "node closed") but their handles stay with their

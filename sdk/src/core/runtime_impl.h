@@ -15,6 +15,7 @@ struct nh_node;
 struct nh_server;
 struct nh_call;
 struct nh_server_ctx;
+struct nh_timer;
 
 struct nh_runtime {
     nh_tp_loop *loop;
@@ -29,6 +30,7 @@ struct nh_runtime {
     struct nh_node *nodes; /* open nodes (owner thread), linked through node->next */
     struct nh_server *servers;      /* running servers (owner thread), linked via server->next */
     struct nh_server_ctx *open_ctx; /* server contexts not yet freed (owner thread) */
+    struct nh_timer *timers;        /* armed timers (owner thread) */
     bool stopping;                  /* owner thread */
     nh_workers workers;             /* blocking work (nh_runtime_run_blocking) */
 };
@@ -49,6 +51,9 @@ uint64_t nh_runtime_next_seq(nh_runtime *rt);
 
 /** A fresh server-initiated sequence number (bit 63 set, spec 1.5). Any thread. */
 uint64_t nh_runtime_next_server_seq(nh_runtime *rt);
+
+/** Stops every armed timer of rt (runtime stop, owner thread). */
+void nh_timers_stop_all(nh_runtime *rt);
 
 /* Lists kept for shutdown (owner thread). */
 void nh_runtime_add_node(nh_runtime *rt, struct nh_node *n);

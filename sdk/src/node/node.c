@@ -2,7 +2,10 @@
  *
  *   open stream --(server answers)--> ready --(break)--> fail written calls, reopen at once
  *        \--(fails before ready)--> down: new calls fail fast; retry after backoff
+ *                                                  (or at once: nh_node_reconnect_now)
  *
+ * A peer that dies or stalls without closing the connection is found by keepalive pings (the
+ * channel's; nh_node_opts): the stream breaks like any other.
  * Calls are written to the current stream at once (gRPC holds them until the connection is
  * up). A response is matched to its call by message_seq_no through the node's router. */
 #include "node/node_impl.h"
@@ -87,7 +90,11 @@ void nh_node_unref(nh_node *n) {
 
 static void on_retry(uv_timer_t *t) {
     nh_node *n = t->data;
-    if (!n->closing && !n->stream) open_stream(n);
+    if (n->closing || n->stream) return;
+    /* Our backoff is the one that counts: gRPC's own connect backoff (its jitter differs) must
+     * not make the new stream fail fast on the previous attempt's failure. */
+    nh_tp_channel_reset_backoff(n->channel);
+    open_stream(n);
 }
 
 static void schedule_retry(nh_node *n, uint32_t delay_ms) {
@@ -166,6 +173,18 @@ static void on_closed(void *user, nh_code code, const char *details) {
         schedule_retry(n, was_ready ? 0 : nh_backoff_next(&n->backoff));
     }
     nh_node_unref(n);
+}
+
+void nh_node_reconnect_now(nh_node *n) {
+    if (n->kind != NH_NODE_OUTBOUND || n->closing || !n->channel) return;
+    if (n->stream && n->stream_ready) return; /* connected */
+    nh_backoff_reset(&n->backoff);
+    nh_tp_channel_reset_backoff(n->channel); /* a connect waiting for gRPC's backoff goes now */
+    if (n->stream) return; /* an attempt is under way: it connects without waiting */
+    if (n->retry_open) uv_timer_stop(&n->retry_timer);
+    nh_log(NH_LOG_INFO, "node", "node %u (%s): the peer is back; reconnecting now", n->id,
+           n->address);
+    open_stream(n);
 }
 
 /* ---- calls -------------------------------------------------------------------------------- */
@@ -403,7 +422,8 @@ static void open_on_owner(void *p) {
         return;
     }
     n->channel =
-        nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms, n->backoff.max_ms, a->err);
+        nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms, n->backoff.max_ms,
+                          a->opts->keepalive_time_ms, a->opts->keepalive_timeout_ms, a->err);
     if (!n->channel) {
         a->rc = -1;
         return;

@@ -100,6 +100,12 @@ void nh_node_attach(struct nh_node *n, nh_tp_stream *tp);
  * pending calls fail. Returns whether it was (a replaced stream's end changes nothing). */
 bool nh_node_detach(struct nh_node *n, nh_tp_stream *tp);
 
+/** An outbound node that is not connected dials again at once: its retry timer is cancelled,
+ * its backoff (and gRPC's connect backoff) reset and a stream opened now; an attempt under way
+ * goes on without backoff. For a peer known to be up again (its own stream just arrived).
+ * Connected, closing or other kinds of nodes: nothing. Owner thread. */
+void nh_node_reconnect_now(struct nh_node *n);
+
 /** After the owner loop ended: frees the nodes whose handles were never released. */
 void nh_node_free_remaining(nh_runtime *rt);
 

@@ -481,6 +481,10 @@ nh_config *nh_ctx_client_config(const nh_server_ctx *ctx) {
     return nh_server_client_config(serving_server(ctx));
 }
 
+nh_config *nh_ctx_members(const nh_server_ctx *ctx) {
+    return nh_server_members(serving_server(ctx));
+}
+
 typedef struct reply_task {
     nh_server_ctx *ctx;
     bool is_error;

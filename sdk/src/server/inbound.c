@@ -46,6 +46,7 @@ typedef struct nh_inbound {
     uint64_t gen;
     bool stopped;
     nh_config *config, *client_config;
+    nh_config *members; /* immutable: self + every known peer, sorted by ID */
 } nh_inbound;
 
 static void ib_unref(nh_inbound *ib) {
@@ -55,6 +56,7 @@ static void ib_unref(nh_inbound *ib) {
     if (left) return;
     nh_config_unref(ib->config);
     nh_config_unref(ib->client_config);
+    nh_config_unref(ib->members);
     pthread_cond_destroy(&ib->cv);
     pthread_mutex_destroy(&ib->mu);
     free(ib);
@@ -110,6 +112,26 @@ static void rebuild_as(nh_inbound *ib, bool client, bool initial) {
     ib->gen++;
     pthread_cond_broadcast(&ib->cv);
     pthread_mutex_unlock(&ib->mu);
+}
+
+/* The membership: self and every known peer, whether connected or not. Built once. */
+static void build_members(nh_inbound *ib) {
+    size_t n = 0;
+    nh_node **nodes = malloc((nh_u64map_len(&ib->known) + 1) * sizeof *nodes);
+    if (nodes) {
+        if (ib->self) nodes[n++] = ib->self;
+        size_t pos = 0;
+        void *v;
+        while (nh_u64map_next(&ib->known, &pos, NULL, &v))
+            nodes[n++] = v;
+        qsort(nodes, n, sizeof *nodes, by_id);
+        ib->members = nh_config_from_nodes(ib->rt, nodes, n, true);
+        free(nodes);
+    }
+    if (ib->members)
+        ib->members->membership = true;
+    else
+        nh_log(NH_LOG_ERROR, "inbound", "out of memory building the membership");
 }
 
 int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
@@ -184,6 +206,7 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
         if (node) nh_u64map_put(&ib->known, id, node);
     }
     free(addrs);
+    build_members(ib);
     srv->inbound = ib;
     rebuild_as(ib, false, true);
     rebuild_as(ib, true, true);
@@ -237,6 +260,9 @@ int nh_inbound_accept(nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, si
         if (!was_connected) rebuild(ib, false); /* a replacement changes nothing in Config */
         nh_log(NH_LOG_INFO, "inbound", "known peer %u connected%s", pid,
                was_connected ? " again (its old stream is replaced)" : "");
+        /* The peer is up: our stream to it, if down, redials now rather than after backoff. */
+        nh_node *out = ib->srv->outbound ? nh_config_find(ib->srv->outbound, pid) : NULL;
+        if (out) nh_node_reconnect_now(out);
         return 0;
     }
     if (cls != NH_MD_CLIENT || !ib->track_clients) return 0;
@@ -299,6 +325,11 @@ nh_config *nh_inbound_snapshot(nh_inbound *ib, bool client) {
     nh_config *c = nh_config_ref(client ? ib->client_config : ib->config);
     pthread_mutex_unlock(&ib->mu);
     return c;
+}
+
+nh_config *nh_inbound_members(nh_inbound *ib) {
+    /* Immutable once built, and released only with the manager. */
+    return ib->members ? nh_config_ref(ib->members) : nh_config_from_nodes(ib->rt, NULL, 0, true);
 }
 
 int nh_inbound_wait(nh_inbound *ib, bool client, nh_config_cond_fn cond, void *user,

@@ -36,7 +36,9 @@ static int dial_peers(nh_server *srv, const nh_server_opts *opts, nh_error *err)
                          .metadata = md,
                          .metadata_count = 1,
                          .backoff_base_ms = opts->backoff_base_ms,
-                         .backoff_max_ms = opts->backoff_max_ms};
+                         .backoff_max_ms = opts->backoff_max_ms,
+                         .keepalive_time_ms = opts->keepalive_time_ms,
+                         .keepalive_timeout_ms = opts->keepalive_timeout_ms};
     int rc = 0;
     if (n) rc = nh_config_new(srv->rt, &co, &srv->outbound, err);
     free(others);
@@ -55,7 +57,8 @@ static void new_on_owner(void *p) {
         a->rc = -1;
         return;
     }
-    srv->tp = nh_tp_server_new(a->rt->loop, o->listen, &a->port, nh_server_accept, srv, a->err);
+    srv->tp = nh_tp_server_new(a->rt->loop, o->listen, &a->port, nh_server_accept, srv,
+                               o->keepalive_time_ms, o->keepalive_timeout_ms, a->err);
     if (!srv->tp) {
         nh_inbound_free(srv->inbound);
         a->rc = -1;
@@ -146,6 +149,11 @@ static nh_config *snapshot(nh_server *srv, bool client) {
 
 nh_config *nh_server_config(nh_server *srv) {
     return snapshot(srv, false);
+}
+
+nh_config *nh_server_members(nh_server *srv) {
+    if (srv && srv->inbound) return nh_inbound_members(srv->inbound);
+    return srv ? nh_config_from_nodes(srv->rt, NULL, 0, true) : NULL;
 }
 
 nh_config *nh_server_client_config(nh_server *srv) {

@@ -112,6 +112,10 @@ void nh_inbound_closed(struct nh_inbound *ib, struct nh_node *peer, nh_peer_kind
 /** The current Config (client false) or ClientConfig (true): a new reference. Any thread. */
 nh_config *nh_inbound_snapshot(struct nh_inbound *ib, bool client);
 
+/** The membership (self and every known peer, connected or not): a new reference. Any
+ * thread. */
+nh_config *nh_inbound_members(struct nh_inbound *ib);
+
 /** Waits for cond on Config or ClientConfig (see nh_server_wait_config). */
 int nh_inbound_wait(struct nh_inbound *ib, bool client, nh_config_cond_fn cond, void *user,
                     uint32_t timeout_ms, nh_error *err);

@@ -10,6 +10,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,18 +19,33 @@ struct nh_tp_channel {
     grpc_channel *channel;
 };
 
+void nh_tp_keepalive_resolve(uint32_t *time_ms, uint32_t *timeout_ms) {
+    if (*time_ms == 0) *time_ms = NH_KEEPALIVE_TIME_MS_DEFAULT;
+    if (*timeout_ms == 0) *timeout_ms = NH_KEEPALIVE_TIMEOUT_MS_DEFAULT;
+    if (*time_ms < NH_KEEPALIVE_MIN_MS) *time_ms = NH_KEEPALIVE_MIN_MS;
+    if (*timeout_ms < NH_KEEPALIVE_MIN_MS) *timeout_ms = NH_KEEPALIVE_MIN_MS;
+    if (*time_ms > INT_MAX) *time_ms = INT_MAX;
+    if (*timeout_ms > INT_MAX) *timeout_ms = INT_MAX;
+}
+
 nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t backoff_base_ms,
-                                 uint32_t backoff_max_ms, nh_error *err) {
+                                 uint32_t backoff_max_ms, uint32_t keepalive_time_ms,
+                                 uint32_t keepalive_timeout_ms, nh_error *err) {
     nh_tp_channel *ch = calloc(1, sizeof *ch);
     if (!ch) {
         nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
         return NULL;
     }
     ch->loop = loop;
+    nh_tp_keepalive_resolve(&keepalive_time_ms, &keepalive_timeout_ms);
     /* gRPC's own reconnect backoff follows ours. GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left at
      * its default (20 s) on purpose: gRPC uses it as the minimum connect timeout, and a small
-     * value makes every slow handshake fail. */
-    grpc_arg args[3] = {
+     * value makes every slow handshake fail.
+     * Keepalive: a ping every keepalive_time_ms, also while the stream carries no data (gRPC
+     * allows only 2 pings without data by default, then stops pinging: 0 lifts that); a ping
+     * not acknowledged within keepalive_timeout_ms closes the connection, and the stream
+     * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c). */
+    grpc_arg args[7] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
@@ -39,8 +55,20 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_max_ms},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+         .value.integer = (int)keepalive_time_ms},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+         .value.integer = (int)keepalive_timeout_ms},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+         .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+         .value.integer = 0},
     };
-    grpc_channel_args cargs = {.num_args = 3, .args = args};
+    grpc_channel_args cargs = {.num_args = 7, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(addr, creds, &cargs);
     grpc_channel_credentials_release(creds);
@@ -133,6 +161,10 @@ nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_
     }
     nh_tp_stream_arm_recv(s);
     return s;
+}
+
+void nh_tp_channel_reset_backoff(nh_tp_channel *ch) {
+    grpc_channel_reset_connect_backoff(ch->channel);
 }
 
 void nh_tp_channel_free(nh_tp_channel *ch) {

@@ -3,15 +3,20 @@
  * receive armed and RECV_CLOSE_ON_SERVER watching for the end. */
 #include "transport/server.h"
 
+#include "transport/channel.h"
 #include "transport/stream_impl.h"
 #include "util/log.h"
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 
+#include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 typedef struct accept_slot {
     nh_tp_tag tag;
@@ -183,8 +188,58 @@ static void on_accept(nh_tp_tag *tag, bool ok) {
     if (srv->shut_down && !srv->slot_armed) server_destroy(srv);
 }
 
+/* Why gRPC could not bind addr: gRPC only says that it failed, so this resolves the address
+ * and tries to bind it as gRPC does (SO_REUSEADDR, no SO_REUSEPORT) to name the reason, e.g.
+ * "address already in use". Writes into buf and returns it. */
+static const char *bind_failure(const char *addr, char *buf, size_t size) {
+    if (!strncmp(addr, "unix:", 5) || !strncmp(addr, "unix-abstract:", 14)) {
+        snprintf(buf, size, "cannot bind the socket (in use, or a bad path)");
+        return buf;
+    }
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : 0;
+    if (!colon || !colon[1] || hl >= sizeof host) {
+        snprintf(buf, size, "not a valid address (expected host:port)");
+        return buf;
+    }
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    const char *h = host;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') { /* [v6]:port */
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
+    if (gai != 0) {
+        snprintf(buf, size, "cannot resolve it (%s)", gai_strerror(gai));
+        return buf;
+    }
+    int err = 0;
+    for (struct addrinfo *ai = res; ai && !err; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) err = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (err == EADDRINUSE)
+        snprintf(buf, size, "address already in use");
+    else if (err)
+        snprintf(buf, size, "%s", strerror(err));
+    else
+        snprintf(buf, size, "gRPC could not bind it");
+    return buf;
+}
+
 nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh_tp_accept_fn fn,
-                               void *user, nh_error *err) {
+                               void *user, uint32_t keepalive_time_ms,
+                               uint32_t keepalive_timeout_ms, nh_error *err) {
     nh_tp_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
@@ -195,18 +250,44 @@ nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh
     srv->user = user;
     srv->slot.tag.fn = on_accept;
     int max = (int)nh_tp_loop_max_message(loop);
-    grpc_arg args[1] = {{.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                         .value.integer = max}};
-    grpc_channel_args cargs = {.num_args = 1, .args = args};
+    nh_tp_keepalive_resolve(&keepalive_time_ms, &keepalive_timeout_ms);
+    /* Keepalive both ways: this server pings every accepted connection (so the stream of a dead
+     * or stalled peer ends, and the peer leaves Config), and accepts the clients' keepalive
+     * pings (channel.c), also without calls or data, down to half the smallest keepalive time
+     * any peer may use (faster pings count as strikes; 2 strikes close the connection). */
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = max},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
+         .value.integer = (int)keepalive_time_ms},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+         .value.integer = (int)keepalive_timeout_ms},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+         .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
+         .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         .value.integer = (int)(NH_KEEPALIVE_MIN_MS / 2)},
+        /* No SO_REUSEPORT (gRPC sets it by default): a second node on a busy address must fail
+         * to bind, not share the port with the first one and get half of its connections. */
+        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+    };
+    grpc_channel_args cargs = {.num_args = sizeof args / sizeof args[0], .args = args};
     srv->server = grpc_server_create(&cargs, NULL);
     grpc_server_register_completion_queue(srv->server, nh_tp_loop_cq(loop), NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int p = grpc_server_add_http2_port(srv->server, addr, creds);
     grpc_server_credentials_release(creds);
     if (p == 0) {
-        nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0,
-                     "cannot listen on \"%s\": address invalid or already in use", addr);
+        char why[128];
+        nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "cannot listen on %s: %s", addr,
+                     bind_failure(addr, why, sizeof why));
         grpc_server_destroy(srv->server);
         free(srv);
         return NULL;
