@@ -79,6 +79,10 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     resp.uptime_ms = (mono_ns() - src->started_ns) / 1000000;
     uint32_t *cfg = config_ids(nh_server_config(src->srv), &resp.n_config_ids);
     uint32_t *ccfg = config_ids(nh_server_client_config(src->srv), &resp.n_client_config_ids);
+    nh_config *members = nh_server_members(src->srv);
+    resp.members_reachable = (uint32_t)nh_config_reachable(members);
+    uint32_t *mids = config_ids(members, &resp.n_member_ids);
+    resp.member_ids = mids;
     resp.config_ids = cfg;
     resp.client_config_ids = ccfg;
     resp.peer_ids = (uint32_t *)src->peer_ids;
@@ -91,7 +95,7 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     resp.last_reload_error = (char *)(rs.last.number > 0 && !rs.last.ok ? rs.last.err.message : "");
     resp.last_reload_took_ns = rs.last.number > 0 ? rs.last.took_ns : 0;
     plugin_list pl = {0};
-    if (!cfg || !ccfg || plugin_list_fill(&pl, __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE))) {
+    if (!cfg || !ccfg || !mids || plugin_list_fill(&pl, __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE))) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -101,6 +105,7 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
 out:
     free(cfg);
     free(ccfg);
+    free(mids);
     plugin_list_free(&pl);
 }
 
@@ -271,6 +276,8 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
         fprintf(out, "\"uptime_ms\":%" PRId64 ",", r->uptime_ms);
         print_ids(out, "config", r->config_ids, r->n_config_ids, true);
         fprintf(out, ",");
+        print_ids(out, "members", r->member_ids, r->n_member_ids, true);
+        fprintf(out, ",\"members_reachable\":%" PRIu32 ",", r->members_reachable);
         print_ids(out, "client_config", r->client_config_ids, r->n_client_config_ids, true);
         fprintf(out, ",");
         print_ids(out, "peers", r->peer_ids, r->n_peer_ids, true);
@@ -287,6 +294,9 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
     fprintf(out, "node %" PRIu32 " listening on %s (nodehost %s, up %.1f s)\n", r->node_id,
             r->listen, r->version, (double)r->uptime_ms / 1000.0);
     print_ids(out, "Config:", r->config_ids, r->n_config_ids, false);
+    print_ids(out, "members:", r->member_ids, r->n_member_ids, false);
+    fprintf(out, "%-14s%" PRIu32 " of %zu members (a majority is %zu)\n", "reachable:",
+            r->members_reachable, r->n_member_ids, r->n_member_ids / 2 + 1);
     print_ids(out, "ClientConfig:", r->client_config_ids, r->n_client_config_ids, false);
     print_ids(out, "known peers:", r->peer_ids, r->n_peer_ids, false);
     print_plugins(out, r->plugins, r->n_plugins, false);

@@ -1,81 +1,69 @@
 /* storage: a replicated key-value store in the style of Gorums' examples/storage, with the same
- * wire format (storage.proto, package `proto`).
+ * wire format (storage.proto, package `proto`), made durable and linearizable.
  *
- * Methods (proto.Storage):
- *   ReadRPC         RPC         ReadRequest  -> ReadResponse   read one node's copy
- *   WriteRPC        RPC         WriteRequest -> WriteResponse  write one node's copy
+ * Replica methods (proto.Storage), each on the node's own copy:
+ *   ReadRPC         RPC         ReadRequest  -> ReadResponse   read this node's copy
+ *   WriteRPC        RPC         WriteRequest -> WriteResponse  write this node's copy
  *   ReadQC          QUORUMCALL  ReadRequest  -> ReadResponse   as ReadRPC (the caller combines)
  *   WriteQC         QUORUMCALL  WriteRequest -> WriteResponse  as WriteRPC
  *   WriteMulticast  MULTICAST   WriteRequest -> (nothing)      as WriteRPC, no reply
- *   nodehost extensions:
- *   ReadNestedQC    QUORUMCALL  ReadRequest  -> ReadResponse   the node reads with ReadQC over
- *                               its Config (majority of it), answers the newest value
- *   NotifyClients   RPC         WriteRequest -> NotifyResponse the node calls
- *                               proto.StorageClient.Notify on every client peer (ClientConfig)
+ * Coordinated methods (coordinate.c): the node runs the quorum protocol over its membership:
+ *   ReadNestedQC    QUORUMCALL  ReadRequest  -> ReadResponse   ABD read (majority, write-back)
+ *   WriteNestedQC   QUORUMCALL  WriteRequest -> WriteResponse  ABD write (majority)
+ * Others:
+ *   NotifyClients   RPC         WriteRequest -> NotifyResponse Notify to every client peer
+ *   Info            RPC         Empty        -> InfoResponse   version, generation, keys
+ *   Pull            RPC         PullRequest  -> PullResponse   a page of entries (catchup.c)
  *
- * Writes: a write replaces the stored value only when its timestamp is strictly newer than the
- * stored one (a missing Time is the zero time); the reply says New = true then. Gorums' example
- * also replaces on an equal timestamp; here a repeated write reports New = false. A read of an
- * unknown key answers OK = false.
+ * Writes: an entry is replaced only by a newer version: a later timestamp, or the same
+ * timestamp and a greater value (store.h); the reply says New = true then. A missing Time is the
+ * zero time. Gorums' example also replaces on an equal timestamp; here replicas stay identical
+ * whatever order they see writes in.
  *
- * ReadNestedQC releases the stream's order, then makes the quorum call asynchronously on the
- * owner thread (nothing blocks) and answers when a majority of the node's Config answered, or
- * with the call's error (FAILED_PRECONDITION when the node has no Config).
+ * Durability (data_dir set): entries live in LMDB under data_dir/node-<ID>/. A write is committed
+ * to the file before anything else happens (it survives the process being killed); `sync` says
+ * when its reply goes: `always` after an fsync of its own, `batch` after the next group fsync
+ * (one for every write waiting; the default), `none` at once (a machine crash may lose the
+ * last writes). Syncs run on the runtime's worker threads; the stream's order is released first
+ * so that later requests are not held behind the disk. Without data_dir the store is in memory
+ * and a restarted node comes back empty (catch-up then refills it from its peers).
  *
- * NotifyClients forwards the WriteRequest to every client peer connected right now and waits for
- * all of them (up to notify_timeout_ms); it answers NotifyResponse{Acked, ClientIDs} with the
- * clients that answered without error, ascending. No clients: Acked = 0, success. The write is
- * not stored: it is a notification only.
+ * Reload: an open disk store is handed to the new generation as it is (both generations share it
+ * until the old one finishes); a memory store is copied through the Snapshot message.
  *
- * State: a hash map key -> (value, timestamp) owned by the plugin instance, used on the owner
- * thread only (every handler runs there; the asynchronous completions too). export_state and
- * import_state (reload) touch it as well: the host calls them where no handler of the same
- * generation can run at the same time (on the owner thread). The hand-over format is the
- * Snapshot message of storage.proto.
- *
- * Configuration:
- *   max_keys: 1 to 1e9 (suffixes k, M, Ki, Mi... accepted), default 100000: distinct keys
- *             kept; a write of a new key beyond it fails with RESOURCE_EXHAUSTED (WriteMulticast
- *             drops it); a reload whose handed-over state has more keys fails
- *   nested_timeout_ms: 1 to 3600000, default 5000: timeout of ReadNestedQC's quorum call
- *   notify_timeout_ms: 1 to 3600000, default 5000: how long NotifyClients waits for clients */
-#include <nodehost/plugin.h>
-#include <nodehost/quorum.h>
+ * Configuration (`config:` of the plugin):
+ *   max_keys: 1 to 1e9 (suffixes k, M, Ki, Mi...), default 100000: distinct keys kept; a write of
+ *             a new key beyond it fails with RESOURCE_EXHAUSTED
+ *   data_dir: directory of the disk store (created if missing); absent: in memory
+ *   sync: always | batch | none, default batch (data_dir only)
+ *   map_size: largest size of the disk store, default 1Gi (64Mi to 1Ti)
+ *   nested_timeout_ms: 1 to 3600000, default 5000: timeout of each quorum phase of the
+ *             coordinated methods
+ *   notify_timeout_ms: 1 to 3600000, default 5000: how long NotifyClients waits
+ *   pull_page: 1 to 10000, default 500: entries per catch-up page */
+#include "storage_impl.h"
 
-#include "storage.pb-c.h"
-#include "storage_newest.h"
-
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct entry {
-    char *key; /* NULL: an empty slot */
-    char *value;
-    int64_t seconds;
-    int32_t nanos;
-} entry;
+#include <time.h>
+#include <unistd.h>
 
 /* The version string; builds for reload tests set their own. */
 #ifndef NH_STORAGE_VERSION
 #define NH_STORAGE_VERSION "1.0.0"
 #endif
 
-typedef struct storage {
-    /* Immutable after init. */
-    uint64_t generation;
-    size_t max_keys;
-    uint32_t nested_timeout_ms, notify_timeout_ms;
-    /* The store (owner thread only): open addressing, linear probing, no deletion. */
-    entry *slots;
-    size_t cap, count;
-} storage;
-
 typedef struct storage_conf {
-    int64_t max_keys, nested_timeout_ms, notify_timeout_ms;
+    int64_t max_keys, nested_timeout_ms, notify_timeout_ms, map_size, pull_page;
+    const char *data_dir;
+    sync_mode sync;
 } storage_conf;
 
-static const char *const storage_config_keys[] = {"max_keys", "nested_timeout_ms",
-                                                  "notify_timeout_ms", NULL};
+static const char *const storage_config_keys[] = {
+    "max_keys", "nested_timeout_ms", "notify_timeout_ms", "data_dir", "sync", "map_size",
+    "pull_page", NULL};
 
 static int storage_read_config(const nh_conf_node *config, storage_conf *c, nh_error *err) {
     if (nh_conf_check_keys(config, storage_config_keys, err) != 0) return -1;
@@ -87,6 +75,26 @@ static int storage_read_config(const nh_conf_node *config, storage_conf *c, nh_e
     if (nh_conf_int(config, "notify_timeout_ms", 5000, 1, 3600000, false, &c->notify_timeout_ms,
                     err) != 0)
         return -1;
+    if (nh_conf_int(config, "map_size", 1LL << 30, 64LL << 20, 1LL << 40, true, &c->map_size,
+                    err) != 0)
+        return -1;
+    if (nh_conf_int(config, "pull_page", 500, 1, 10000, false, &c->pull_page, err) != 0)
+        return -1;
+    if (nh_conf_string(config, "data_dir", NULL, &c->data_dir, err) != 0) return -1;
+    if (c->data_dir && !*c->data_dir)
+        return nh_conf_error(nh_conf_get(config, "data_dir"), err,
+                             "must be a directory path, got an empty string");
+    const char *sync = NULL;
+    if (nh_conf_string(config, "sync", "batch", &sync, err) != 0) return -1;
+    if (!strcmp(sync, "always"))
+        c->sync = SYNC_ALWAYS;
+    else if (!strcmp(sync, "batch"))
+        c->sync = SYNC_BATCH;
+    else if (!strcmp(sync, "none"))
+        c->sync = SYNC_NONE;
+    else
+        return nh_conf_error(nh_conf_get(config, "sync"), err,
+                             "must be always, batch or none, got \"%s\"", sync);
     return 0;
 }
 
@@ -95,104 +103,213 @@ static int storage_check_config(const nh_conf_node *config, nh_error *err) {
     return storage_read_config(config, &c, err);
 }
 
+int64_t storage_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static st_store *open_store(storage *s, nh_error *err) {
+    if (!s->data_dir) {
+        st_store *m = st_open_memory(s->max_keys);
+        if (!m) nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        return m;
+    }
+    st_store *d = st_open_lmdb(s->data_dir, s->max_keys, (size_t)s->map_size, err);
+    if (d)
+        nh_logf(NH_LOG_INFO, "storage", "store %s open: %zu keys (sync: %s)", s->data_dir,
+                st_count(d),
+                s->sync == SYNC_ALWAYS ? "always" : s->sync == SYNC_BATCH ? "batch" : "none");
+    return d;
+}
+
+st_store *storage_store(storage *s, nh_server_ctx *ctx) {
+    if (s->store) return s->store;
+    nh_error err;
+    s->store = open_store(s, &err);
+    if (!s->store) {
+        nh_logf(NH_LOG_ERROR, "storage", "%s", err.message);
+        if (ctx) nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "%s", err.message);
+    }
+    return s->store;
+}
+
 static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     storage_conf c;
     if (storage_read_config(env->config, &c, err) != 0) return -1;
     storage *s = calloc(1, sizeof *s);
     if (!s) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     s->generation = env->generation;
+    s->node_id = env->node_id;
+    s->rt = env->runtime;
+    s->srv = env->server;
     s->max_keys = (size_t)c.max_keys;
     s->nested_timeout_ms = (uint32_t)c.nested_timeout_ms;
     s->notify_timeout_ms = (uint32_t)c.notify_timeout_ms;
+    s->map_size = (size_t)c.map_size;
+    s->pull_page = (uint32_t)c.pull_page;
+    s->sync = c.sync;
+    s->waiting_tail = &s->waiting;
+    if (c.data_dir) {
+        size_t n = strlen(c.data_dir) + 32;
+        s->data_dir = malloc(n);
+        if (!s->data_dir) {
+            free(s);
+            return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        }
+        snprintf(s->data_dir, n, "%s/node-%u", c.data_dir, env->node_id);
+    }
+    /* The first generation opens the store now, so that a bad data_dir stops the start. A
+     * reload's generation gets the open store from the old one (LMDB must not be opened twice
+     * in one process), or opens it at first use. */
+    if (env->generation == 1 && !(s->store = open_store(s, err))) {
+        free(s->data_dir);
+        free(s);
+        return -1;
+    }
     *state = s;
     return 0;
 }
 
+static void storage_retire(void *state) {
+    storage_catchup_retire(state);
+}
+
 static void storage_fini(void *state) {
     storage *s = state;
-    for (size_t i = 0; i < s->cap; i++) {
-        free(s->slots[i].key);
-        free(s->slots[i].value);
-    }
-    free(s->slots);
+    storage_catchup_free(s);
+    st_unref(s->store);
+    free(s->data_dir);
     free(s);
 }
 
-/* ---- the map ------------------------------------------------------------------------------ */
+/* ---- writes and durability ---------------------------------------------------------------- */
 
-static uint64_t hash_key(const char *k) {
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (; *k; k++)
-        h = (h ^ (uint8_t)*k) * 1099511628211u;
-    return h;
+st_put_result storage_apply(storage *s, const Proto__WriteRequest *w) {
+    st_store *st = storage_store(s, NULL);
+    if (!st) return ST_FAILED;
+    st_entry e = {.key = w->key,
+                  .value = w->value,
+                  .value_len = strlen(w->value),
+                  .sec = w->time ? w->time->seconds : 0,
+                  .nsec = w->time ? w->time->nanos : 0};
+    return st_put(st, &e);
 }
 
-/* The slot holding key, or the empty slot where it would go (cap > 0, never full). */
-static entry *slot_for(entry *slots, size_t cap, const char *key) {
-    size_t i = (size_t)hash_key(key) & (cap - 1);
-    while (slots[i].key && strcmp(slots[i].key, key) != 0)
-        i = (i + 1) & (cap - 1);
-    return &slots[i];
+/* SYNC_ALWAYS: one write's sync and reply, on a worker thread. */
+typedef struct sync_one {
+    storage *s;
+    st_store *store;
+    sync_waiter w;
+} sync_one;
+
+static void answer(sync_waiter *w, bool synced) {
+    if (synced)
+        nh_ctx_reply(w->ctx, w->reply.data, w->reply.len);
+    else
+        nh_ctx_reply_error(w->ctx, NH_UNAVAILABLE, "storage: the write could not be synced to "
+                                                   "disk (see the node's log)");
+    nh_buf_free(&w->reply);
 }
 
-static entry *store_find(const storage *s, const char *key) {
-    if (!s->cap) return NULL;
-    entry *e = slot_for(s->slots, s->cap, key);
-    return e->key ? e : NULL;
+static void run_sync_one(void *arg) {
+    sync_one *o = arg;
+    answer(&o->w, st_sync(o->store) == 0);
+    st_unref(o->store);
+    free(o);
 }
 
-/* Doubles the table (load kept under 70%). Returns 0 or -1 when out of memory. */
-static int store_grow(storage *s) {
-    size_t cap = s->cap ? s->cap * 2 : 16;
-    entry *slots = calloc(cap, sizeof *slots);
-    if (!slots) return -1;
-    for (size_t i = 0; i < s->cap; i++)
-        if (s->slots[i].key) *slot_for(slots, cap, s->slots[i].key) = s->slots[i];
-    free(s->slots);
-    s->slots = slots;
-    s->cap = cap;
-    return 0;
+/* SYNC_BATCH: the batch being synced, then its replies (worker), then the next (owner). */
+typedef struct sync_batch {
+    storage *s;
+    st_store *store;
+    sync_waiter *list;
+} sync_batch;
+
+static void start_batch(storage *s);
+
+static void batch_done(void *arg) {
+    storage *s = arg;
+    s->syncing = false;
+    start_batch(s);
 }
 
-typedef enum write_result {
-    WRITE_OLD = 0,  /* not newer than the stored value: unchanged */
-    WRITE_NEW = 1,  /* stored */
-    WRITE_FULL = 2, /* a new key beyond max_keys */
-    WRITE_OOM = 3,  /* out of memory */
-} write_result;
-
-static write_result store_write(storage *s, const Proto__WriteRequest *w) {
-    int64_t sec = w->time ? w->time->seconds : 0;
-    int32_t nsec = w->time ? w->time->nanos : 0;
-    entry *e = store_find(s, w->key);
-    if (e) {
-        Google__Protobuf__Timestamp old = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-        old.seconds = e->seconds;
-        old.nanos = e->nanos;
-        if (storage_ts_cmp(w->time, &old) <= 0) return WRITE_OLD;
-        char *v = strdup(w->value);
-        if (!v) return WRITE_OOM;
-        free(e->value);
-        e->value = v;
-        e->seconds = sec;
-        e->nanos = nsec;
-        return WRITE_NEW;
+static void run_sync_batch(void *arg) {
+    sync_batch *b = arg;
+    bool ok = st_sync(b->store) == 0;
+    for (sync_waiter *w = b->list, *next; w; w = next) {
+        next = w->next;
+        answer(w, ok);
+        free(w);
     }
-    if (s->count >= s->max_keys) return WRITE_FULL;
-    if ((s->count + 1) * 10 > s->cap * 7 && store_grow(s) != 0) return WRITE_OOM;
-    char *k = strdup(w->key), *v = strdup(w->value);
-    if (!k || !v) {
-        free(k);
-        free(v);
-        return WRITE_OOM;
-    }
-    e = slot_for(s->slots, s->cap, k);
-    *e = (entry){.key = k, .value = v, .seconds = sec, .nanos = nsec};
-    s->count++;
-    return WRITE_NEW;
+    st_unref(b->store);
+    if (nh_runtime_post(b->s->rt, batch_done, b->s) != 0) b->s->syncing = false;
+    free(b);
 }
 
-/* ---- handlers ----------------------------------------------------------------------------- */
+static void start_batch(storage *s) {
+    if (s->syncing || !s->waiting) return;
+    sync_batch *b = malloc(sizeof *b);
+    if (!b) return; /* retried at the next write */
+    *b = (sync_batch){s, s->store, s->waiting};
+    st_ref(s->store);
+    s->waiting = NULL;
+    s->waiting_tail = &s->waiting;
+    s->syncing = true;
+    if (nh_runtime_run_blocking(s->rt, run_sync_batch, b) != 0) {
+        /* The runtime is stopping: nobody gets an acknowledgement that was not synced. */
+        for (sync_waiter *w = b->list, *next; w; w = next) {
+            next = w->next;
+            answer(w, st_sync(b->store) == 0);
+            free(w);
+        }
+        st_unref(b->store);
+        free(b);
+        s->syncing = false;
+    }
+}
+
+void storage_reply_durable(storage *s, nh_server_ctx *ctx, const ProtobufCMessage *reply) {
+    if (!s->data_dir || s->sync == SYNC_NONE) {
+        if (nh_ctx_reply_msg(ctx, reply) != 0)
+            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    nh_buf bytes;
+    if (nh_msg_pack(reply, &bytes) != 0) {
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    /* The write is applied (in order); only its reply waits for the disk. */
+    if (s->sync == SYNC_ALWAYS) {
+        sync_one *o = malloc(sizeof *o);
+        if (!o) {
+            nh_buf_free(&bytes);
+            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        *o = (sync_one){s, s->store, {ctx, bytes, NULL}};
+        st_ref(s->store);
+        nh_ctx_release(ctx);
+        nh_ctx_defer(ctx);
+        if (nh_runtime_run_blocking(s->rt, run_sync_one, o) != 0) run_sync_one(o);
+        return;
+    }
+    sync_waiter *w = malloc(sizeof *w);
+    if (!w) {
+        nh_buf_free(&bytes);
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    *w = (sync_waiter){ctx, bytes, NULL};
+    nh_ctx_release(ctx);
+    nh_ctx_defer(ctx);
+    *s->waiting_tail = w;
+    s->waiting_tail = &w->next;
+    start_batch(s);
+}
+
+/* ---- replica handlers --------------------------------------------------------------------- */
 
 static void reply_or_fail(nh_server_ctx *ctx, const ProtobufCMessage *msg) {
     if (nh_ctx_reply_msg(ctx, msg) != 0)
@@ -202,82 +319,70 @@ static void reply_or_fail(nh_server_ctx *ctx, const ProtobufCMessage *msg) {
 /* ReadRPC, ReadQC. */
 static void h_read(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
     const Proto__ReadRequest *req = (const Proto__ReadRequest *)request;
-    const entry *e = store_find(state, req->key);
+    st_store *st = storage_store(state, ctx);
+    if (!st) return;
+    st_entry e;
+    int found = st_get(st, req->key, &e);
+    if (found < 0) {
+        nh_ctx_reply_error(ctx, NH_INTERNAL, "storage: read failed (see the node's log)");
+        return;
+    }
     Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
     Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-    if (e) {
+    if (found) {
         resp.ok = true;
-        resp.value = e->value;
-        t.seconds = e->seconds;
-        t.nanos = e->nanos;
+        resp.value = (char *)e.value;
+        t.seconds = e.sec;
+        t.nanos = e.nsec;
         resp.time = &t;
     }
     reply_or_fail(ctx, &resp.base);
 }
 
+/* Answers a failed write; false when the write succeeded (old or new). */
+static bool write_failed(nh_server_ctx *ctx, const storage *s, st_put_result r) {
+    switch (r) {
+        case ST_OLD:
+        case ST_NEW:
+            return false;
+        case ST_FULL:
+            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu%s)",
+                               s->max_keys, s->data_dir ? " or map_size" : "");
+            return true;
+        case ST_INVALID:
+            nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT,
+                               "storage: the key must be 1 to %s bytes long",
+                               s->data_dir ? "511" : "any number of");
+            return true;
+        case ST_FAILED:
+        default:
+            nh_ctx_reply_error(ctx, NH_INTERNAL, "storage: write failed (see the node's log)");
+            return true;
+    }
+}
+
 /* WriteRPC, WriteQC. */
 static void h_write(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
     storage *s = state;
+    if (!storage_store(s, ctx)) return;
+    st_put_result r = storage_apply(s, (const Proto__WriteRequest *)request);
+    if (write_failed(ctx, s, r)) return;
     Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
-    switch (store_write(s, (const Proto__WriteRequest *)request)) {
-        case WRITE_OLD:
-            break;
-        case WRITE_NEW:
-            resp.new_ = true;
-            break;
-        case WRITE_FULL:
-            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu)",
-                               s->max_keys);
-            return;
-        case WRITE_OOM:
-            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-            return;
-    }
-    reply_or_fail(ctx, &resp.base);
+    resp.new_ = r == ST_NEW;
+    storage_reply_durable(s, ctx, &resp.base);
 }
 
-/* WriteMulticast: one-way, nothing is sent back (a write beyond max_keys is dropped). */
+/* WriteMulticast: one-way, nothing is sent back (a write that fails is dropped). */
 static void h_write_multicast(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    store_write(state, (const Proto__WriteRequest *)request);
-    nh_ctx_finish(ctx); /* ended without a response: nothing goes back */
+    storage_apply(state, (const Proto__WriteRequest *)request);
+    nh_ctx_finish(ctx);
 }
 
-/* ReadNestedQC: ReadQC over this node's Config, answered asynchronously with the newest value. */
-static void nested_done(const nh_qc_result *r, void *user) {
-    nh_server_ctx *ctx = user;
-    if (r->err.code == NH_OK)
-        nh_ctx_reply(ctx, r->value, r->value_len);
-    else
-        nh_ctx_reply_error(ctx, r->err.code, "nested ReadQC: %s", r->err.message);
-}
+/* ---- NotifyClients ------------------------------------------------------------------------ */
 
-static void h_read_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const storage *s = state;
-    nh_config *cfg = nh_ctx_config(ctx);
-    if (nh_config_size(cfg) == 0) {
-        nh_config_unref(cfg);
-        nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
-                           "ReadNestedQC needs the node's peer configuration (Config is empty)");
-        return;
-    }
-    /* Release first (Gorums' rule before a nested call), then keep the call open. The request's
-     * bytes are forwarded as they came: the call encodes them before returning. */
-    nh_ctx_release(ctx);
-    nh_ctx_defer(ctx);
-    size_t len;
-    const uint8_t *payload = nh_ctx_payload(ctx, &len);
-    nh_qc_opts o = {.call = {.timeout_ms = s->nested_timeout_ms},
-                    .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = storage_newest_qf}};
-    nh_error err;
-    if (nh_quorum_call_async(cfg, "proto.Storage.ReadQC", payload, len, &o, nested_done, ctx,
-                             &err) != 0)
-        nh_ctx_reply_error(ctx, err.code, "nested ReadQC: %s", err.message);
-    nh_config_unref(cfg); /* the call holds its own reference */
-}
-
-/* NotifyClients: Notify to every client peer; reports who acknowledged. */
 static nh_qf_verdict all_replied(const nh_node_reply *replies, size_t n, size_t config_size,
                                  void *user, const uint8_t **result, size_t *result_len) {
+    (void)replies, (void)user;
     if (n < config_size) return NH_QF_MORE;
     *result = (const uint8_t *)"";
     *result_len = 0;
@@ -313,6 +418,7 @@ static void notify_done(const nh_qc_result *r, void *user) {
 }
 
 static void h_notify_clients(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+    (void)request;
     const storage *s = state;
     nh_config *cc = nh_ctx_client_config(ctx);
     if (nh_config_size(cc) == 0) {
@@ -335,77 +441,138 @@ static void h_notify_clients(nh_server_ctx *ctx, const ProtobufCMessage *request
 
 /* ---- reload hand-over --------------------------------------------------------------------- */
 
+/* An open disk store is handed over as a pointer (same process), marked so that nothing else
+ * is mistaken for one; a memory store as a Snapshot of every entry. */
+#define HANDOVER_MAGIC "NHSTORE1"
+
+typedef struct handover {
+    char magic[8];
+    pid_t pid;
+    st_store *store;
+} handover;
+
+static void add_entry(void *user, const st_entry *e) {
+    entry_list *l = user;
+    size_t k = l->n++;
+    proto__write_request__init(&l->msgs[k]);
+    google__protobuf__timestamp__init(&l->times[k]);
+    l->copies[2 * k] = strdup(e->key);
+    l->copies[2 * k + 1] = strndup(e->value, e->value_len);
+    l->msgs[k].key = l->copies[2 * k];
+    l->msgs[k].value = l->copies[2 * k + 1];
+    l->times[k].seconds = e->sec;
+    l->times[k].nanos = e->nsec;
+    l->msgs[k].time = &l->times[k];
+    l->ptrs[k] = &l->msgs[k];
+}
+
+int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
+                    size_t max_bytes, bool *more) {
+    memset(l, 0, sizeof *l);
+    *more = false;
+    l->msgs = calloc(limit + 1, sizeof *l->msgs);
+    l->ptrs = calloc(limit + 1, sizeof *l->ptrs);
+    l->times = calloc(limit + 1, sizeof *l->times);
+    l->copies = calloc(2 * limit + 1, sizeof *l->copies);
+    if (!l->msgs || !l->ptrs || !l->times || !l->copies) return -1;
+    if (limit) st_scan(st, after, limit, max_bytes, add_entry, l, more);
+    for (size_t i = 0; i < 2 * l->n; i++)
+        if (!l->copies[i]) return -1;
+    return 0;
+}
+
+void entry_list_free(entry_list *l) {
+    for (size_t i = 0; l->copies && i < 2 * l->n; i++)
+        free(l->copies[i]);
+    free(l->copies);
+    free(l->msgs);
+    free(l->ptrs);
+    free(l->times);
+    memset(l, 0, sizeof *l);
+}
+
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
-    Proto__WriteRequest *msgs = s->count ? calloc(s->count, sizeof *msgs) : NULL;
-    Proto__WriteRequest **ptrs = s->count ? calloc(s->count, sizeof *ptrs) : NULL;
-    Google__Protobuf__Timestamp *times = s->count ? calloc(s->count, sizeof *times) : NULL;
-    int rc = -1;
-    if (s->count && (!msgs || !ptrs || !times)) {
-        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-        goto done;
+    if (s->data_dir && s->store) {
+        handover h = {.pid = getpid(), .store = s->store};
+        memcpy(h.magic, HANDOVER_MAGIC, 8);
+        out->data = malloc(sizeof h);
+        if (!out->data) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "OOM");
+        memcpy(out->data, &h, sizeof h);
+        out->len = sizeof h;
+        return 0;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < s->cap; i++) {
-        const entry *e = &s->slots[i];
-        if (!e->key) continue;
-        proto__write_request__init(&msgs[k]);
-        google__protobuf__timestamp__init(&times[k]);
-        msgs[k].key = e->key;
-        msgs[k].value = e->value;
-        times[k].seconds = e->seconds;
-        times[k].nanos = e->nanos;
-        msgs[k].time = &times[k];
-        ptrs[k] = &msgs[k];
-        k++;
+    st_store *st = storage_store(s, NULL);
+    entry_list l;
+    bool more;
+    int rc = st ? entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more) : -1;
+    if (rc == 0) {
+        Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
+        snap.n_entries = l.n;
+        snap.entries = l.ptrs;
+        rc = nh_msg_pack(&snap.base, out);
     }
-    Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
-    snap.n_entries = k;
-    snap.entries = ptrs;
-    if (nh_msg_pack(&snap.base, out) != 0) {
-        nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-        goto done;
-    }
-    rc = 0;
-done:
-    free(msgs);
-    free(ptrs);
-    free(times);
+    if (st) entry_list_free(&l);
+    if (rc != 0) nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     return rc;
 }
 
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
+    if (len == sizeof(handover) && memcmp(data, HANDOVER_MAGIC, 8) == 0) {
+        handover h;
+        memcpy(&h, data, sizeof h);
+        if (h.pid != getpid() || !h.store)
+            return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                                "storage: the store handed over is not this process's");
+        if (!s->data_dir || strcmp(s->data_dir, h.store->path) != 0)
+            return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                                "storage: data_dir cannot be changed by a reload (the store is "
+                                "in %s); restart the node",
+                                h.store->path);
+        if (s->store) { /* opened at first use meanwhile: never two handles on one store */
+            return nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                                "storage: the new generation already opened its store");
+        }
+        st_ref(h.store);
+        s->store = h.store;
+        s->config_seen = false;
+        return 0;
+    }
     Proto__Snapshot *snap = proto__snapshot__unpack(NULL, len, data);
     if (!snap)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "storage: the state handed over does not decode (%zu bytes)", len);
     int rc = 0;
-    if (snap->n_entries > s->max_keys) {
+    if (snap->n_entries > s->max_keys)
         rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
                           "storage: the state handed over has %zu keys, more than max_keys %zu",
                           snap->n_entries, s->max_keys);
-    }
+    if (rc == 0 && !storage_store(s, NULL))
+        rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
     for (size_t i = 0; rc == 0 && i < snap->n_entries; i++) {
-        write_result w = store_write(s, snap->entries[i]);
-        if (w == WRITE_FULL || w == WRITE_OOM)
+        st_put_result w = storage_apply(s, snap->entries[i]);
+        if (w == ST_FULL || w == ST_FAILED || w == ST_INVALID)
             rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
                               "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
-                              w == WRITE_FULL ? "max_keys reached" : "out of memory");
+                              w == ST_FULL ? "max_keys reached" : "write failed");
     }
     proto__snapshot__free_unpacked(snap, NULL);
+    if (rc == 0 && s->data_dir) st_sync(s->store);
     return rc;
 }
 
-/* ---- Info ------------------------------------------------------------------------------- */
+/* ---- Info --------------------------------------------------------------------------------- */
 
 static void h_info(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
     (void)request;
-    const storage *s = state;
+    storage *s = state;
+    st_store *st = storage_store(s, ctx);
+    if (!st) return;
     Proto__InfoResponse r = PROTO__INFO_RESPONSE__INIT;
     r.version = (char *)NH_STORAGE_VERSION;
     r.generation = s->generation;
-    r.keys = s->count;
+    r.keys = st_count(st);
     reply_or_fail(ctx, &r.base);
 }
 
@@ -420,11 +587,14 @@ static const nh_plugin_method storage_methods[] = {
     {"proto.Storage.WriteMulticast", NH_CALL_MULTICAST, MSG(write_request), NULL,
      h_write_multicast},
     {"proto.Storage.ReadNestedQC", NH_CALL_QUORUMCALL, MSG(read_request), MSG(read_response),
-     h_read_nested},
+     storage_h_read_nested},
+    {"proto.Storage.WriteNestedQC", NH_CALL_QUORUMCALL, MSG(write_request), MSG(write_response),
+     storage_h_write_nested},
     {"proto.Storage.NotifyClients", NH_CALL_RPC, MSG(write_request), MSG(notify_response),
      h_notify_clients},
     {"proto.Storage.Info", NH_CALL_RPC, &google__protobuf__empty__descriptor, MSG(info_response),
      h_info},
+    {"proto.Storage.Pull", NH_CALL_RPC, MSG(pull_request), MSG(pull_response), storage_h_pull},
 };
 #undef MSG
 
@@ -434,7 +604,7 @@ static const nh_plugin_descriptor storage_descriptor = {
     .abi_version = NH_PLUGIN_ABI_VERSION,
     .name = "storage",
     .version = NH_STORAGE_VERSION,
-    .description = "replicated key-value store (proto.Storage, Gorums' storage example)",
+    .description = "replicated, durable key-value store (proto.Storage, Gorums' storage example)",
     .methods = storage_methods,
     .method_count = sizeof storage_methods / sizeof storage_methods[0],
     .check_config = storage_check_config,
@@ -442,6 +612,8 @@ static const nh_plugin_descriptor storage_descriptor = {
     .fini = storage_fini,
     .export_state = storage_export,
     .import_state = storage_import,
+    .config_changed = storage_config_changed,
+    .retire = storage_retire,
 };
 
 NH_PLUGIN_DEFINE(storage_descriptor)

@@ -1,0 +1,109 @@
+/* storage: the plugin's state and the functions its files share (storage.c: configuration,
+ * replica handlers, durability, reload; coordinate.c: ReadNestedQC and WriteNestedQC over the
+ * membership; catchup.c: anti-entropy pulls from peers that join Config). Owner thread. */
+#ifndef NH_STORAGE_IMPL_H
+#define NH_STORAGE_IMPL_H
+
+#include <nodehost/log.h>
+#include <nodehost/plugin.h>
+#include <nodehost/quorum.h>
+#include <nodehost/timer.h>
+
+#include "storage.pb-c.h"
+#include "store.h"
+
+/* When an acknowledged write is on disk (data_dir only). */
+typedef enum sync_mode {
+    SYNC_ALWAYS = 0, /* each write is synced before its reply */
+    SYNC_BATCH = 1,  /* writes wait for the next group sync (one fsync for all waiting) */
+    SYNC_NONE = 2,   /* replies at once; the kernel writes back (survives a process crash, not a
+                        machine crash) */
+} sync_mode;
+
+/* A write reply waiting for a group sync. */
+typedef struct sync_waiter {
+    nh_server_ctx *ctx;
+    nh_buf reply;
+    struct sync_waiter *next;
+} sync_waiter;
+
+/* One anti-entropy pull from a peer. */
+typedef struct pull {
+    struct storage *s;
+    uint32_t peer;
+    char *after;
+    size_t pages, entries, newer;
+    int64_t started_ns;
+    struct pull *next;
+} pull;
+
+typedef struct storage {
+    /* Immutable after init. */
+    uint64_t generation;
+    uint32_t node_id;
+    nh_runtime *rt;
+    nh_server *srv;
+    size_t max_keys;
+    uint32_t nested_timeout_ms, notify_timeout_ms;
+    char *data_dir; /* this node's store directory (data_dir/node-<id>), NULL in memory */
+    sync_mode sync;
+    size_t map_size;
+    uint32_t pull_page;
+    /* The store: opened at init, adopted from the previous generation on reload, or opened at
+     * first use when a reload did not hand one over. */
+    st_store *store;
+    /* Group sync (SYNC_BATCH). */
+    sync_waiter *waiting, **waiting_tail;
+    bool syncing;
+    /* Coordinator: the last timestamp it picked (strictly increasing). */
+    int64_t last_sec;
+    int32_t last_nsec;
+    /* Catch-up. */
+    uint32_t *config_ids; /* the Config seen last (sorted) */
+    size_t n_config_ids;
+    bool config_seen;
+    pull *pulls;
+    bool retired;
+} storage;
+
+/** The store, opened on first use if needed; NULL (with an error answered on ctx, when given)
+ * when it cannot be opened. */
+st_store *storage_store(storage *s, nh_server_ctx *ctx);
+
+/** Applies a write (from a request, a pull or a hand-over) to the store. */
+st_put_result storage_apply(storage *s, const Proto__WriteRequest *w);
+
+/** Answers a write request with reply once it is durable as `sync` says (deferring the call
+ * when it must wait), or with an error. */
+void storage_reply_durable(storage *s, nh_server_ctx *ctx, const ProtobufCMessage *reply);
+
+/** Entries of the store as WriteRequest messages (a catch-up page, a reload snapshot). */
+typedef struct entry_list {
+    Proto__WriteRequest *msgs, **ptrs;
+    Google__Protobuf__Timestamp *times;
+    char **copies; /* key and value of each entry */
+    size_t n;
+} entry_list;
+
+/** Fills l with up to limit entries after `after` (st_scan()). 0, or -1 when out of memory
+ * (l must still be freed). */
+int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
+                    size_t max_bytes, bool *more);
+
+/** Frees what entry_list_fill() allocated. */
+void entry_list_free(entry_list *l);
+
+/** Monotonic clock in ns (for logs). */
+int64_t storage_mono_ns(void);
+
+/* coordinate.c */
+void storage_h_read_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
+void storage_h_write_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
+
+/* catchup.c */
+void storage_h_pull(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
+void storage_config_changed(void *state, nh_config *cfg, bool client_config);
+void storage_catchup_retire(storage *s);
+void storage_catchup_free(storage *s);
+
+#endif
