@@ -6,7 +6,7 @@
  *   qc_bench --servers HOST:PORT,HOST:PORT,... [--config-size N] [--quorum-size Q]
  *            [--payload B] [--concurrent C] [--seconds S] [--warmup S] [--calls M]
  *            [--server-pids PID,PID,...] [--service echo|benchmark] [--method M]
- *            [--call quorum|multicast]
+ *            [--call quorum|multicast] [--op write|read] [--keys K]
  *
  *   --config-size N   servers used, the first N of --servers (default: all of them)
  *   --quorum-size Q   NH_QUORUM_THRESHOLD with Q successes; default N/2 with a minimum of 1,
@@ -26,6 +26,19 @@
  *                       benchmark.Echo{bytes payload = 1} (encoded here: 0x0a, varint length,
  *                       bytes), sent to benchmark.Benchmark.QuorumCall, and a reply counts when
  *                       it decodes as an Echo whose payload equals the request's
+ *                     storage: the storage plugin (plugins/storage, package proto); the
+ *                       calls are proto.Storage.WriteQC (--op write, default) or ReadQC
+ *                       (--op read). A write is WriteRequest{Key, Value, Time} (encoded here):
+ *                       Key "k<i mod K>", Value --payload bytes of 'v', Time a Timestamp that
+ *                       grows by 1 ns with every call (so every write is newer than the key's
+ *                       last one and really stored); a reply counts when it decodes as a
+ *                       WriteResponse{New}. Replies with New = false are counted and printed
+ *                       on stderr (stale: nothing was stored). A read is ReadRequest{Key} over
+ *                       the K keys in turn, which are written first (blocking WriteQC to all
+ *                       nodes, before the clock starts); a reply counts when it decodes as a
+ *                       ReadResponse with OK = true and a Value of --payload bytes
+ *   --op write|read   (with --service storage) which quorum call
+ *   --keys K          (with --service storage) distinct keys used (default 100)
  *   --method M        the method called instead of the service's (for example the benchmark
  *                     encoding sent to an echo server's test.Echo.Raw, which echoes it as is)
  *   --call multicast  (with --service benchmark) one-way benchmark.Benchmark.Multicast with
@@ -67,8 +80,10 @@
 #define BENCH_MULTICAST  "benchmark.Benchmark.Multicast"
 #define BENCH_START      "benchmark.Benchmark.StartServerBenchmark"
 #define BENCH_STOP       "benchmark.Benchmark.StopServerBenchmark"
+#define STORAGE_WRITEQC  "proto.Storage.WriteQC"
+#define STORAGE_READQC   "proto.Storage.ReadQC"
 
-typedef enum { SVC_ECHO, SVC_BENCHMARK } qb_service;
+typedef enum { SVC_ECHO, SVC_BENCHMARK, SVC_STORAGE } qb_service;
 
 typedef struct qb_args {
     const char *servers[MAX_SERVERS];
@@ -80,6 +95,8 @@ typedef struct qb_args {
     qb_service service;
     const char *method; /* NULL = the service's */
     bool multicast;
+    bool read;   /* storage: ReadQC instead of WriteQC */
+    size_t keys; /* storage: distinct keys */
     nhb_args a; /* inflight = --concurrent, messages = --calls */
 } qb_args;
 
@@ -102,6 +119,10 @@ typedef struct bench {
     double cpu0, srv0, cpu1, srv1;
     char first_error[NH_ERROR_MESSAGE_MAX];
     sem_t done;
+    /* storage: calls issued (key index and timestamp offset), base time, stale write replies */
+    uint64_t seq;
+    int64_t time0;
+    size_t stale, writes;
 } bench;
 
 static bench g;
@@ -194,7 +215,78 @@ static size_t encode_timed(uint8_t *out, int64_t send_time, const uint8_t *paylo
 
 /* Largest encoding of a message with a payload of len bytes (tags, varints, send_time). */
 static size_t encoded_max(size_t len) {
-    return len + 32;
+    return len + 64;
+}
+
+/* ---- the storage plugin's messages (package proto) ---------------------------------------- */
+
+static size_t put_key(uint8_t *out, uint64_t i) {
+    char key[32];
+    int kl = snprintf(key, sizeof key, "k%llu", (unsigned long long)i);
+    size_t n = 0;
+    out[n++] = 0x0a; /* field 1 Key, length-delimited */
+    n += nhb_put_varint(out + n, (uint64_t)kl);
+    memcpy(out + n, key, (size_t)kl);
+    return n + (size_t)kl;
+}
+
+/* proto.WriteRequest{Key = "k<key>", Value = len bytes of 'v', Time = unix ns t}. */
+static size_t encode_write(uint8_t *out, uint64_t key, size_t len, int64_t t) {
+    size_t n = put_key(out, key);
+    if (len > 0) {
+        out[n++] = 0x12; /* field 2 Value */
+        n += nhb_put_varint(out + n, len);
+        memset(out + n, 'v', len);
+        n += len;
+    }
+    /* field 3 Time: google.protobuf.Timestamp{1: seconds int64, 2: nanos int32} */
+    uint8_t ts[24];
+    size_t tn = 0;
+    int64_t sec = t / 1000000000, nanos = t % 1000000000;
+    if (sec) {
+        ts[tn++] = 0x08;
+        tn += nhb_put_varint(ts + tn, (uint64_t)sec);
+    }
+    if (nanos) {
+        ts[tn++] = 0x10;
+        tn += nhb_put_varint(ts + tn, (uint64_t)nanos);
+    }
+    out[n++] = 0x1a;
+    n += nhb_put_varint(out + n, tn);
+    memcpy(out + n, ts, tn);
+    return n + tn;
+}
+
+/* The next storage request of the run, into g.req (g.req_len). */
+static void next_storage_request(void) {
+    uint64_t i = g.seq++;
+    if (g.q.read)
+        g.req_len = put_key(g.req, i % g.q.keys);
+    else
+        g.req_len = encode_write(g.req, i % g.q.keys, g.q.a.payload, g.time0 + (int64_t)i);
+}
+
+/* WriteResponse{1: New bool} or ReadResponse{1: OK bool, 2: Value string, 3: Time}. */
+static bool storage_reply_ok(const uint8_t *p, size_t n) {
+    const uint8_t *end = p + n;
+    bool flag = false;
+    size_t vlen = 0;
+    nhb_pb_field f;
+    int rc;
+    while ((rc = nhb_pb_next(&p, end, &f)) == 1) {
+        if (f.number == 1) {
+            if (f.wire != 0) return false;
+            flag = f.v != 0;
+        } else if (f.number == 2 && g.q.read) {
+            if (f.wire != 2) return false;
+            vlen = f.len;
+        }
+    }
+    if (rc != 0) return false;
+    if (g.q.read) return flag && vlen == g.q.a.payload;
+    g.writes++;
+    if (!flag) g.stale++;
+    return true;
 }
 
 /* True when a reply decodes as benchmark.Echo and its payload equals the request's. Unknown
@@ -217,6 +309,7 @@ static bool echo_reply_ok(const uint8_t *p, size_t n) {
 
 static bool reply_ok(const uint8_t *value, size_t len) {
     if (g.q.service == SVC_BENCHMARK) return echo_reply_ok(value, len);
+    if (g.q.service == SVC_STORAGE) return storage_reply_ok(value, len);
     return len == g.q.a.payload;
 }
 
@@ -317,7 +410,9 @@ static void on_done(const nh_qc_result *r, void *user) {
     } else if (!ok) {
         char text[80];
         snprintf(text, sizeof text, "value of %zu bytes%s", r->value_len,
-                 g.q.service == SVC_BENCHMARK ? " is not the request's benchmark.Echo" : "");
+                 g.q.service == SVC_BENCHMARK ? " is not the request's benchmark.Echo"
+                 : g.q.service == SVC_STORAGE ? " is not the expected storage reply"
+                                              : "");
         note_error(text);
     }
     completed(slot, ok);
@@ -343,6 +438,7 @@ static void issue(size_t slot) {
         rc = nh_multicast_async(g.cfg, g.q.method, g.req, n, &g.opts, on_mc_done,
                                 (void *)(uintptr_t)slot, &err);
     } else {
+        if (g.q.service == SVC_STORAGE) next_storage_request();
         rc = nh_quorum_call_async(g.cfg, g.q.method, g.req, g.req_len, &g.opts, on_done,
                                   (void *)(uintptr_t)slot, &err);
     }
@@ -388,7 +484,8 @@ static void usage(const char *prog) {
             " [--payload B]\n"
             "       [--concurrent C] [--seconds S] [--warmup S] [--calls M]"
             " [--server-pids PID,...]\n"
-            "       [--service echo|benchmark] [--method M] [--call quorum|multicast]\n",
+            "       [--service echo|benchmark|storage] [--method M] [--call quorum|multicast]\n"
+            "       [--op write|read] [--keys K]\n",
             prog);
 }
 
@@ -424,10 +521,20 @@ static int parse_args(int argc, char **argv, qb_args *q) {
                 q->service = SVC_ECHO;
             else if (!strcmp(val, "benchmark"))
                 q->service = SVC_BENCHMARK;
+            else if (!strcmp(val, "storage"))
+                q->service = SVC_STORAGE;
             else {
-                fprintf(stderr, "--service must be echo or benchmark\n");
+                fprintf(stderr, "--service must be echo, benchmark or storage\n");
                 return -1;
             }
+            continue;
+        }
+        if (!strcmp(opt, "--op")) {
+            if (strcmp(val, "write") && strcmp(val, "read")) {
+                fprintf(stderr, "--op must be write or read\n");
+                return -1;
+            }
+            q->read = !strcmp(val, "read");
             continue;
         }
         if (!strcmp(opt, "--method")) {
@@ -461,6 +568,8 @@ static int parse_args(int argc, char **argv, qb_args *q) {
             q->a.warmup = v;
         else if (!strcmp(opt, "--calls"))
             q->a.messages = (size_t)v;
+        else if (!strcmp(opt, "--keys"))
+            q->keys = (size_t)v;
         else {
             fprintf(stderr, "unknown option %s\n", opt);
             return -1;
@@ -482,6 +591,13 @@ static int parse_args(int argc, char **argv, qb_args *q) {
         fprintf(stderr, "--call multicast needs --service benchmark\n");
         return -1;
     }
+    if (q->keys == 0) q->keys = 100;
+    if (q->multicast && q->service == SVC_STORAGE) {
+        fprintf(stderr, "--call multicast needs --service benchmark\n");
+        return -1;
+    }
+    if (!q->method && q->service == SVC_STORAGE)
+        q->method = q->read ? STORAGE_READQC : STORAGE_WRITEQC;
     if (!q->method)
         q->method = q->service == SVC_ECHO ? NHB_METHOD
                     : q->multicast         ? BENCH_MULTICAST
@@ -501,8 +617,11 @@ int main(int argc, char **argv) {
     g.req = malloc(encoded_max(g.q.a.payload));
     g.issued = calloc(g.q.a.inflight, sizeof *g.issued);
     if (!g.payload || !g.req || !g.issued) return 1;
+    g.time0 = unix_ns();
     if (g.q.service == SVC_BENCHMARK)
         g.req_len = encode_echo(g.req, g.payload, g.q.a.payload);
+    else if (g.q.service == SVC_STORAGE)
+        next_storage_request();
     else
         memcpy(g.req, g.payload, g.req_len = g.q.a.payload);
     sem_init(&g.done, 0, 0);
@@ -532,6 +651,18 @@ int main(int argc, char **argv) {
         rc = nh_quorum_call(g.cfg, probe, g.req, probe_len, &all, NULL, &err);
         if (rc != 0) usleep(100000);
     }
+    /* Reads: every key is written first (to every node, before the clock starts). */
+    if (rc == 0 && g.q.service == SVC_STORAGE && g.q.read) {
+        for (size_t k = 0; k < g.q.keys && rc == 0; k++) {
+            size_t n = encode_write(g.req, k, g.q.a.payload, g.time0 + (int64_t)k);
+            rc = nh_quorum_call(g.cfg, STORAGE_WRITEQC, g.req, n, &all, NULL, &err);
+        }
+        if (rc != 0) fprintf(stderr, "qc_bench: writing the keys to read: %s\n", err.message);
+        g.seq = 0;
+        next_storage_request();
+    } else if (g.q.service == SVC_STORAGE) {
+        g.time0 += 1000000000; /* later than the probe's write */
+    }
     if (rc != 0) {
         fprintf(stderr, "qc_bench: cannot reach every server: %s\n", err.message);
         nh_config_unref(g.cfg);
@@ -554,6 +685,9 @@ int main(int argc, char **argv) {
     }
     nhb_wait_done(&g.done, post_check, rt);
     if (g.q.multicast && call_all(BENCH_STOP, true) != 0) errors++;
+    if (g.q.service == SVC_STORAGE && !g.q.read && g.stale)
+        fprintf(stderr, "qc_bench: %zu of %zu write replies had New = false (stale)\n", g.stale,
+                g.writes);
     errors += g.rec.errors + g.extra_errors;
     nh_config_unref(g.cfg);
     nh_runtime_free(rt);
