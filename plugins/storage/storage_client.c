@@ -298,10 +298,15 @@ static int cmd_read(client *c, const char *key) {
     Proto__ReadRequest req = PROTO__READ_REQUEST__INIT;
     req.key = (char *)key;
     nh_buf b = pack(&req.base);
-    uint32_t winner = 0;
-    nh_qc_opts o = {
-        .call = {.timeout_ms = c->timeout_ms},
-        .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = storage_newest_qf, .fn_user = &winner}};
+    storage_newest sn = {.msgs = nh_reply_msgs_new(&proto__read_response__descriptor)};
+    if (!sn.msgs) {
+        nh_buf_free(&b);
+        nh_config_unref(cfg);
+        fail("read %s: out of memory", key);
+        return 1;
+    }
+    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms},
+                    .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = storage_newest_qf, .fn_user = &sn}};
     nh_qc_outcome out = {0};
     nh_error err;
     int64_t start = now_ns(CLOCK_MONOTONIC);
@@ -319,7 +324,7 @@ static int cmd_read(client *c, const char *key) {
             fmt_ids(ids, k, list, sizeof list);
             if (r->ok)
                 snprintf(detail, sizeof detail, "newest from node %u; replies from nodes %s",
-                         winner, list);
+                         sn.winner, list);
             else
                 snprintf(detail, sizeof detail, "replies from nodes %s", list);
             print_read("read", key, r, detail, ms);
@@ -332,6 +337,7 @@ static int cmd_read(client *c, const char *key) {
         fail("read %s: %s (%.2f ms)", key, err.message, ms);
     }
     nh_qc_outcome_free(&out);
+    nh_reply_msgs_free(sn.msgs);
     nh_buf_free(&b);
     nh_config_unref(cfg);
     return status;
@@ -593,8 +599,8 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int args;
-    } cmds[] = {{"write", 2},  {"read", 1},   {"multicast", 2},
-                {"nested", 2}, {"notify", 3}, {"listen", 0}, {"info", 0}};
+    } cmds[] = {{"write", 2},  {"read", 1},   {"multicast", 2}, {"nested", 2},
+                {"notify", 3}, {"listen", 0}, {"info", 0}};
     int cmd = -1;
     for (size_t i = 0; argc >= 1 && i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[0], cmds[i].name)) cmd = (int)i;

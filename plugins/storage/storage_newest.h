@@ -4,6 +4,7 @@
 #ifndef NH_STORAGE_NEWEST_H
 #define NH_STORAGE_NEWEST_H
 
+#include <nodehost/plugin.h>
 #include <nodehost/quorum.h>
 
 #include "storage.pb-c.h"
@@ -28,41 +29,38 @@ static inline bool storage_read_newer(const Proto__ReadResponse *candidate,
     return candidate->ok && storage_ts_cmp(candidate->time, best->time) > 0;
 }
 
+/* What storage_newest_qf() keeps between its calls: the replies decoded so far (each reply is
+ * decoded once, nh_reply_msgs) and the ID of the node whose reply won. */
+typedef struct storage_newest {
+    nh_reply_msgs *msgs; /* nh_reply_msgs_new(&proto__read_response__descriptor) */
+    uint32_t winner;
+} storage_newest;
+
 /*
  * Quorum function (nh_quorum_fn) for ReadQC: waits for a majority of config_size successful
- * replies, then decides on the newest of them (first reply on ties). Replies that do not decode
- * as ReadResponse are not counted. user: NULL, or a uint32_t that receives the ID of the node
- * whose reply won.
+ * replies that decode as ReadResponse, then decides on the newest of them (first reply on
+ * ties). user: a storage_newest whose msgs the caller created and frees after the call.
  */
 static inline nh_qf_verdict storage_newest_qf(const nh_node_reply *replies, size_t n,
                                               size_t config_size, void *user,
                                               const uint8_t **result, size_t *result_len) {
-    size_t ok = 0;
-    for (size_t i = 0; i < n; i++)
-        if (replies[i].err.code == NH_OK) ok++;
-    if (ok < config_size / 2 + 1) return NH_QF_MORE;
-    const nh_node_reply *best = NULL;
-    Proto__ReadResponse *best_msg = NULL;
-    size_t decoded = 0;
+    storage_newest *sn = user;
+    size_t decoded = 0, best = 0;
+    const Proto__ReadResponse *best_msg = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (replies[i].err.code != NH_OK) continue;
-        Proto__ReadResponse *m =
-            proto__read_response__unpack(NULL, replies[i].len, replies[i].payload);
+        const Proto__ReadResponse *m =
+            (const Proto__ReadResponse *)nh_reply_msgs_get(sn->msgs, replies, n, i);
         if (!m) continue;
         decoded++;
         if (!best_msg || storage_read_newer(m, best_msg)) {
-            if (best_msg) proto__read_response__free_unpacked(best_msg, NULL);
-            best = &replies[i];
             best_msg = m;
-        } else {
-            proto__read_response__free_unpacked(m, NULL);
+            best = i;
         }
     }
-    if (best_msg) proto__read_response__free_unpacked(best_msg, NULL);
     if (decoded < config_size / 2 + 1) return NH_QF_MORE;
-    if (user) *(uint32_t *)user = best->node_id;
-    *result = best->payload;
-    *result_len = best->len;
+    sn->winner = replies[best].node_id;
+    *result = replies[best].payload;
+    *result_len = replies[best].len;
     return NH_QF_DONE;
 }
 
