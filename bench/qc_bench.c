@@ -97,7 +97,7 @@ typedef struct qb_args {
     bool multicast;
     bool read;   /* storage: ReadQC instead of WriteQC */
     size_t keys; /* storage: distinct keys */
-    nhb_args a; /* inflight = --concurrent, messages = --calls */
+    nhb_args a;  /* inflight = --concurrent, messages = --calls */
 } qb_args;
 
 /* Owner-thread state (written only there after the start task was posted). */

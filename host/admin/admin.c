@@ -95,7 +95,8 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     resp.last_reload_error = (char *)(rs.last.number > 0 && !rs.last.ok ? rs.last.err.message : "");
     resp.last_reload_took_ns = rs.last.number > 0 ? rs.last.took_ns : 0;
     plugin_list pl = {0};
-    if (!cfg || !ccfg || !mids || plugin_list_fill(&pl, __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE))) {
+    if (!cfg || !ccfg || !mids ||
+        plugin_list_fill(&pl, __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE))) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -295,8 +296,8 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
             r->listen, r->version, (double)r->uptime_ms / 1000.0);
     print_ids(out, "Config:", r->config_ids, r->n_config_ids, false);
     print_ids(out, "members:", r->member_ids, r->n_member_ids, false);
-    fprintf(out, "%-14s%" PRIu32 " of %zu members (a majority is %zu)\n", "reachable:",
-            r->members_reachable, r->n_member_ids, r->n_member_ids / 2 + 1);
+    fprintf(out, "%-14s%" PRIu32 " of %zu members (a majority is %zu)\n",
+            "reachable:", r->members_reachable, r->n_member_ids, r->n_member_ids / 2 + 1);
     print_ids(out, "ClientConfig:", r->client_config_ids, r->n_client_config_ids, false);
     print_ids(out, "known peers:", r->peer_ids, r->n_peer_ids, false);
     print_plugins(out, r->plugins, r->n_plugins, false);

@@ -76,9 +76,8 @@ static void page_done(const nh_reply *r, void *user) {
     }
     if (p->newer && s->store) st_sync(s->store); /* not acknowledged to anyone: one sync */
     nh_logf(NH_LOG_INFO, "storage",
-            "caught up from node %u: %zu entries in %zu page(s), %zu newer here, %.1f ms",
-            p->peer, p->entries, p->pages, p->newer,
-            (double)(storage_mono_ns() - p->started_ns) / 1e6);
+            "caught up from node %u: %zu entries in %zu page(s), %zu newer here, %.1f ms", p->peer,
+            p->entries, p->pages, p->newer, (double)(storage_mono_ns() - p->started_ns) / 1e6);
     pull_end(p);
 }
 
@@ -94,8 +93,8 @@ static void page(pull *p) {
     int rc = -1;
     if (node && nh_msg_pack(&req.base, &bytes) == 0) {
         nh_call_opts o = {.timeout_ms = s->nested_timeout_ms};
-        rc = nh_rpc_async(node, "proto.Storage.Pull", bytes.data, bytes.len, &o, page_done, p,
-                          &err);
+        rc =
+            nh_rpc_async(node, "proto.Storage.Pull", bytes.data, bytes.len, &o, page_done, p, &err);
         nh_buf_free(&bytes);
     }
     nh_config_unref(cfg);

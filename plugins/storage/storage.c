@@ -62,8 +62,8 @@ typedef struct storage_conf {
 } storage_conf;
 
 static const char *const storage_config_keys[] = {
-    "max_keys", "nested_timeout_ms", "notify_timeout_ms", "data_dir", "sync", "map_size",
-    "pull_page", NULL};
+    "max_keys", "nested_timeout_ms", "notify_timeout_ms", "data_dir",
+    "sync",     "map_size",          "pull_page",         NULL};
 
 static int storage_read_config(const nh_conf_node *config, storage_conf *c, nh_error *err) {
     if (nh_conf_check_keys(config, storage_config_keys, err) != 0) return -1;
@@ -78,8 +78,7 @@ static int storage_read_config(const nh_conf_node *config, storage_conf *c, nh_e
     if (nh_conf_int(config, "map_size", 1LL << 30, 64LL << 20, 1LL << 40, true, &c->map_size,
                     err) != 0)
         return -1;
-    if (nh_conf_int(config, "pull_page", 500, 1, 10000, false, &c->pull_page, err) != 0)
-        return -1;
+    if (nh_conf_int(config, "pull_page", 500, 1, 10000, false, &c->pull_page, err) != 0) return -1;
     if (nh_conf_string(config, "data_dir", NULL, &c->data_dir, err) != 0) return -1;
     if (c->data_dir && !*c->data_dir)
         return nh_conf_error(nh_conf_get(config, "data_dir"), err,
@@ -119,7 +118,9 @@ static st_store *open_store(storage *s, nh_error *err) {
     if (d)
         nh_logf(NH_LOG_INFO, "storage", "store %s open: %zu keys (sync: %s)", s->data_dir,
                 st_count(d),
-                s->sync == SYNC_ALWAYS ? "always" : s->sync == SYNC_BATCH ? "batch" : "none");
+                s->sync == SYNC_ALWAYS  ? "always"
+                : s->sync == SYNC_BATCH ? "batch"
+                                        : "none");
     return d;
 }
 
@@ -207,8 +208,9 @@ static void answer(sync_waiter *w, bool synced) {
     if (synced)
         nh_ctx_reply(w->ctx, w->reply.data, w->reply.len);
     else
-        nh_ctx_reply_error(w->ctx, NH_UNAVAILABLE, "storage: the write could not be synced to "
-                                                   "disk (see the node's log)");
+        nh_ctx_reply_error(w->ctx, NH_UNAVAILABLE,
+                           "storage: the write could not be synced to "
+                           "disk (see the node's log)");
     nh_buf_free(&w->reply);
 }
 
@@ -466,8 +468,8 @@ static void add_entry(void *user, const st_entry *e) {
     l->ptrs[k] = &l->msgs[k];
 }
 
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
-                    size_t max_bytes, bool *more) {
+int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
+                    bool *more) {
     memset(l, 0, sizeof *l);
     *more = false;
     l->msgs = calloc(limit + 1, sizeof *l->msgs);

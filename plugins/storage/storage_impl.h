@@ -87,8 +87,8 @@ typedef struct entry_list {
 
 /** Fills l with up to limit entries after `after` (st_scan()). 0, or -1 when out of memory
  * (l must still be freed). */
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
-                    size_t max_bytes, bool *more);
+int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
+                    bool *more);
 
 /** Frees what entry_list_fill() allocated. */
 void entry_list_free(entry_list *l);

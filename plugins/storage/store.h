@@ -51,9 +51,9 @@ typedef struct st_ops {
 
 struct st_store {
     const st_ops *ops;
-    int refs;          /* generations using it (a reload hands the open store over) */
-    char *path;        /* the disk store's directory, NULL in memory */
-    size_t max_keys;   /* distinct keys kept */
+    int refs;        /* generations using it (a reload hands the open store over) */
+    char *path;      /* the disk store's directory, NULL in memory */
+    size_t max_keys; /* distinct keys kept */
 };
 
 /** A memory store. NULL when out of memory. */

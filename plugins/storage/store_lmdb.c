@@ -174,7 +174,8 @@ static size_t lm_scan(st_store *s, const char *after, size_t limit, size_t max_b
     }
     size_t alen = strlen(after);
     MDB_val k = {alen, (void *)after}, v;
-    int rc = alen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int rc =
+        alen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     if (rc == 0 && alen && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     size_t given = 0, bytes = 0;
@@ -279,8 +280,7 @@ st_store *st_open_lmdb(const char *dir, size_t max_keys, size_t map_size, nh_err
     }
     if (rc) {
         nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                     "storage: cannot open the store in %s (%s: %s)", dir, step,
-                     mdb_strerror(rc));
+                     "storage: cannot open the store in %s (%s: %s)", dir, step, mdb_strerror(rc));
         if (l->env) mdb_env_close(l->env);
         free(l);
         free(path);

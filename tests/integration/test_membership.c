@@ -101,8 +101,7 @@ static bool size_is(const nh_config *cfg, void *user) {
 
 static void wait_config_size(int i, size_t size) {
     nh_error err;
-    if (nh_server_wait_config(g[i].srv, false, size_is, (void *)(uintptr_t)size, 10000, &err) !=
-        0)
+    if (nh_server_wait_config(g[i].srv, false, size_is, (void *)(uintptr_t)size, 10000, &err) != 0)
         fail_msg("node %u: Config did not reach size %zu: %s", g[i].id, size, err.message);
 }
 
@@ -241,8 +240,8 @@ static nh_qf_verdict fail_on_first(const nh_node_reply *r, size_t n, size_t size
     return nh_qf_fail(NH_FAILED_PRECONDITION, "replica %u disagrees", r[0].node_id);
 }
 
-static nh_qf_verdict fail_without_status(const nh_node_reply *r, size_t n, size_t size,
-                                         void *user, const uint8_t **res, size_t *res_len) {
+static nh_qf_verdict fail_without_status(const nh_node_reply *r, size_t n, size_t size, void *user,
+                                         const uint8_t **res, size_t *res_len) {
     (void)r, (void)n, (void)size, (void)user, (void)res, (void)res_len;
     return NH_QF_FAIL;
 }
@@ -390,12 +389,10 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_lone_node_refuses_majority_of_members_without_sending,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_of_three_members_make_a_majority, setup,
+        cmocka_unit_test_setup_teardown(test_two_of_three_members_make_a_majority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnected_member_is_a_failed_leg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quorum_function_fails_the_call_with_its_status, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_disconnected_member_is_a_failed_leg, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_quorum_function_fails_the_call_with_its_status,
-                                        setup, teardown),
         cmocka_unit_test(test_one_shot_timer_fires_once_and_releases_its_scope),
         cmocka_unit_test(test_periodic_timer_holds_its_scope_until_stopped),
         cmocka_unit_test(test_timer_stopped_from_its_function_fires_exactly_n_times),

@@ -121,6 +121,15 @@ def pct(values, p):
     return s[k]
 
 
+def stopped(pid):
+    """True when the process is stopped (SIGSTOP): state T in /proc/PID/stat."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except OSError:
+        return False
+
+
 def cli_has_reload():
     r = ni.run_nodehost(["--help"])
     return r.returncode == 0 and "nodehost reload" in r.stdout
@@ -435,6 +444,9 @@ plugins:
     path: {plugin}
     config: {{ max_keys: 100000 }}
 log: {{ level: info, format: text }}
+# The in-flight test keeps two nodes SIGSTOPped across a reload: keepalive must not declare
+# them dead meanwhile (a sanitizer build's reload can take seconds).
+keepalive: {{ time_ms: 10000, timeout_ms: 20000 }}
 """
 
 
@@ -828,6 +840,12 @@ class ReloadTest(unittest.TestCase):
         self.addCleanup(lambda: [c.nodes[i].send_signal(signal.SIGCONT) for i in (2, 3)])
         for i in (2, 3):
             c.nodes[i].send_signal(signal.SIGSTOP)
+        # kill() returns before the process has stopped: wait until the kernel says it has
+        # (state T), so that no reply of theirs can still be on its way.
+        for i in (2, 3):
+            self.assertTrue(ni.wait_for(lambda: stopped(c.nodes[i].proc.pid), 10),
+                            "node %d did not stop" % i)
+        time.sleep(0.05)
         t = d.now()
         nested = [link.start(READ_NESTED, ni.spb.ReadRequest(Key=key)) for _ in range(20)]
         time.sleep(0.3)

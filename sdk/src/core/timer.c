@@ -18,10 +18,10 @@ struct nh_timer {
     void *arg;
     const nh_scope *scope; /* held while not NULL */
     uint64_t delay_ms, repeat_ms;
-    bool armed;              /* owner thread: the handle is initialised and not closing */
-    bool stopped;            /* owner thread: no more firing */
-    bool detached;           /* atomic: disarmed, the runtime no longer needed to release */
-    int refs;                /* atomic: user handle + loop side */
+    bool armed;                   /* owner thread: the handle is initialised and not closing */
+    bool stopped;                 /* owner thread: no more firing */
+    bool detached;                /* atomic: disarmed, the runtime no longer needed to release */
+    int refs;                     /* atomic: user handle + loop side */
     struct nh_timer *next, *prev; /* the runtime's list (owner thread) */
 };
 
@@ -92,8 +92,8 @@ static void arm(void *p) {
     uv_timer_start(&t->handle, on_fire, t->delay_ms, t->repeat_ms);
 }
 
-int nh_timer_start(nh_runtime *rt, uint64_t delay_ms, uint64_t repeat_ms, nh_timer_fn fn,
-                   void *arg, nh_timer **out, nh_error *err) {
+int nh_timer_start(nh_runtime *rt, uint64_t delay_ms, uint64_t repeat_ms, nh_timer_fn fn, void *arg,
+                   nh_timer **out, nh_error *err) {
     if (out) *out = NULL;
     if (!rt || !fn)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "NULL runtime or function");
@@ -102,8 +102,12 @@ int nh_timer_start(nh_runtime *rt, uint64_t delay_ms, uint64_t repeat_ms, nh_tim
                             "a periodic timer needs a handle to be stopped with");
     nh_timer *t = calloc(1, sizeof *t);
     if (!t) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    *t = (nh_timer){.rt = rt, .fn = fn, .arg = arg, .delay_ms = delay_ms,
-                    .repeat_ms = repeat_ms, .refs = out ? 2 : 1};
+    *t = (nh_timer){.rt = rt,
+                    .fn = fn,
+                    .arg = arg,
+                    .delay_ms = delay_ms,
+                    .repeat_ms = repeat_ms,
+                    .refs = out ? 2 : 1};
     t->scope = nh_scope_capture();
     nh_scope_hold(t->scope);
     if (nh_runtime_on_owner(rt)) {
