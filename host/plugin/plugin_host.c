@@ -724,6 +724,17 @@ void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool clie
     }
 }
 
+static void announce_on_owner(void *arg) {
+    nh_plugin_host *ph = arg;
+    for (size_t i = 0; i < ph->slot_count; i++)
+        if (ph->slots[i]->current) gen_config_changed(ph->slots[i]->current, ph->srv);
+}
+
+void nh_plugin_host_announce_configs(nh_plugin_host *ph) {
+    if (ph && ph->rt && nh_runtime_post(ph->rt, announce_on_owner, ph) != 0)
+        nh_logf(NH_LOG_WARN, "plugins", "cannot tell the plugins their configurations: stopping");
+}
+
 static void retire_all_on_owner(void *arg) {
     nh_plugin_host *ph = arg;
     for (size_t i = 0; i < ph->slot_count; i++)

@@ -61,6 +61,11 @@ int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_res
  * reloaded one). Owner or reload thread. */
 const nh_host_config *nh_plugin_host_config(const nh_plugin_host *ph);
 
+/** Tells every current generation the Config and ClientConfig as they are now (owner thread,
+ * posted): for the start, where changes that happened before the host was published were not
+ * delivered. Any thread. */
+void nh_plugin_host_announce_configs(nh_plugin_host *ph);
+
 /** Forwards a Config/ClientConfig change to the plugins (owner thread). ph may be NULL. */
 void nh_plugin_host_config_changed(nh_plugin_host *ph, nh_config *cfg, bool client_config);
 

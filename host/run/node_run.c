@@ -294,6 +294,9 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     __atomic_store_n(&admin.plugins, ph, __ATOMIC_RELEASE);
     __atomic_store_n(&g_plugins, ph, __ATOMIC_RELEASE);
+    /* Config changes before this point reached no plugin (peers may connect as soon as the
+     * server listens): tell them the configurations as they are now. */
+    nh_plugin_host_announce_configs(ph);
     nr.ph = ph;
     if (nh_reloader_new(do_reload, &nr, &reloader, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "%s", err.message);

@@ -2,15 +2,30 @@
  * the peer restarted, or a partition between them healed), this node pulls every entry the peer
  * holds, page by page in key order (proto.Storage.Pull), and keeps the newer versions. A node
  * that was down or cut off thus gets every write it missed from each peer it reconnects to,
- * without anyone keeping a log. Pulls run on the owner thread, one per peer at a time; a page
- * that fails is retried after a pause while the peer is still in Config. Reads never depend on
- * it: a node catching up is one replica of a majority, never the only source. */
+ * without anyone keeping a log.
+ *
+ * - One pull per peer at a time; a peer that leaves and comes back while its pull runs gets it
+ *   restarted from the first key (entries before the cursor may have changed meanwhile).
+ * - A page that fails is retried after a pause (500 ms, doubling up to 8 s) while the peer is in
+ *   Config (a peer that is starting answers UNIMPLEMENTED until its plugins are registered); a
+ *   peer that refuses the request itself (INVALID_ARGUMENT, PERMISSION_DENIED...) is given up
+ *   on with a warning.
+ * - Recovery (memory store only): a node without data_dir that starts has lost whatever it
+ *   acknowledged before, so its empty answers must not count in read quorums. Until it caught
+ *   up from min(n-1, n/2+1) of its n-1 peers (so that the peers it pulled from meet every
+ *   majority, whichever nodes that majority had), it refuses ReadRPC/ReadQC with UNAVAILABLE;
+ *   it takes writes and serves Pull meanwhile. A disk store keeps what it acknowledged and
+ *   serves at once: it is one stale replica of a majority, never the only source.
+ * - Reload: unfinished pulls, the recovery state and the peers caught up from are handed to the
+ *   new generation (storage.c), which restarts those pulls. */
 #include "storage_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define RETRY_MS 500
+#define RETRY_MIN_MS 500
+#define RETRY_MAX_MS 8000
 
 static void page(pull *p);
 
@@ -25,10 +40,49 @@ static void pull_end(pull *p) {
     free(p);
 }
 
-static bool in_config(const storage *s, uint32_t id) {
-    for (size_t i = 0; i < s->n_config_ids; i++)
-        if (s->config_ids[i] == id) return true;
+static bool has_id(const uint32_t *ids, size_t n, uint32_t id) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id) return true;
     return false;
+}
+
+static bool in_config(const storage *s, uint32_t id) {
+    return has_id(s->config_ids, s->n_config_ids, id);
+}
+
+/* The peers a recovering node must have caught up from. */
+static size_t recovery_needed(const storage *s) {
+    size_t others = s->n_members > 0 ? s->n_members - 1 : 0;
+    size_t majority = s->n_members / 2 + 1;
+    return others < majority ? others : majority;
+}
+
+static void caught_up(storage *s, uint32_t peer) {
+    if (!s->recovering || has_id(s->caught_up, s->n_caught_up, peer)) return;
+    uint32_t *ids = realloc(s->caught_up, (s->n_caught_up + 1) * sizeof *ids);
+    if (!ids) return;
+    s->caught_up = ids;
+    ids[s->n_caught_up++] = peer;
+    size_t need = recovery_needed(s);
+    if (s->n_caught_up >= need) {
+        s->recovering = false;
+        nh_logf(NH_LOG_INFO, "storage",
+                "recovered: caught up from %zu of %zu peers since the start; reads are served",
+                s->n_caught_up, s->n_members - 1);
+    } else {
+        nh_logf(NH_LOG_INFO, "storage",
+                "recovering: caught up from %zu of the %zu peers needed before reads are served",
+                s->n_caught_up, need);
+    }
+}
+
+int storage_recovery_status(const storage *s, char *buf, size_t len) {
+    if (!s->recovering) return 0;
+    snprintf(buf, len,
+             "storage: node %u restarted without data_dir and has caught up from %zu of the %zu "
+             "peers it needs before it answers reads",
+             s->node_id, s->n_caught_up, recovery_needed(s));
+    return 1;
 }
 
 static void retry(void *arg) {
@@ -42,43 +96,72 @@ static void retry(void *arg) {
     page(p);
 }
 
+/* Codes after which asking again cannot help. (UNIMPLEMENTED is not one: a peer that is
+ * starting answers it until its plugins registered their methods; the pause grows to 8 s.) */
+static bool permanent(nh_code c) {
+    return c == NH_INVALID_ARGUMENT || c == NH_PERMISSION_DENIED || c == NH_UNAUTHENTICATED ||
+           c == NH_FAILED_PRECONDITION;
+}
+
+static void page_failed(pull *p, nh_code code, const char *why) {
+    storage *s = p->s;
+    if (permanent(code)) {
+        nh_logf(NH_LOG_WARN, "storage", "catch-up from node %u given up: %s", p->peer, why);
+        pull_end(p);
+        return;
+    }
+    p->retry_ms = p->retry_ms ? p->retry_ms * 2 : RETRY_MIN_MS;
+    if (p->retry_ms > RETRY_MAX_MS) p->retry_ms = RETRY_MAX_MS;
+    nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u: page %zu failed (%s); again in %u ms",
+            p->peer, p->pages + 1, why, p->retry_ms);
+    nh_error err;
+    if (nh_timer_start(s->rt, p->retry_ms, 0, retry, p, NULL, &err) != 0) pull_end(p);
+}
+
 static void page_done(const nh_reply *r, void *user) {
     pull *p = user;
     storage *s = p->s;
-    Proto__PullResponse *resp =
-        r->err.code == NH_OK ? proto__pull_response__unpack(NULL, r->len, r->payload) : NULL;
+    if (r->err.code != NH_OK) {
+        page_failed(p, r->err.code, r->err.message);
+        return;
+    }
+    Proto__PullResponse *resp = proto__pull_response__unpack(NULL, r->len, r->payload);
     if (!resp) {
-        nh_logf(NH_LOG_WARN, "storage", "catch-up from node %u: page %zu failed: %s", p->peer,
-                p->pages + 1, r->err.code == NH_OK ? "the reply does not decode" : r->err.message);
-        nh_error err;
-        if (nh_timer_start(s->rt, RETRY_MS, 0, retry, p, NULL, &err) != 0) pull_end(p);
+        page_failed(p, NH_INVALID_ARGUMENT, "the reply does not decode as PullResponse");
         return;
     }
     p->pages++;
-    for (size_t i = 0; i < resp->n_entries; i++) {
-        p->entries++;
-        if (storage_apply(s, resp->entries[i]) == ST_NEW) p->newer++;
-    }
+    p->retry_ms = 0;
+    for (size_t i = 0; i < resp->n_entries; i++)
+        storage_apply(s, resp->entries[i], NULL, NULL); /* older versions are ignored */
+    p->entries += resp->n_entries;
     bool more = resp->more && resp->n_entries > 0;
-    if (more) {
-        char *after = strdup(resp->entries[resp->n_entries - 1]->key);
-        if (after) {
-            free(p->after);
-            p->after = after;
-        } else {
-            more = false;
-        }
-    }
+    char *after = more ? strdup(resp->entries[resp->n_entries - 1]->key) : NULL;
     proto__pull_response__free_unpacked(resp, NULL);
-    if (more && !s->retired) {
-        page(p);
+    if (more && !after) {
+        page_failed(p, NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (p->newer && s->store) st_sync(s->store); /* not acknowledged to anyone: one sync */
-    nh_logf(NH_LOG_INFO, "storage",
-            "caught up from node %u: %zu entries in %zu page(s), %zu newer here, %.1f ms", p->peer,
-            p->entries, p->pages, p->newer, (double)(storage_mono_ns() - p->started_ns) / 1e6);
+    if (p->restart) { /* the peer left and came back meanwhile: from the first key again */
+        p->restart = false;
+        free(after);
+        after = strdup("");
+        more = after != NULL;
+    }
+    if (more) {
+        free(p->after);
+        p->after = after;
+        if (s->retired)
+            pull_end(p); /* the new generation restarts it */
+        else
+            page(p);
+        return;
+    }
+    nh_logf(NH_LOG_INFO, "storage", "caught up from node %u: %zu entries in %zu page(s), %.1f ms",
+            p->peer, p->entries, p->pages, (double)(storage_mono_ns() - p->started_ns) / 1e6);
+    uint32_t peer = p->peer;
     pull_end(p);
+    caught_up(s, peer);
 }
 
 static void page(pull *p) {
@@ -93,8 +176,8 @@ static void page(pull *p) {
     int rc = -1;
     if (node && nh_msg_pack(&req.base, &bytes) == 0) {
         nh_call_opts o = {.timeout_ms = s->nested_timeout_ms};
-        rc =
-            nh_rpc_async(node, "proto.Storage.Pull", bytes.data, bytes.len, &o, page_done, p, &err);
+        rc = nh_rpc_async(node, "proto.Storage.Pull", bytes.data, bytes.len, &o, page_done, p,
+                          &err);
         nh_buf_free(&bytes);
     }
     nh_config_unref(cfg);
@@ -107,7 +190,10 @@ static void page(pull *p) {
 
 static void start_pull(storage *s, uint32_t peer) {
     for (pull *p = s->pulls; p; p = p->next)
-        if (p->peer == peer) return; /* one at a time per peer */
+        if (p->peer == peer) {
+            p->restart = true; /* it came back while its pull runs: start over */
+            return;
+        }
     pull *p = calloc(1, sizeof *p);
     if (!p || !(p->after = strdup(""))) {
         free(p);
@@ -130,19 +216,24 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     if (!ids) return;
     size_t got = nh_config_ids(cfg, ids, n);
     if (got > n) got = n;
-    /* A reload's first view is the Config the old generation already caught up with. */
-    bool pull_new = s->config_seen || s->generation == 1;
     uint32_t *old = s->config_ids;
     size_t n_old = s->n_config_ids;
     s->config_ids = ids;
     s->n_config_ids = got;
+    /* A reload's first view is the Config the old generation already caught up with, except
+     * for the pulls it had not finished. */
+    bool first_after_reload = !s->config_seen && s->generation > 1;
     s->config_seen = true;
-    for (size_t i = 0; pull_new && i < got; i++) {
-        bool was = false;
-        for (size_t j = 0; j < n_old; j++)
-            if (old[j] == ids[i]) was = true;
-        if (ids[i] != s->node_id && !was) start_pull(s, ids[i]);
+    for (size_t i = 0; i < got; i++) {
+        uint32_t id = ids[i];
+        if (id == s->node_id) continue;
+        bool start = first_after_reload ? has_id(s->pending, s->n_pending, id)
+                                        : !has_id(old, n_old, id);
+        if (start) start_pull(s, id);
     }
+    free(s->pending);
+    s->pending = NULL;
+    s->n_pending = 0;
     free(old);
 }
 
@@ -150,10 +241,19 @@ void storage_catchup_retire(storage *s) {
     s->retired = true;
 }
 
+size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max) {
+    size_t n = 0;
+    for (const pull *p = s->pulls; p; p = p->next)
+        if (n < max) ids[n++] = p->peer;
+    return n;
+}
+
 void storage_catchup_free(storage *s) {
     while (s->pulls)
         pull_end(s->pulls);
     free(s->config_ids);
+    free(s->caught_up);
+    free(s->pending);
 }
 
 /* ---- the server side: one page ------------------------------------------------------------ */

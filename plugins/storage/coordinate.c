@@ -236,9 +236,16 @@ static void write_queried(const nh_qc_result *r, void *user) {
         return;
     }
     pick_newest(o, r);
+    if (!o->best) { /* nothing usable: a timestamp from the clock alone might be too old */
+        nh_error e;
+        nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                     "no reply decodes as ReadResponse (or out of memory)");
+        fail(o, "query", &e);
+        return;
+    }
     int64_t sec = 0;
     int32_t nsec = 0;
-    if (o->best && o->best->ok && o->best->time) {
+    if (o->best->ok && o->best->time) {
         sec = o->best->time->seconds;
         nsec = o->best->time->nanos;
     }

@@ -20,16 +20,19 @@
  * zero time. Gorums' example also replaces on an equal timestamp; here replicas stay identical
  * whatever order they see writes in.
  *
- * Durability (data_dir set): entries live in LMDB under data_dir/node-<ID>/. A write is committed
- * to the file before anything else happens (it survives the process being killed); `sync` says
- * when its reply goes: `always` after an fsync of its own, `batch` after the next group fsync
- * (one for every write waiting; the default), `none` at once (a machine crash may lose the
- * last writes). Syncs run on the runtime's worker threads; the stream's order is released first
- * so that later requests are not held behind the disk. Without data_dir the store is in memory
- * and a restarted node comes back empty (catch-up then refills it from its peers).
+ * Durability (data_dir set): entries live in LMDB under data_dir/node-<ID>/, written by the
+ * store's writer thread (store_lmdb.c); a write's reply goes once its transaction committed:
+ * `always` one synced transaction per write, `batch` (the default) one synced transaction for
+ * every write waiting (group commit), `none` committed without fsync (survives the process being
+ * killed; a machine crash may take back the last writes). Readers see a write only once it is
+ * committed, so with always and batch nothing read can be lost. The stream's order is released
+ * before a write waits, so later requests are not held behind the disk. Without data_dir the
+ * store is in memory and a restarted node comes back empty (catch-up then refills it from its
+ * peers, and it does not answer reads until it has caught up from enough of them).
  *
- * Reload: an open disk store is handed to the new generation as it is (both generations share it
- * until the old one finishes); a memory store is copied through the Snapshot message.
+ * Reload: an open disk environment is handed to the new generation, which builds its own store
+ * (its own code and writer thread) around it; both use it until the old generation finishes. A
+ * memory store is copied through the Snapshot message.
  *
  * Configuration (`config:` of the plugin):
  *   max_keys: 1 to 1e9 (suffixes k, M, Ki, Mi...), default 100000: distinct keys kept; a write of
@@ -58,7 +61,7 @@
 typedef struct storage_conf {
     int64_t max_keys, nested_timeout_ms, notify_timeout_ms, map_size, pull_page;
     const char *data_dir;
-    sync_mode sync;
+    st_sync sync;
 } storage_conf;
 
 static const char *const storage_config_keys[] = {
@@ -86,11 +89,11 @@ static int storage_read_config(const nh_conf_node *config, storage_conf *c, nh_e
     const char *sync = NULL;
     if (nh_conf_string(config, "sync", "batch", &sync, err) != 0) return -1;
     if (!strcmp(sync, "always"))
-        c->sync = SYNC_ALWAYS;
+        c->sync = ST_SYNC_ALWAYS;
     else if (!strcmp(sync, "batch"))
-        c->sync = SYNC_BATCH;
+        c->sync = ST_SYNC_BATCH;
     else if (!strcmp(sync, "none"))
-        c->sync = SYNC_NONE;
+        c->sync = ST_SYNC_NONE;
     else
         return nh_conf_error(nh_conf_get(config, "sync"), err,
                              "must be always, batch or none, got \"%s\"", sync);
@@ -108,26 +111,33 @@ int64_t storage_mono_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static st_store *open_store(storage *s, nh_error *err) {
+static const char *sync_name(st_sync m) {
+    return m == ST_SYNC_ALWAYS ? "always" : m == ST_SYNC_BATCH ? "batch" : "none";
+}
+
+/* A disk store on env, or (env NULL) the store of the configuration: memory, or disk opened
+ * from data_dir. */
+static st_store *open_store(storage *s, st_env *env, nh_error *err) {
     if (!s->data_dir) {
         st_store *m = st_open_memory(s->max_keys);
         if (!m) nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
         return m;
     }
-    st_store *d = st_open_lmdb(s->data_dir, s->max_keys, (size_t)s->map_size, err);
+    st_env *own = env ? NULL : st_env_open(s->data_dir, s->map_size, err);
+    if (!env && !own) return NULL;
+    st_store *d = st_open_lmdb(env ? env : own, s->max_keys, s->sync, err);
+    st_env_unref(own); /* the store holds its own reference */
     if (d)
-        nh_logf(NH_LOG_INFO, "storage", "store %s open: %zu keys (sync: %s)", s->data_dir,
-                st_count(d),
-                s->sync == SYNC_ALWAYS  ? "always"
-                : s->sync == SYNC_BATCH ? "batch"
-                                        : "none");
+        nh_logf(NH_LOG_INFO, "storage", "store %s %s: %zu keys (sync: %s)", s->data_dir,
+                env ? "taken over from the previous generation" : "open", st_count(d),
+                sync_name(s->sync));
     return d;
 }
 
 st_store *storage_store(storage *s, nh_server_ctx *ctx) {
     if (s->store) return s->store;
     nh_error err;
-    s->store = open_store(s, &err);
+    s->store = open_store(s, NULL, &err);
     if (!s->store) {
         nh_logf(NH_LOG_ERROR, "storage", "%s", err.message);
         if (ctx) nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "%s", err.message);
@@ -150,7 +160,12 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     s->map_size = (size_t)c.map_size;
     s->pull_page = (uint32_t)c.pull_page;
     s->sync = c.sync;
-    s->waiting_tail = &s->waiting;
+    nh_config *members = nh_server_members(env->server);
+    s->n_members = nh_config_size(members);
+    nh_config_unref(members);
+    /* A memory store that starts has lost what it acknowledged before: reads wait until it
+     * caught up (catchup.c). A reload's generation inherits the state (import). */
+    s->recovering = env->generation == 1 && !c.data_dir && s->n_members > 1;
     if (c.data_dir) {
         size_t n = strlen(c.data_dir) + 32;
         s->data_dir = malloc(n);
@@ -163,7 +178,7 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     /* The first generation opens the store now, so that a bad data_dir stops the start. A
      * reload's generation gets the open store from the old one (LMDB must not be opened twice
      * in one process), or opens it at first use. */
-    if (env->generation == 1 && !(s->store = open_store(s, err))) {
+    if (env->generation == 1 && !(s->store = open_store(s, NULL, err))) {
         free(s->data_dir);
         free(s);
         return -1;
@@ -179,136 +194,25 @@ static void storage_retire(void *state) {
 static void storage_fini(void *state) {
     storage *s = state;
     storage_catchup_free(s);
-    st_unref(s->store);
+    st_close(s->store); /* the disk store's writer finishes what is queued */
     free(s->data_dir);
     free(s);
 }
 
-/* ---- writes and durability ---------------------------------------------------------------- */
+/* ---- writes ------------------------------------------------------------------------------- */
 
-st_put_result storage_apply(storage *s, const Proto__WriteRequest *w) {
+void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg) {
     st_store *st = storage_store(s, NULL);
-    if (!st) return ST_FAILED;
+    if (!st) {
+        if (done) done(arg, ST_FAILED);
+        return;
+    }
     st_entry e = {.key = w->key,
                   .value = w->value,
                   .value_len = strlen(w->value),
                   .sec = w->time ? w->time->seconds : 0,
                   .nsec = w->time ? w->time->nanos : 0};
-    return st_put(st, &e);
-}
-
-/* SYNC_ALWAYS: one write's sync and reply, on a worker thread. */
-typedef struct sync_one {
-    storage *s;
-    st_store *store;
-    sync_waiter w;
-} sync_one;
-
-static void answer(sync_waiter *w, bool synced) {
-    if (synced)
-        nh_ctx_reply(w->ctx, w->reply.data, w->reply.len);
-    else
-        nh_ctx_reply_error(w->ctx, NH_UNAVAILABLE,
-                           "storage: the write could not be synced to "
-                           "disk (see the node's log)");
-    nh_buf_free(&w->reply);
-}
-
-static void run_sync_one(void *arg) {
-    sync_one *o = arg;
-    answer(&o->w, st_sync(o->store) == 0);
-    st_unref(o->store);
-    free(o);
-}
-
-/* SYNC_BATCH: the batch being synced, then its replies (worker), then the next (owner). */
-typedef struct sync_batch {
-    storage *s;
-    st_store *store;
-    sync_waiter *list;
-} sync_batch;
-
-static void start_batch(storage *s);
-
-static void batch_done(void *arg) {
-    storage *s = arg;
-    s->syncing = false;
-    start_batch(s);
-}
-
-static void run_sync_batch(void *arg) {
-    sync_batch *b = arg;
-    bool ok = st_sync(b->store) == 0;
-    for (sync_waiter *w = b->list, *next; w; w = next) {
-        next = w->next;
-        answer(w, ok);
-        free(w);
-    }
-    st_unref(b->store);
-    if (nh_runtime_post(b->s->rt, batch_done, b->s) != 0) b->s->syncing = false;
-    free(b);
-}
-
-static void start_batch(storage *s) {
-    if (s->syncing || !s->waiting) return;
-    sync_batch *b = malloc(sizeof *b);
-    if (!b) return; /* retried at the next write */
-    *b = (sync_batch){s, s->store, s->waiting};
-    st_ref(s->store);
-    s->waiting = NULL;
-    s->waiting_tail = &s->waiting;
-    s->syncing = true;
-    if (nh_runtime_run_blocking(s->rt, run_sync_batch, b) != 0) {
-        /* The runtime is stopping: nobody gets an acknowledgement that was not synced. */
-        for (sync_waiter *w = b->list, *next; w; w = next) {
-            next = w->next;
-            answer(w, st_sync(b->store) == 0);
-            free(w);
-        }
-        st_unref(b->store);
-        free(b);
-        s->syncing = false;
-    }
-}
-
-void storage_reply_durable(storage *s, nh_server_ctx *ctx, const ProtobufCMessage *reply) {
-    if (!s->data_dir || s->sync == SYNC_NONE) {
-        if (nh_ctx_reply_msg(ctx, reply) != 0)
-            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    nh_buf bytes;
-    if (nh_msg_pack(reply, &bytes) != 0) {
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    /* The write is applied (in order); only its reply waits for the disk. */
-    if (s->sync == SYNC_ALWAYS) {
-        sync_one *o = malloc(sizeof *o);
-        if (!o) {
-            nh_buf_free(&bytes);
-            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-            return;
-        }
-        *o = (sync_one){s, s->store, {ctx, bytes, NULL}};
-        st_ref(s->store);
-        nh_ctx_release(ctx);
-        nh_ctx_defer(ctx);
-        if (nh_runtime_run_blocking(s->rt, run_sync_one, o) != 0) run_sync_one(o);
-        return;
-    }
-    sync_waiter *w = malloc(sizeof *w);
-    if (!w) {
-        nh_buf_free(&bytes);
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    *w = (sync_waiter){ctx, bytes, NULL};
-    nh_ctx_release(ctx);
-    nh_ctx_defer(ctx);
-    *s->waiting_tail = w;
-    s->waiting_tail = &w->next;
-    start_batch(s);
+    st_write(st, &e, done, arg);
 }
 
 /* ---- replica handlers --------------------------------------------------------------------- */
@@ -321,6 +225,11 @@ static void reply_or_fail(nh_server_ctx *ctx, const ProtobufCMessage *msg) {
 /* ReadRPC, ReadQC. */
 static void h_read(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
     const Proto__ReadRequest *req = (const Proto__ReadRequest *)request;
+    char why[256];
+    if (storage_recovery_status(state, why, sizeof why)) {
+        nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "%s", why);
+        return;
+    }
     st_store *st = storage_store(state, ctx);
     if (!st) return;
     st_entry e;
@@ -341,7 +250,7 @@ static void h_read(nh_server_ctx *ctx, const ProtobufCMessage *request, void *st
     reply_or_fail(ctx, &resp.base);
 }
 
-/* Answers a failed write; false when the write succeeded (old or new). */
+/* Answers a failed write; false when the write succeeded (old or new). Any thread. */
 static bool write_failed(nh_server_ctx *ctx, const storage *s, st_put_result r) {
     switch (r) {
         case ST_OLD:
@@ -363,21 +272,57 @@ static bool write_failed(nh_server_ctx *ctx, const storage *s, st_put_result r) 
     }
 }
 
+/* A write request waiting for its store: the memory store answers at once, the disk store from
+ * its writer thread once the write is committed (and synced, unless sync is none). */
+typedef struct pending_write {
+    storage *s;
+    nh_server_ctx *ctx;
+    bool oneway;
+} pending_write;
+
+static void write_done(void *arg, st_put_result r) {
+    pending_write *pw = arg;
+    if (pw->oneway) {
+        nh_ctx_finish(pw->ctx); /* a multicast: nothing is sent back, a failure is dropped */
+    } else if (!write_failed(pw->ctx, pw->s, r)) {
+        Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
+        resp.new_ = r == ST_NEW;
+        if (nh_ctx_reply_msg(pw->ctx, &resp.base) != 0)
+            nh_ctx_reply_error(pw->ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    free(pw);
+}
+
+static void write_request(nh_server_ctx *ctx, const ProtobufCMessage *request, storage *s,
+                          bool oneway) {
+    st_store *st = storage_store(s, ctx);
+    if (!st) return;
+    pending_write *pw = malloc(sizeof *pw);
+    if (!pw) {
+        if (oneway)
+            nh_ctx_finish(ctx);
+        else
+            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    *pw = (pending_write){s, ctx, oneway};
+    /* A disk write is answered from the writer thread: the call stays open, and the stream's
+     * order is released (the write is queued in order; only its answer waits for the disk). */
+    if (st_store_env(st)) {
+        nh_ctx_release(ctx);
+        nh_ctx_defer(ctx);
+    }
+    storage_apply(s, (const Proto__WriteRequest *)request, write_done, pw);
+}
+
 /* WriteRPC, WriteQC. */
 static void h_write(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    storage *s = state;
-    if (!storage_store(s, ctx)) return;
-    st_put_result r = storage_apply(s, (const Proto__WriteRequest *)request);
-    if (write_failed(ctx, s, r)) return;
-    Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
-    resp.new_ = r == ST_NEW;
-    storage_reply_durable(s, ctx, &resp.base);
+    write_request(ctx, request, state, false);
 }
 
 /* WriteMulticast: one-way, nothing is sent back (a write that fails is dropped). */
 static void h_write_multicast(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    storage_apply(state, (const Proto__WriteRequest *)request);
-    nh_ctx_finish(ctx);
+    write_request(ctx, request, state, true);
 }
 
 /* ---- NotifyClients ------------------------------------------------------------------------ */
@@ -447,11 +392,25 @@ static void h_notify_clients(nh_server_ctx *ctx, const ProtobufCMessage *request
  * is mistaken for one; a memory store as a Snapshot of every entry. */
 #define HANDOVER_MAGIC "NHSTORE1"
 
+#define HANDOVER_MAX_PENDING 64
+
 typedef struct handover {
     char magic[8];
     pid_t pid;
-    st_store *store;
+    st_env *env;
+    uint32_t n_pending; /* unfinished pulls (more than the array holds: every peer) */
+    uint32_t pending[HANDOVER_MAX_PENDING];
 } handover;
+
+/* The peers whose pulls the new generation must restart (s->pending). */
+static int take_pending(storage *s, const uint32_t *ids, size_t n) {
+    free(s->pending);
+    s->pending = n ? malloc(n * sizeof *ids) : NULL;
+    if (n && !s->pending) return -1;
+    if (n) memcpy(s->pending, ids, n * sizeof *ids);
+    s->n_pending = n;
+    return 0;
+}
 
 static void add_entry(void *user, const st_entry *e) {
     entry_list *l = user;
@@ -495,8 +454,12 @@ void entry_list_free(entry_list *l) {
 
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
-    if (s->data_dir && s->store) {
-        handover h = {.pid = getpid(), .store = s->store};
+    st_env *env = st_store_env(s->store);
+    if (env) {
+        /* The old generation keeps its store (and reference) until its fini; the new one takes
+         * a reference of its own in import. */
+        handover h = {.pid = getpid(), .env = env};
+        h.n_pending = (uint32_t)storage_catchup_pending(s, h.pending, HANDOVER_MAX_PENDING);
         memcpy(h.magic, HANDOVER_MAGIC, 8);
         out->data = malloc(sizeof h);
         if (!out->data) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "OOM");
@@ -508,10 +471,16 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     entry_list l;
     bool more;
     int rc = st ? entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more) : -1;
+    uint32_t pending[HANDOVER_MAX_PENDING];
     if (rc == 0) {
         Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
         snap.n_entries = l.n;
         snap.entries = l.ptrs;
+        snap.n_pendingpulls = storage_catchup_pending(s, pending, HANDOVER_MAX_PENDING);
+        snap.pendingpulls = pending;
+        snap.recovering = s->recovering;
+        snap.n_caughtupfrom = s->n_caught_up;
+        snap.caughtupfrom = s->caught_up;
         rc = nh_msg_pack(&snap.base, out);
     }
     if (st) entry_list_free(&l);
@@ -519,25 +488,29 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     return rc;
 }
 
+static void import_done(void *arg, st_put_result r) {
+    *(st_put_result *)arg = r;
+}
+
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
     if (len == sizeof(handover) && memcmp(data, HANDOVER_MAGIC, 8) == 0) {
         handover h;
         memcpy(&h, data, sizeof h);
-        if (h.pid != getpid() || !h.store)
+        if (h.pid != getpid() || !h.env)
             return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                                 "storage: the store handed over is not this process's");
-        if (!s->data_dir || strcmp(s->data_dir, h.store->path) != 0)
+        if (!s->data_dir || strcmp(s->data_dir, st_env_path(h.env)) != 0)
             return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                                 "storage: data_dir cannot be changed by a reload (the store is "
                                 "in %s); restart the node",
-                                h.store->path);
-        if (s->store) { /* opened at first use meanwhile: never two handles on one store */
+                                st_env_path(h.env));
+        if (s->store) /* opened at first use meanwhile: never two handles on one store */
             return nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
                                 "storage: the new generation already opened its store");
-        }
-        st_ref(h.store);
-        s->store = h.store;
+        if (!(s->store = open_store(s, h.env, err))) return -1;
+        if (take_pending(s, h.pending, h.n_pending) != 0)
+            return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
         s->config_seen = false;
         return 0;
     }
@@ -552,15 +525,27 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
                           snap->n_entries, s->max_keys);
     if (rc == 0 && !storage_store(s, NULL))
         rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
+    /* A memory store takes every entry at once (and says which failed); a disk store (data_dir
+     * added by this reload) queues them to its writer. */
+    st_put_result w = ST_NEW;
     for (size_t i = 0; rc == 0 && i < snap->n_entries; i++) {
-        st_put_result w = storage_apply(s, snap->entries[i]);
+        storage_apply(s, snap->entries[i], st_store_env(s->store) ? NULL : import_done, &w);
         if (w == ST_FULL || w == ST_FAILED || w == ST_INVALID)
             rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
                               "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
                               w == ST_FULL ? "max_keys reached" : "write failed");
     }
+    if (rc == 0 && take_pending(s, snap->pendingpulls, snap->n_pendingpulls) != 0)
+        rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    if (rc == 0 && snap->recovering) {
+        s->recovering = true;
+        s->caught_up = snap->n_caughtupfrom ? malloc(snap->n_caughtupfrom * sizeof(uint32_t)) : NULL;
+        if (s->caught_up) {
+            memcpy(s->caught_up, snap->caughtupfrom, snap->n_caughtupfrom * sizeof(uint32_t));
+            s->n_caught_up = snap->n_caughtupfrom;
+        }
+    }
     proto__snapshot__free_unpacked(snap, NULL);
-    if (rc == 0 && s->data_dir) st_sync(s->store);
     return rc;
 }
 

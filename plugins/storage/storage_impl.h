@@ -12,27 +12,14 @@
 #include "storage.pb-c.h"
 #include "store.h"
 
-/* When an acknowledged write is on disk (data_dir only). */
-typedef enum sync_mode {
-    SYNC_ALWAYS = 0, /* each write is synced before its reply */
-    SYNC_BATCH = 1,  /* writes wait for the next group sync (one fsync for all waiting) */
-    SYNC_NONE = 2,   /* replies at once; the kernel writes back (survives a process crash, not a
-                        machine crash) */
-} sync_mode;
-
-/* A write reply waiting for a group sync. */
-typedef struct sync_waiter {
-    nh_server_ctx *ctx;
-    nh_buf reply;
-    struct sync_waiter *next;
-} sync_waiter;
-
 /* One anti-entropy pull from a peer. */
 typedef struct pull {
     struct storage *s;
     uint32_t peer;
     char *after;
-    size_t pages, entries, newer;
+    size_t pages, entries;
+    uint32_t retry_ms; /* pause before the next try of a failed page (0: none failed) */
+    bool restart;      /* the peer left and came back: start again from the first key */
     int64_t started_ns;
     struct pull *next;
 } pull;
@@ -46,15 +33,12 @@ typedef struct storage {
     size_t max_keys;
     uint32_t nested_timeout_ms, notify_timeout_ms;
     char *data_dir; /* this node's store directory (data_dir/node-<id>), NULL in memory */
-    sync_mode sync;
+    st_sync sync;
     size_t map_size;
     uint32_t pull_page;
     /* The store: opened at init, adopted from the previous generation on reload, or opened at
      * first use when a reload did not hand one over. */
     st_store *store;
-    /* Group sync (SYNC_BATCH). */
-    sync_waiter *waiting, **waiting_tail;
-    bool syncing;
     /* Coordinator: the last timestamp it picked (strictly increasing). */
     int64_t last_sec;
     int32_t last_nsec;
@@ -64,18 +48,23 @@ typedef struct storage {
     bool config_seen;
     pull *pulls;
     bool retired;
+    uint32_t *pending; /* peers whose pulls the previous generation had not finished */
+    size_t n_pending;
+    /* Recovery of a memory store after a start (catchup.c). */
+    size_t n_members;
+    bool recovering;
+    uint32_t *caught_up; /* peers caught up from since the start */
+    size_t n_caught_up;
 } storage;
 
 /** The store, opened on first use if needed; NULL (with an error answered on ctx, when given)
  * when it cannot be opened. */
 st_store *storage_store(storage *s, nh_server_ctx *ctx);
 
-/** Applies a write (from a request, a pull or a hand-over) to the store. */
-st_put_result storage_apply(storage *s, const Proto__WriteRequest *w);
-
-/** Answers a write request with reply once it is durable as `sync` says (deferring the call
- * when it must wait), or with an error. */
-void storage_reply_durable(storage *s, nh_server_ctx *ctx, const ProtobufCMessage *reply);
+/** Applies a write (from a request, a pull or a hand-over) to the store; done (may be NULL)
+ * gets the result: at once for the memory store, from the disk store's writer thread once the
+ * write is committed. */
+void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg);
 
 /** Entries of the store as WriteRequest messages (a catch-up page, a reload snapshot). */
 typedef struct entry_list {
@@ -104,6 +93,11 @@ void storage_h_write_nested(nh_server_ctx *ctx, const ProtobufCMessage *request,
 void storage_h_pull(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
 void storage_config_changed(void *state, nh_config *cfg, bool client_config);
 void storage_catchup_retire(storage *s);
+/** While a memory store recovers after a start: 1 with the reason in buf (reads are refused);
+ * else 0. */
+int storage_recovery_status(const storage *s, char *buf, size_t len);
+/** The peers with a pull in progress (up to max into ids); returns how many. */
+size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max);
 void storage_catchup_free(storage *s);
 
 #endif

@@ -1,7 +1,6 @@
-/* storage: what both store back ends share (versions, reference counting). */
+/* storage: what both store back ends share (the version order). */
 #include "store.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 int st_version_cmp(int64_t asec, int32_t ansec, const char *aval, size_t alen, int64_t bsec,
@@ -13,9 +12,4 @@ int st_version_cmp(int64_t asec, int32_t ansec, const char *aval, size_t alen, i
     int c = memcmp(aval, bval, n);
     if (c) return c < 0 ? -1 : 1;
     return alen == blen ? 0 : (alen < blen ? -1 : 1);
-}
-
-void st_unref(st_store *s) {
-    if (!s) return;
-    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) s->ops->close(s);
 }

@@ -73,8 +73,8 @@ static char *dup_n(const char *p, size_t n) {
     return d;
 }
 
-static st_put_result mem_put(st_store *s, const st_entry *w) {
-    mem_store *m = (mem_store *)s;
+static st_put_result mem_put(mem_store *m, const st_entry *w) {
+    st_store *s = &m->base;
     if (!*w->key) return ST_INVALID;
     mem_entry *e = find(m, w->key);
     if (e) {
@@ -102,6 +102,11 @@ static st_put_result mem_put(st_store *s, const st_entry *w) {
     *e = (mem_entry){k, v, w->value_len, w->sec, w->nsec};
     m->count++;
     return ST_NEW;
+}
+
+static void mem_write(st_store *s, const st_entry *e, st_done_fn done, void *arg) {
+    st_put_result r = mem_put((mem_store *)s, e);
+    if (done) done(arg, r);
 }
 
 static size_t mem_count(st_store *s) {
@@ -163,20 +168,16 @@ static size_t mem_scan(st_store *s, const char *after, size_t limit, size_t max_
     qsort(h, n, sizeof *h, by_key);
     size_t given = 0, bytes = 0;
     for (; given < n; given++) {
-        if (given && bytes >= max_bytes) break;
+        size_t size = strlen(h[given]->key) + h[given]->value_len;
+        if (given && bytes + size > max_bytes) break;
         st_entry v;
         view(h[given], &v);
         fn(user, &v);
-        bytes += strlen(v.key) + v.value_len;
+        bytes += size;
     }
     *more = beyond > 0 || given < n;
     free(h);
     return given;
-}
-
-static int mem_sync(st_store *s) {
-    (void)s;
-    return 0;
 }
 
 static void mem_close(st_store *s) {
@@ -189,13 +190,12 @@ static void mem_close(st_store *s) {
     free(m);
 }
 
-static const st_ops mem_ops = {mem_get, mem_put, mem_count, mem_scan, mem_sync, mem_close};
+static const st_ops mem_ops = {mem_get, mem_write, mem_count, mem_scan, mem_close};
 
 st_store *st_open_memory(size_t max_keys) {
     mem_store *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->base.ops = &mem_ops;
-    m->base.refs = 1;
     m->base.max_keys = max_keys;
     return &m->base;
 }

@@ -123,6 +123,8 @@ typedef struct ph_node {
     nh_server *srv;
     void *state;          /* the plugin instance */
     ph_binding *bindings; /* one per method */
+    const nh_plugin_descriptor *d; /* for config_changed */
+    void *live;                    /* atomic: the instance config_changed goes to */
 } ph_node;
 
 typedef struct ph_cluster {
@@ -152,6 +154,24 @@ static inline void ph_trampoline(nh_server_ctx *ctx, void *user) {
 }
 
 /* Serves every method of the plugin on node with `state` (replacing earlier registrations). */
+/* Config and ClientConfig changes reach the bound instance's config_changed, as in nodehost
+ * (owner thread). */
+static inline void ph_on_config(nh_config *cfg, bool client, void *user) {
+    ph_node *node = user;
+    void *st = __atomic_load_n(&node->live, __ATOMIC_ACQUIRE);
+    if (st && node->d && node->d->config_changed) node->d->config_changed(st, cfg, client);
+}
+
+/* Tells a newly bound instance the configurations as they are (owner thread). */
+static inline void ph_announce(void *arg) {
+    ph_node *node = arg;
+    for (int client = 0; client < 2; client++) {
+        nh_config *cfg = client ? nh_server_client_config(node->srv) : nh_server_config(node->srv);
+        ph_on_config(cfg, client, node);
+        nh_config_unref(cfg);
+    }
+}
+
 static inline void ph_bind(const ph_plugin *p, ph_node *node, void *state) {
     ph_binding *b = calloc(p->d->method_count, sizeof *b);
     assert_non_null(b);
@@ -164,6 +184,9 @@ static inline void ph_bind(const ph_plugin *p, ph_node *node, void *state) {
     free(node->bindings); /* nothing uses the old ones once nh_server_handle returned */
     node->bindings = b;
     node->state = state;
+    node->d = p->d;
+    __atomic_store_n(&node->live, state, __ATOMIC_RELEASE);
+    if (node->rt) nh_runtime_post(node->rt, ph_announce, node);
 }
 
 /* Creates a plugin instance for node (check_config, then init). */
@@ -199,7 +222,10 @@ static inline void ph_start_node(ph_cluster *c, int i, const nh_conf_node *conf,
                          .peer_count = alone ? 0 : PH_NODES,
                          .dial_peers = !alone,
                          .backoff_base_ms = 50,
-                         .backoff_max_ms = 300};
+                         .backoff_max_ms = 300,
+                         .on_config_change = ph_on_config,
+                         .change_user = node};
+    __atomic_store_n(&node->live, NULL, __ATOMIC_RELEASE);
     if (nh_server_new(node->rt, &so, &node->srv, NULL, &err) != 0)
         fail_msg("node %u: %s", node->id, err.message);
     ph_bind(&c->plugin, node, ph_instance(&c->plugin, node, conf, 1));
@@ -211,6 +237,7 @@ static inline void ph_stop_node(ph_cluster *c, int i) {
     nh_runtime_free(node->rt); /* no handler runs after this */
     node->rt = NULL;
     node->srv = NULL;
+    __atomic_store_n(&node->live, NULL, __ATOMIC_RELEASE);
     if (node->state && c->plugin.d->fini) c->plugin.d->fini(node->state);
     node->state = NULL;
     free(node->bindings);

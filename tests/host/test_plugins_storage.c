@@ -98,9 +98,37 @@ static size_t count_new(const nh_qc_outcome *out) {
     return k;
 }
 
+/* True once ReadRPC on node id answers (not UNAVAILABLE: a memory store that started refuses
+ * reads until it caught up from its peers). */
+static bool serves_reads(nh_config *cfg, uint32_t id) {
+    nh_call_opts o = {.timeout_ms = PH_TIMEOUT_MS};
+    nh_buf req = read_req("probe"), resp = {0};
+    nh_error err;
+    int rc = nh_rpc(nh_config_find(cfg, id), READ_RPC, req.data, req.len, &o, &resp, &err);
+    nh_buf_free(&req);
+    nh_buf_free(&resp);
+    if (rc != 0 && err.code != NH_UNAVAILABLE) fail_msg("node %u: %s", id, err.message);
+    return rc == 0;
+}
+
+/* Waits until every node caught up (the fresh cluster's nodes pull from each other). */
+static void wait_recovered(ph_cluster *c) {
+    nh_runtime *rt = ph_client_runtime();
+    nh_config *all = ph_client_config(rt, c, NULL, 0, NULL);
+    for (uint32_t id = 1; id <= PH_NODES; id++) {
+        int i = 0;
+        while (!serves_reads(all, id) && i++ < 500)
+            nh_test_sleep_ms(10);
+        if (i > 500) fail_msg("node %u never caught up", id);
+    }
+    nh_config_unref(all);
+    nh_runtime_free(rt);
+}
+
 static int setup(void **state) {
     (void)state;
     ph_cluster_start(&g, "storage", ph_conf_map(&g_conf, "max_keys", "1000", NULL));
+    wait_recovered(&g);
     return 0;
 }
 
@@ -613,6 +641,49 @@ static void test_storage_client_program(void **state) {
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* A memory store that starts has lost what it acknowledged: it refuses reads until it caught up
+ * from 2 of its 2 peers (they meet every majority), takes writes meanwhile, and then answers
+ * with what it pulled. */
+static void test_restarted_memory_node_refuses_reads_until_it_caught_up(void **state) {
+    (void)state;
+    nh_runtime *rt = ph_client_runtime();
+    nh_config *all = ph_client_config(rt, &g, NULL, 0, NULL);
+    ph_unpacked_free(rpc(all, 1, WRITE_RPC, write_req("r", "kept", 5)));
+    ph_stop_node(&g, 1); /* node 2 down */
+    ph_stop_node(&g, 2); /* node 3 restarts while node 2 is down */
+    ph_start_node(&g, 2, ph_conf_map(&g_conf, "max_keys", "1000", NULL), false);
+    ph_wait_size(&g.n[2], false, 2); /* node 3 sees node 1 */
+    nh_call_opts o = {.timeout_ms = PH_TIMEOUT_MS};
+    nh_error err;
+    bool one_done = false;
+    for (int i = 0; i < 500 && !one_done; i++) {
+        nh_buf req = read_req("r");
+        assert_int_equal(nh_rpc(nh_config_find(all, 3), READ_RPC, req.data, req.len, &o, NULL,
+                                &err),
+                         -1);
+        nh_buf_free(&req);
+        assert_int_equal(err.code, NH_UNAVAILABLE);
+        one_done = strstr(err.message, "caught up from 1 of the 2 peers") != NULL;
+        if (!one_done) nh_test_sleep_ms(10);
+    }
+    if (!one_done) fail_msg("node 3: %s", err.message);
+    /* Writes are taken while it recovers. */
+    ProtobufCMessage *m = rpc(all, 3, WRITE_RPC, write_req("w", "during", 6));
+    assert_true(ph_get_bool(m, "New"));
+    ph_unpacked_free(m);
+    /* Node 2 comes back: node 3 pulls from it too and serves reads, with node 1's entry. */
+    ph_start_node(&g, 1, ph_conf_map(&g_conf, "max_keys", "1000", NULL), false);
+    int i = 0;
+    while (!serves_reads(all, 3) && i++ < 500)
+        nh_test_sleep_ms(10);
+    m = rpc(all, 3, READ_RPC, read_req("r"));
+    assert_true(ph_get_bool(m, "OK"));
+    assert_string_equal(ph_get_str(m, "Value"), "kept");
+    ph_unpacked_free(m);
+    nh_config_unref(all);
+    nh_runtime_free(rt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_write_and_read_quorum_calls_keep_the_newest_timestamp),
@@ -624,6 +695,7 @@ int main(void) {
         T(test_a_request_that_does_not_decode_is_refused),
         T(test_max_keys_limits_new_keys_only),
         T(test_storage_client_program),
+        T(test_restarted_memory_node_refuses_reads_until_it_caught_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

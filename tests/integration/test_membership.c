@@ -12,6 +12,7 @@
 #include <nodehost/nodehost.h>
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,39 @@ static void test_runtime_stop_ends_running_timers(void **state) {
     nh_timer_stop(timer); /* the handle is still the caller's to release */
 }
 
+/* A timer started from another thread and stopped on the owner thread before its start reached
+ * the owner thread: nothing fires, nothing is used after it was freed (ASan/valgrind). */
+typedef struct stop_first {
+    sem_t go, done;
+    nh_timer *t;
+    tcount c;
+} stop_first;
+
+static void stop_when_told(void *arg) {
+    stop_first *sf = arg;
+    sem_wait(&sf->go); /* holds the owner thread until the timer's start is queued behind us */
+    nh_timer_stop(sf->t);
+    sem_post(&sf->done);
+}
+
+static void test_timer_stopped_before_it_was_armed(void **state) {
+    (void)state;
+    stop_first sf = {.c = {.on_owner = true}};
+    sem_init(&sf.go, 0, 0);
+    sem_init(&sf.done, 0, 0);
+    nh_error err;
+    assert_int_equal(nh_runtime_new(NULL, &sf.c.rt, &err), 0);
+    assert_int_equal(nh_runtime_post(sf.c.rt, stop_when_told, &sf), 0);
+    assert_int_equal(nh_timer_start(sf.c.rt, 1, 1, on_tick, &sf.c, &sf.t, &err), 0);
+    sem_post(&sf.go);
+    sem_wait(&sf.done);
+    nh_test_sleep_ms(50);
+    assert_int_equal(__atomic_load_n(&sf.c.fired, __ATOMIC_SEQ_CST), 0);
+    nh_runtime_free(sf.c.rt);
+    sem_destroy(&sf.go);
+    sem_destroy(&sf.done);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_membership_lists_every_known_peer_connected_or_not,
@@ -397,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_periodic_timer_holds_its_scope_until_stopped),
         cmocka_unit_test(test_timer_stopped_from_its_function_fires_exactly_n_times),
         cmocka_unit_test(test_runtime_stop_ends_running_timers),
+        cmocka_unit_test(test_timer_stopped_before_it_was_armed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

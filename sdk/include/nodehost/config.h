@@ -41,7 +41,7 @@ typedef struct nh_config_opts {
     size_t metadata_count;        /**< number of headers */
     uint32_t backoff_base_ms;     /**< reconnect backoff of the nodes (see nh_node_opts) */
     uint32_t backoff_max_ms;      /**< largest reconnect delay */
-    /** Keepalive ping interval of the nodes (see nh_node_opts); 0 means 1000 ms. */
+    /** Keepalive ping interval of the nodes (see nh_node_opts); 0 means no pings. */
     uint32_t keepalive_time_ms;
     /** Keepalive ping timeout of the nodes (see nh_node_opts); 0 means 2000 ms. */
     uint32_t keepalive_timeout_ms;

@@ -31,11 +31,15 @@ typedef struct nh_node_opts {
     uint32_t backoff_base_ms;    /**< first reconnect delay; 0 means 100 ms */
     uint32_t backoff_max_ms;     /**< largest reconnect delay; 0 means 5000 ms */
     /** HTTP/2 keepalive: ping the node after this long without a ping (also while idle);
-     * 0 means 1000 ms; at least 100. */
+     * at least 100. 0 means no pings (gRPC's default): servers other than nodehost may refuse
+     * frequent pings (grpc-go's default policy allows one every 5 minutes and closes the
+     * connection with GOAWAY too_many_pings otherwise). A nodehost server's own peer streams
+     * always ping (nh_server_opts). */
     uint32_t keepalive_time_ms;
     /** A ping not acknowledged within this declares the connection dead: the stream breaks and
      * the calls written to it fail with UNAVAILABLE (a stalled or partitioned node is noticed
-     * after about time + timeout, not when TCP gives up); 0 means 2000 ms; at least 100. */
+     * after about time + timeout, not when TCP gives up); 0 means 2000 ms when
+     * keepalive_time_ms is set; at least 100. */
     uint32_t keepalive_timeout_ms;
 } nh_node_opts;
 

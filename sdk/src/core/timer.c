@@ -75,8 +75,7 @@ static void on_fire(uv_timer_t *h) {
     if (t->repeat_ms == 0 && !t->stopped) disarm(t); /* a one-shot fired: nothing more */
 }
 
-static void arm(void *p) {
-    nh_timer *t = p;
+static void arm_now(nh_timer *t) {
     if (t->stopped) return; /* stopped before it was armed */
     if (t->rt->stopping) {
         disarm(t);
@@ -90,6 +89,13 @@ static void arm(void *p) {
     if (t->rt->timers) t->rt->timers->prev = t;
     t->rt->timers = t;
     uv_timer_start(&t->handle, on_fire, t->delay_ms, t->repeat_ms);
+}
+
+/* The posted form: the post holds a reference of its own, so that a stop on the owner thread
+ * before the post runs cannot free the timer under it. */
+static void arm_posted(void *p) {
+    arm_now(p);
+    timer_unref(p);
 }
 
 int nh_timer_start(nh_runtime *rt, uint64_t delay_ms, uint64_t repeat_ms, nh_timer_fn fn, void *arg,
@@ -108,11 +114,13 @@ int nh_timer_start(nh_runtime *rt, uint64_t delay_ms, uint64_t repeat_ms, nh_tim
                     .delay_ms = delay_ms,
                     .repeat_ms = repeat_ms,
                     .refs = out ? 2 : 1};
+    bool on_owner = nh_runtime_on_owner(rt);
+    if (!on_owner) t->refs++; /* the post's (arm_posted) */
     t->scope = nh_scope_capture();
     nh_scope_hold(t->scope);
-    if (nh_runtime_on_owner(rt)) {
-        arm(t);
-    } else if (nh_runtime_post_internal(rt, arm, t) != 0) {
+    if (on_owner) {
+        arm_now(t);
+    } else if (nh_runtime_post_internal(rt, arm_posted, t) != 0) {
         const nh_scope *s = t->scope;
         free(t);
         nh_scope_release(s);

@@ -4,6 +4,7 @@
 #include "server/server_impl.h"
 
 #include "config/config_impl.h"
+#include "transport/channel.h"
 #include "util/log.h"
 #include "wire/metadata.h"
 
@@ -31,14 +32,17 @@ static int dial_peers(nh_server *srv, const nh_server_opts *opts, nh_error *err)
     char idbuf[16];
     snprintf(idbuf, sizeof idbuf, "%u", opts->node_id);
     nh_metadata md[] = {{NH_NODE_ID_KEY, idbuf}};
+    /* Peer streams always run keepalive (the server's values, or the defaults). */
+    uint32_t ka_time = opts->keepalive_time_ms, ka_timeout = opts->keepalive_timeout_ms;
+    nh_tp_keepalive_resolve(&ka_time, &ka_timeout);
     nh_config_opts co = {.nodes = others,
                          .count = n,
                          .metadata = md,
                          .metadata_count = 1,
                          .backoff_base_ms = opts->backoff_base_ms,
                          .backoff_max_ms = opts->backoff_max_ms,
-                         .keepalive_time_ms = opts->keepalive_time_ms,
-                         .keepalive_timeout_ms = opts->keepalive_timeout_ms};
+                         .keepalive_time_ms = ka_time,
+                         .keepalive_timeout_ms = ka_timeout};
     int rc = 0;
     if (n) rc = nh_config_new(srv->rt, &co, &srv->outbound, err);
     free(others);

@@ -37,14 +37,17 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
         return NULL;
     }
     ch->loop = loop;
-    nh_tp_keepalive_resolve(&keepalive_time_ms, &keepalive_timeout_ms);
+    bool keepalive = keepalive_time_ms != 0; /* 0: no pings (gRPC's default) */
+    if (keepalive) nh_tp_keepalive_resolve(&keepalive_time_ms, &keepalive_timeout_ms);
     /* gRPC's own reconnect backoff follows ours. GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left at
      * its default (20 s) on purpose: gRPC uses it as the minimum connect timeout, and a small
      * value makes every slow handshake fail.
      * Keepalive: a ping every keepalive_time_ms, also while the stream carries no data (gRPC
      * allows only 2 pings without data by default, then stops pinging: 0 lifts that); a ping
      * not acknowledged within keepalive_timeout_ms closes the connection, and the stream
-     * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c). */
+     * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c); other
+     * servers may not (grpc-go answers pings more often than every 5 minutes with GOAWAY
+     * too_many_pings), which is why channels ping only when asked to. */
     grpc_arg args[7] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
@@ -68,7 +71,7 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
          .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
          .value.integer = 0},
     };
-    grpc_channel_args cargs = {.num_args = 7, .args = args};
+    grpc_channel_args cargs = {.num_args = keepalive ? 7 : 3, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(addr, creds, &cargs);
     grpc_channel_credentials_release(creds);
