@@ -80,6 +80,15 @@ echo "nodehost demo: a 3-node storage cluster from conf/cluster-3.yaml (ports ${
 step "1. start three nodes (one file, identity by --id)"
 for i in 1 2 3; do start_node "$i"; done
 for i in 1 2 3; do wait_config "$i" "1,2,3"; done
+wait_recovered() {  # an in-memory store answers reads once it caught up from its peers
+  local i
+  for i in $(seq 1 300); do
+    grep -q 'recovered: caught up' "$work/node$1.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "node $1 did not catch up from its peers"
+}
+for i in 1 2 3; do wait_recovered "$i"; done
 run "$nodehost" status "$(addr 1)"
 
 step "2. quorum write, then quorum read (majority of 3, newest timestamp wins)"

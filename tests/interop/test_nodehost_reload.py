@@ -517,6 +517,10 @@ class ReloadTest(unittest.TestCase):
                 ni.status(self.cluster.address(i))), ni.READY_TIMEOUT, 0.05)
             self.assertTrue(st, "node %d does not show Config [1, 2, 3]%s"
                             % (i, self.cluster.logs()))
+        # In-memory storage answers reads once it caught up from its peers after the start.
+        for i in (1, 2, 3):
+            self.assertTrue(self.cluster.nodes[i].wait_log("recovered: caught up"),
+                            "node %d did not recover%s" % (i, self.cluster.logs()))
         self.links = [Link(i, self.cluster.address(i)) for i in (1, 2, 3)]
         self.addCleanup(self._close_links)
         self.driver = Driver(self.links)

@@ -207,7 +207,14 @@ class DurableTest(ni.Case):
             i = ni.ok(w1.call("proto.Storage.Info"), ni.spb.InfoResponse)
             return (i.Version, i.Generation, i.Keys) == ("1.0.0+r2", 2, 20)
         self.assertTrue(ni.wait_for(on_r2, 20), c.nodes[1].log_tail())
+        # The old generation is finished and unloaded (its code unmapped, outside sanitizer
+        # builds): the new one serves the store with its own code and writer.
+        self.assertTrue(c.nodes[1].wait_log("generation 1 finished and unloaded"),
+                        c.nodes[1].log_tail())
         ni.ok(self.wnested(w1, "after", "reload"), ni.spb.WriteResponse)
+        r = ni.ok(w1.call("proto.Storage.ReadRPC", ni.spb.ReadRequest(Key="after")),
+                  ni.spb.ReadResponse)
+        self.assertEqual(r.Value, "reload")
         r = ni.ok(self.rnested(w1, "r07"), ni.spb.ReadResponse)
         self.assertEqual(r.Value, "x7")
         self.assertNotIn("cannot open", c.nodes[1].log())
