@@ -6,16 +6,15 @@ protobuf):
 - Conn: one Gorums NodeStream to one node with replies routed by message_seq_no; call() with a
   timeout returns a Reply (ok, code, message, payload) or raises CallTimeout / NotSent.
 - Node: one nodehost process (optionally inside a network namespace through `ip netns exec`),
-  SIGKILL / SIGSTOP / SIGCONT / restart, logs to files. Processes are started with
-  PR_SET_PDEATHSIG, so they die with the starting thread: start every node from the main
-  thread.
+  SIGKILL / SIGSTOP / SIGCONT / restart, logs to files. Processes are started through
+  `setpriv --pdeathsig KILL`, so they die with the starting thread: start every node from the
+  main thread.
 - Netns: a bridge in the root namespace and one namespace per node (veth pair, addresses
   10.77.<run>.N/24, the root side 10.77.<run>.254), with a per-run lock so parallel runs do not
   clash and leftovers of a killed run are removed by the next run that picks its number.
 - write_cluster_yaml(), status(): the cluster file and `nodehost status ADDRESS --json`.
 """
 
-import ctypes
 import fcntl
 import json
 import os
@@ -220,12 +219,6 @@ def call_once(pool, node, method, request, timeout, connect_timeout=1.0):
 
 # ---- processes ---------------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def base_env(**extra):
@@ -256,13 +249,16 @@ class Node:
     def start(self):
         self.runs += 1
         self.err_path = os.path.join(self.workdir, "node%d.run%d.stderr" % (self.id, self.runs))
-        cmd = [nodehost_path(), "--config", self.config_path, "--id", str(self.id)]
+        # setpriv (util-linux) sets the parent-death signal in the child before it execs the
+        # node: a Python preexec_fn would run Python code between fork and exec, which can
+        # deadlock the child (and Popen with it) when other threads hold locks at the fork.
+        cmd = ["setpriv", "--pdeathsig", "KILL", nodehost_path(), "--config", self.config_path,
+               "--id", str(self.id)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err, env=self.env,
-                                         preexec_fn=_die_with_parent)
+                                         stdout=subprocess.DEVNULL, stderr=err, env=self.env)
         self.stopped = False
 
     def alive(self):

@@ -131,7 +131,9 @@ class DurableTest(ni.Case):
         self.assertEqual(st["config"], [1])
         self.assertEqual(st.get("members"), [1, 2, 3], st)
         c.start(2)
-        self.wait_status(c.address(1), lambda s: s["config"] == [1, 2], "node 1 sees node 2")
+        for i in (1, 2):
+            self.wait_status(c.address(i), lambda s: s["config"] == [1, 2],
+                             "node %d sees nodes 1 and 2" % i)
         self.assertFalse(ni.ok(self.wnested(w1, "k", "v1"), ni.spb.WriteResponse) is None)
         r = ni.ok(self.rnested(w1, "k"), ni.spb.ReadResponse)
         self.assertEqual((r.OK, r.Value), (True, "v1"))
