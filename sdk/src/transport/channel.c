@@ -3,6 +3,8 @@
  * or fails the call (status 14) if it cannot connect. */
 #include "transport/channel.h"
 
+#include "transport/keepalive_args.h"
+
 #include "transport/server.h"
 #include "transport/stream_impl.h"
 #include "util/log.h"
@@ -48,7 +50,7 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
      * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c); other
      * servers may not (grpc-go answers pings more often than every 5 minutes with GOAWAY
      * too_many_pings), which is why channels ping only when asked to. */
-    grpc_arg args[7] = {
+    grpc_arg args[3 + NH_TP_KEEPALIVE_ARGS] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
@@ -58,20 +60,9 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_max_ms},
-        {.type = GRPC_ARG_INTEGER,
-         .key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
-         .value.integer = (int)keepalive_time_ms},
-        {.type = GRPC_ARG_INTEGER,
-         .key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-         .value.integer = (int)keepalive_timeout_ms},
-        {.type = GRPC_ARG_INTEGER,
-         .key = (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-         .value.integer = 1},
-        {.type = GRPC_ARG_INTEGER,
-         .key = (char *)GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA,
-         .value.integer = 0},
     };
-    grpc_channel_args cargs = {.num_args = keepalive ? 7 : 3, .args = args};
+    if (keepalive) nh_tp_keepalive_args(&args[3], keepalive_time_ms, keepalive_timeout_ms);
+    grpc_channel_args cargs = {.num_args = keepalive ? 3 + NH_TP_KEEPALIVE_ARGS : 3, .args = args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     ch->channel = grpc_channel_create(addr, creds, &cargs);
     grpc_channel_credentials_release(creds);
