@@ -354,13 +354,31 @@ static void test_periodic_timer_holds_its_scope_until_stopped(void **state) {
     nh_runtime_free(t.rt);
 }
 
+/* Started on the owner thread: t.self is set before the loop can fire it. */
+typedef struct start_on_owner {
+    tcount *c;
+    sem_t done;
+    int rc;
+} start_on_owner;
+
+static void start_self_stopping(void *arg) {
+    start_on_owner *so = arg;
+    nh_error err;
+    so->rc = nh_timer_start(so->c->rt, 1, 1, on_tick, so->c, &so->c->self, &err);
+    sem_post(&so->done);
+}
+
 static void test_timer_stopped_from_its_function_fires_exactly_n_times(void **state) {
     (void)state;
     tcount t = {.on_owner = true, .stop_after = 3};
     nh_error err;
     assert_int_equal(nh_runtime_new(NULL, &t.rt, &err), 0);
-    /* Started on the owner thread through a post, so that t.self is set before it fires. */
-    assert_int_equal(nh_timer_start(t.rt, 1, 1, on_tick, &t, &t.self, &err), 0);
+    start_on_owner so = {.c = &t, .rc = -1};
+    sem_init(&so.done, 0, 0);
+    assert_int_equal(nh_runtime_post(t.rt, start_self_stopping, &so), 0);
+    sem_wait(&so.done);
+    sem_destroy(&so.done);
+    assert_int_equal(so.rc, 0);
     assert_true(wait_value(&t.fired, 3, 5000));
     nh_test_sleep_ms(50);
     assert_int_equal(__atomic_load_n(&t.fired, __ATOMIC_SEQ_CST), 3);
