@@ -33,7 +33,12 @@ NH_API void nh_log_set_format(nh_log_format format);
 /** Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 NH_API int nh_log_level_parse(const char *name);
 
-/** Logs one line when level is enabled; component names the source ("host", "storage"). */
+/** Logs one line when level is enabled; component names the source ("host", "storage").
+ * Repeated lines are rate-limited per (level, component, fmt pointer, i.e. call site): at most
+ * NH_LOG_BURST lines (default 10; 0 = unlimited) per key per second; lines beyond that are
+ * dropped and counted, and the next line of that key printed in a later window is preceded by
+ * "suppressed N similar message(s) in the last X s: <last dropped message>" at the same level
+ * and component (JSON lines also carry `"suppressed":N`). Any thread; never allocates. */
 NH_API void nh_logf(nh_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -4,8 +4,29 @@
 
 #include <nodehost/log.h>
 
+#include <stddef.h>
+#include <stdint.h>
+
 /** True when messages of this level are printed. */
 int nh_log_enabled(nh_log_level level);
+
+/** Sets the rate limit of nh_logf(): at most burst lines per (level, component, call site) per
+ * second, 0 = unlimited, negative = read NH_LOG_BURST again (default 10). Clears the rate-limit
+ * table, dropping pending "suppressed" counts. Any thread; meant for tests and the program. */
+void nh_log_set_burst(int burst);
+
+/** A clock in nanoseconds (monotonic: only differences matter). */
+typedef int64_t (*nh_log_clock_fn)(void);
+
+/** Replaces the clock the rate limiter uses; NULL restores CLOCK_MONOTONIC. For tests. */
+void nh_log_set_clock(nh_log_clock_fn now_ns);
+
+/** Receives each complete log line (newline included, not NUL-terminated at len). */
+typedef void (*nh_log_sink_fn)(void *ctx, const char *line, size_t len);
+
+/** Sends log lines to sink instead of stderr; NULL restores stderr. For tests; set it while no
+ * other thread logs. */
+void nh_log_set_sink(nh_log_sink_fn sink, void *ctx);
 
 /** Internal name of nh_logf(). */
 #define nh_log nh_logf
