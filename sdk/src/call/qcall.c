@@ -363,10 +363,13 @@ static _Thread_local struct {
 nh_qf_verdict nh_qf_fail(nh_code code, const char *fmt, ...) {
     qf_failure.set = true;
     qf_failure.code = code == NH_OK ? NH_UNKNOWN : code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(qf_failure.message, sizeof qf_failure.message, fmt ? fmt : "", ap);
-    va_end(ap);
+    qf_failure.message[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(qf_failure.message, sizeof qf_failure.message, fmt, ap);
+        va_end(ap);
+    }
     return NH_QF_FAIL;
 }
 

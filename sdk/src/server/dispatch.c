@@ -559,11 +559,13 @@ int nh_ctx_reply(nh_server_ctx *ctx, const void *payload, size_t len) {
 
 int nh_ctx_reply_error(nh_server_ctx *ctx, nh_code code, const char *fmt, ...) {
     if (!ctx) return -1;
-    char text[NH_ERROR_MESSAGE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt ? fmt : "", ap);
-    va_end(ap);
+    char text[NH_ERROR_MESSAGE_MAX] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+    }
     reply_task proto = {.is_error = true, .code = code, .text = text};
     return reply(ctx, &proto, NULL, 0);
 }
