@@ -18,8 +18,9 @@ static const char *const node_keys[] = {"id", "listen", NULL};
 static const char *const peer_keys[] = {"id", "address", NULL};
 static const char *const clients_keys[] = {"accept", "max", NULL};
 static const char *const plugin_keys[] = {"name", "path", "config", NULL};
-static const char *const limits_keys[] = {"max_message_size", "max_inbox", "shutdown_grace_ms",
-                                          NULL};
+static const char *const limits_keys[] = {"max_message_size",       "max_inbox",
+                                          "shutdown_grace_ms",      "max_queued_reply_bytes",
+                                          "slow_reader_timeout_ms", NULL};
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const keepalive_keys[] = {"time_ms", "timeout_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
@@ -404,6 +405,14 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     }
     if (get_size(limits, "max_inbox", 1024, 1, 1000000, false, &c->max_inbox, err) != 0) return -1;
     if (get_u32(limits, "shutdown_grace_ms", 5000, 0, 600000, &c->shutdown_grace_ms, err) != 0) {
+        return -1;
+    }
+    if (get_size(limits, "max_queued_reply_bytes", 16 << 20, 64 << 10, 1 << 30, true,
+                 &c->max_queued_reply_bytes, err) != 0) {
+        return -1;
+    }
+    if (get_u32(limits, "slow_reader_timeout_ms", 30000, 100, 3600000, &c->slow_reader_timeout_ms,
+                err) != 0) {
         return -1;
     }
 

@@ -17,7 +17,8 @@
  *                                              # content changes (SHA-256); default false
  *   debounce_ms: 200                           # quiet time after the last change before
  *                                              # reloading, 10..60000; default 200
- * limits: { max_message_size: 4Mi, max_inbox: 1024, shutdown_grace_ms: 5000 }
+ * limits: { max_message_size: 4Mi, max_inbox: 1024, shutdown_grace_ms: 5000,
+ *           max_queued_reply_bytes: 16Mi, slow_reader_timeout_ms: 30000 }
  * keepalive: { time_ms: 1000, timeout_ms: 2000 }  # peer liveness pings: 100..3600000 and
  *                                              # 100..600000; a dead peer leaves Config
  *                                              # after about time_ms + timeout_ms
@@ -108,6 +109,12 @@ typedef struct nh_host_config {
     size_t max_message_size;    /**< limits.max_message_size, 1Ki..64Mi, default 4Mi */
     size_t max_inbox;           /**< limits.max_inbox, 1..1000000, default 1024 */
     uint32_t shutdown_grace_ms; /**< limits.shutdown_grace_ms, 0..600000, default 5000 */
+    /** limits.max_queued_reply_bytes, 64Ki..1Gi, default 16Mi: unsent reply bytes per accepted
+     * stream before the stream stops reading requests */
+    size_t max_queued_reply_bytes;
+    /** limits.slow_reader_timeout_ms, 100..3600000, default 30000: how long a stream may stay
+     * over max_queued_reply_bytes before it is ended */
+    uint32_t slow_reader_timeout_ms;
 
     uint32_t keepalive_time_ms;    /**< keepalive.time_ms, 100..3600000, default 1000 */
     uint32_t keepalive_timeout_ms; /**< keepalive.timeout_ms, 100..600000, default 2000 */

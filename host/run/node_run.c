@@ -145,6 +145,12 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                             "%s: limits.max_message_size and limits.max_inbox %s", nw->file,
                             restart);
+    if (cur->max_queued_reply_bytes != nw->max_queued_reply_bytes ||
+        cur->slow_reader_timeout_ms != nw->slow_reader_timeout_ms)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "%s: limits.max_queued_reply_bytes and "
+                            "limits.slow_reader_timeout_ms %s",
+                            nw->file, restart);
     if (cur->keepalive_time_ms != nw->keepalive_time_ms ||
         cur->keepalive_timeout_ms != nw->keepalive_timeout_ms)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
@@ -259,6 +265,8 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     nh_server_opts so = {
         .listen = cfg->listen,
         .max_inbox = cfg->max_inbox,
+        .max_queued_reply_bytes = cfg->max_queued_reply_bytes,
+        .slow_reader_timeout_ms = cfg->slow_reader_timeout_ms,
         .node_id = cfg->node_id,
         .peers = peers,
         .peer_count = cfg->peer_count,

@@ -254,6 +254,8 @@ static void test_full_file(void **state) {
     assert_int_equal(c->max_message_size, 1 << 20);
     assert_int_equal(c->max_inbox, 64);
     assert_int_equal(c->shutdown_grace_ms, 0);
+    assert_int_equal(c->max_queued_reply_bytes, 2 << 20);
+    assert_int_equal(c->slow_reader_timeout_ms, 1500);
     assert_int_equal(c->log_level, 3);
     assert_int_equal(c->log_format, NH_LOGFMT_JSON);
     nh_host_config_free(c);
@@ -278,6 +280,8 @@ static void test_defaults(void **state) {
     assert_int_equal(c->max_message_size, 4 << 20);
     assert_int_equal(c->max_inbox, 1024);
     assert_int_equal(c->shutdown_grace_ms, 5000);
+    assert_int_equal(c->max_queued_reply_bytes, 16 << 20);
+    assert_int_equal(c->slow_reader_timeout_ms, 30000);
     assert_int_equal(c->log_level, 2);
     assert_int_equal(c->log_format, NH_LOGFMT_TEXT);
     nh_host_config_free(c);

@@ -47,12 +47,26 @@ typedef void (*nh_config_change_fn)(nh_config *cfg, bool client_config, void *us
 /** A condition on a configuration, for nh_server_wait_config(). Must not block. */
 typedef bool (*nh_config_cond_fn)(const nh_config *cfg, void *user);
 
+/** Default of nh_server_opts.max_queued_reply_bytes: 16 MiB per stream. */
+#define NH_DEFAULT_MAX_QUEUED_REPLY ((size_t)16 << 20)
+/** Default of nh_server_opts.slow_reader_timeout_ms: 30 s. */
+#define NH_DEFAULT_SLOW_READER_MS 30000u
+
 /** Options for nh_server_new(). Zero-initialise and set what you need. */
 typedef struct nh_server_opts {
     const char *listen; /**< "host:port" to listen on ("127.0.0.1:0" picks a port) */
     size_t max_inbox;   /**< requests buffered per stream while a handler holds the
                              stream's order; past it the stream stops reading
                              (backpressure). 0 means 1024 */
+    /** Reply bytes an accepted stream may have waiting to be sent (the peer does not read, so
+     * HTTP/2 flow control holds them); past it the stream dispatches and reads no more requests
+     * until the backlog drained below half of it. Other streams are unaffected. 0 means
+     * NH_DEFAULT_MAX_QUEUED_REPLY (16 MiB). */
+    size_t max_queued_reply_bytes;
+    /** A stream that stays over max_queued_reply_bytes this long is ended with
+     * RESOURCE_EXHAUSTED "the peer does not read its replies". 0 means
+     * NH_DEFAULT_SLOW_READER_MS (30 s). */
+    uint32_t slow_reader_timeout_ms;
     /* The symmetric configuration (all optional): */
     uint32_t node_id;          /**< this node's ID (1 to 2^20-1); 0: no Config tracking */
     const nh_node_addr *peers; /**< the known peers (may include this node itself) */

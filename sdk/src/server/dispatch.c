@@ -4,7 +4,11 @@
  * request runs only when the previous one no longer holds the stream's order (it returned
  * without deferring, ended, or released). The receive stays armed meanwhile; requests that
  * arrive wait in the endpoint's inbox, which is bounded (max_inbox): past it the stream stops
- * reading and HTTP/2 flow control pushes back. Replies to calls this node made over the same
+ * reading and HTTP/2 flow control pushes back. The replies are bounded too: past the server's
+ * max_queued_reply_bytes unsent on an accepted stream (a peer that does not read its replies),
+ * the endpoint dispatches nothing more and stops reading until the transport drained below half
+ * of it; a stream that stays over the bound for slow_reader_timeout_ms is ended by the
+ * transport with RESOURCE_EXHAUSTED. Replies to calls this node made over the same
  * stream (bit 63 set on a tracked peer's stream) never wait in the inbox: they go straight to
  * the peer node's router, so a handler that calls back its own caller cannot deadlock.
  *
@@ -253,14 +257,14 @@ static void pump(nh_server_stream *st) {
     if (st->pumping) return;
     st->pumping = true;
     st->refs++;
-    while (live(st) && !st->holder && st->inbox_len) {
+    while (live(st) && !st->holder && !st->reply_blocked && st->inbox_len) {
         nh_wire_msg *m = st->inbox[st->inbox_head];
         st->inbox_head = (st->inbox_head + 1) % st->inbox_cap;
         st->inbox_len--;
         dispatch(st, m);
     }
     st->pumping = false;
-    if (st->tp && st->paused && st->inbox_len < st->max_inbox / 2) {
+    if (st->tp && st->paused && !st->reply_blocked && st->inbox_len < st->max_inbox / 2) {
         st->paused = false;
         nh_tp_stream_pause_recv(st->tp, false);
     }
@@ -338,6 +342,25 @@ static void on_sent(void *user, void *tag, bool ok) {
     if (st->peer) p->ops->on_sent(p, st->peer, ok);
 }
 
+/* The stream's unsent replies went over the bound (stop reading and dispatching) or drained
+ * below half of it (go on: pump resumes reading once the inbox allows it too). */
+static void on_backlog(void *user, bool over) {
+    nh_server_stream *st = user;
+    st->reply_blocked = over;
+    if (over) {
+        nh_log(NH_LOG_DEBUG, "server", "stream from %s: replies not read; reading paused",
+               st->peer_addr);
+        if (st->tp && !st->paused) {
+            st->paused = true;
+            nh_tp_stream_pause_recv(st->tp, true);
+        }
+    } else {
+        nh_log(NH_LOG_DEBUG, "server", "stream from %s: replies drained; reading resumed",
+               st->peer_addr);
+        pump(st);
+    }
+}
+
 static void on_closed(void *user, nh_code code, const char *details) {
     nh_server_stream *st = user;
     nh_log(NH_LOG_DEBUG, "server", "stream from %s closed (%s %s)", st->peer_addr,
@@ -363,6 +386,7 @@ static const nh_tp_stream_events server_stream_events = {
     .on_recv_end = on_recv_end,
     .on_sent = on_sent,
     .on_ready = NULL,
+    .on_backlog = on_backlog,
     .on_closed = on_closed,
 };
 
@@ -413,6 +437,7 @@ void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t 
     if (srv->streams) srv->streams->prev = st;
     srv->streams = st;
     nh_tp_stream_set_events(s, &server_stream_events, st);
+    nh_tp_stream_set_send_limit(s, srv->max_queued_reply_bytes, srv->slow_reader_timeout_ms);
     nh_log(NH_LOG_DEBUG, "server", "stream from %s accepted (peer kind %d, id %u)", st->peer_addr,
            (int)kind, id);
 }

@@ -96,6 +96,10 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     if (!srv) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     srv->rt = rt;
     srv->max_inbox = opts->max_inbox ? opts->max_inbox : 1024;
+    srv->max_queued_reply_bytes =
+        opts->max_queued_reply_bytes ? opts->max_queued_reply_bytes : NH_DEFAULT_MAX_QUEUED_REPLY;
+    srv->slow_reader_timeout_ms =
+        opts->slow_reader_timeout_ms ? opts->slow_reader_timeout_ms : NH_DEFAULT_SLOW_READER_MS;
     new_args a = {.rt = rt, .opts = opts, .srv = srv, .err = err, .rc = -1};
     if (nh_runtime_sync(rt, new_on_owner, &a) != 0)
         a.rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");

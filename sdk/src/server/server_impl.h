@@ -18,6 +18,8 @@ struct nh_server {
     nh_tp_server *tp;
     nh_method_table methods;
     size_t max_inbox;
+    size_t max_queued_reply_bytes;   /* per accepted stream (default applied) */
+    uint32_t slow_reader_timeout_ms; /* over that bound for this long: the stream ends */
     bool stopped;
     struct nh_server_stream *streams; /* accepted streams (for stop) */
     struct nh_server *next, *prev;    /* the runtime's list */
@@ -50,6 +52,7 @@ typedef struct nh_server_stream {
     struct nh_server_ctx *holder; /* the context holding the order, if any */
     int open_ctx;                 /* contexts not yet ended */
     bool pumping, recv_ended, paused;
+    bool reply_blocked; /* too many reply bytes unsent: dispatch and reading wait */
     struct nh_server_stream *next, *prev; /* the server's list (accepted streams) */
 } nh_server_stream;
 

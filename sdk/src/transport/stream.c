@@ -52,7 +52,21 @@ bool nh_tp_stream_start(nh_tp_stream *s, const grpc_op *ops, size_t n, nh_tp_tag
     return true;
 }
 
+static void on_slow_timer_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* Stops and releases the slow-reader timer (its memory goes when libuv closed it). */
+static void slow_timer_close(nh_tp_stream *s) {
+    if (!s->slow_timer) return;
+    uv_timer_stop(s->slow_timer);
+    s->slow_timer->data = NULL;
+    uv_close((uv_handle_t *)s->slow_timer, on_slow_timer_closed);
+    s->slow_timer = NULL;
+}
+
 static void stream_free(nh_tp_stream *s) {
+    slow_timer_close(s);
     nh_send_queue_clear(&s->queue);
     grpc_metadata_array_destroy(&s->initial_md);
     grpc_metadata_array_destroy(&s->trailing_md);
@@ -111,6 +125,50 @@ static void on_recv(nh_tp_tag *tag, bool ok) {
     nh_tp_stream_op_done(s);
 }
 
+static void on_slow_timeout(uv_timer_t *t) {
+    nh_tp_stream *s = t->data;
+    if (!s || s->closed || !s->backlogged) return;
+    nh_log(NH_LOG_WARN, "transport",
+           "stream from %s: %zu reply bytes unsent for %u ms (limit %zu); ending the stream",
+           s->peer, nh_tp_stream_queued_bytes(s), (unsigned)s->slow_timeout_ms, s->send_limit);
+    nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "the peer does not read its replies");
+}
+
+/* Compares the unsent bytes with the limit: reports crossing it and drains below half of it,
+ * and runs the slow-reader deadline while over. */
+static void check_backlog(nh_tp_stream *s) {
+    if (!s->send_limit || s->closed) return;
+    size_t bytes = nh_tp_stream_queued_bytes(s);
+    if (!s->backlogged && bytes > s->send_limit) {
+        s->backlogged = true;
+        if (s->slow_timeout_ms) {
+            if (!s->slow_timer) {
+                s->slow_timer = malloc(sizeof *s->slow_timer);
+                if (s->slow_timer) uv_timer_init(nh_tp_loop_uv(s->loop), s->slow_timer);
+            }
+            if (s->slow_timer) {
+                s->slow_timer->data = s;
+                uv_timer_start(s->slow_timer, on_slow_timeout, s->slow_timeout_ms, 0);
+            }
+        }
+        if (s->ev && s->ev->on_backlog) s->ev->on_backlog(s->user, true);
+    } else if (s->backlogged && bytes < s->send_limit / 2) {
+        s->backlogged = false;
+        if (s->slow_timer) uv_timer_stop(s->slow_timer);
+        if (s->ev && s->ev->on_backlog) s->ev->on_backlog(s->user, false);
+    }
+}
+
+void nh_tp_stream_set_send_limit(nh_tp_stream *s, size_t max_bytes, uint32_t timeout_ms) {
+    s->send_limit = max_bytes;
+    s->slow_timeout_ms = timeout_ms;
+    check_backlog(s);
+}
+
+size_t nh_tp_stream_queued_bytes(const nh_tp_stream *s) {
+    return nh_send_queue_bytes(&s->queue) + s->send_inflight_len;
+}
+
 static void bytes_unref_cb(void *p) {
     nh_bytes_unref(p);
 }
@@ -131,11 +189,13 @@ static void send_next(nh_tp_stream *s) {
     s->send_bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     s->send_user_tag = it.tag;
+    s->send_inflight_len = it.msg->len;
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     op.data.send_message.send_message = s->send_bb;
     if (!nh_tp_stream_start(s, &op, 1, &s->send_tag)) {
         grpc_byte_buffer_destroy(s->send_bb);
         s->send_bb = NULL;
+        s->send_inflight_len = 0;
         if (it.tag && s->ev && s->ev->on_sent) s->ev->on_sent(s->user, it.tag, false);
         s->send_user_tag = NULL;
         return;
@@ -146,6 +206,7 @@ static void send_next(nh_tp_stream *s) {
 static void on_send(nh_tp_tag *tag, bool ok) {
     nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, send_tag));
     s->send_busy = false;
+    s->send_inflight_len = 0;
     grpc_byte_buffer_destroy(s->send_bb);
     s->send_bb = NULL;
     void *t = s->send_user_tag;
@@ -154,6 +215,7 @@ static void on_send(nh_tp_tag *tag, bool ok) {
     if (!s->closed) {
         if (t && s->ev && s->ev->on_sent) s->ev->on_sent(s->user, t, ok);
         if (ok) send_next(s);
+        check_backlog(s);
     }
     nh_tp_stream_op_done(s);
 }
@@ -168,6 +230,7 @@ int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag) {
         return -1;
     }
     send_next(s);
+    check_backlog(s);
     return 0;
 }
 
@@ -218,6 +281,7 @@ void nh_tp_stream_cancel(nh_tp_stream *s, nh_code code, const char *details) {
 void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *details) {
     if (s->closed) return;
     s->closed = true;
+    slow_timer_close(s);
     const nh_tp_stream_events *ev = s->ev;
     void *user = s->user;
     /* Tagged sends that will never complete successfully: tell their owners now. */

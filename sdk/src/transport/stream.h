@@ -26,6 +26,9 @@ typedef struct nh_tp_stream_events {
     /** Client streams: the server answered (headers, a message, or a completed send), so the
      * connection is proven. Called once. */
     void (*on_ready)(void *user);
+    /** The queued send bytes went over the limit (over true), or drained below half of it
+     * (false) after having gone over (nh_tp_stream_set_send_limit). Optional. */
+    void (*on_backlog)(void *user, bool over);
     /** The stream ended with a status. The last event: afterwards the stream pointer is invalid
      * and every queued send was dropped (on_sent(tag, false) was called for tagged ones). */
     void (*on_closed)(void *user, nh_code code, const char *details);
@@ -41,6 +44,15 @@ int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag);
 
 /** Removes not-yet-started sends carrying tag; returns how many (no on_sent for them). */
 size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag);
+
+/** Bounds the bytes waiting to be sent (queued plus the one in flight): past max_bytes the
+ * stream reports on_backlog(true), below max_bytes / 2 on_backlog(false). When it stays over
+ * the bound for timeout_ms, the stream is cancelled with RESOURCE_EXHAUSTED "the peer does not
+ * read its replies". max_bytes 0 removes the bound. */
+void nh_tp_stream_set_send_limit(nh_tp_stream *s, size_t max_bytes, uint32_t timeout_ms);
+
+/** Bytes waiting to be sent: the queued messages plus the one in flight. */
+size_t nh_tp_stream_queued_bytes(const nh_tp_stream *s);
 
 /** Stops (true) or resumes (false) reading: backpressure through HTTP/2 flow control. */
 void nh_tp_stream_pause_recv(nh_tp_stream *s, bool paused);

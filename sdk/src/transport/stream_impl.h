@@ -29,7 +29,14 @@ struct nh_tp_stream {
     grpc_byte_buffer *send_bb;
     void *send_user_tag;
     bool send_busy;
+    size_t send_inflight_len; /* bytes of the message in flight (0 when none) */
     nh_send_queue queue;
+
+    /* slow reader bound (nh_tp_stream_set_send_limit); 0: unbounded */
+    size_t send_limit;
+    uint32_t slow_timeout_ms;
+    bool backlogged;        /* over the limit, not yet drained below half of it */
+    uv_timer_t *slow_timer; /* runs while backlogged; allocated on first use */
 
     /* end of stream */
     nh_tp_tag start_tag;       /* initial metadata batch */
