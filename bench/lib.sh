@@ -150,7 +150,8 @@ wait_node() {
 }
 
 # cluster_yaml <plugin name> <plugin path> <log level> <port>...: a nodehost cluster file with
-# peers 1..n on those loopback ports, clients accepted and the plugin loaded.
+# peers 1..n on those loopback ports, clients accepted and the plugin loaded (with the flow-style
+# map in PLUGIN_CONFIG as its config, when set).
 cluster_yaml() {
     local name=$1 path=$2 level=$3 i=0 port
     shift 3
@@ -162,7 +163,7 @@ cluster_yaml() {
     done
     echo "clients: { accept: true }"
     echo "plugins:"
-    echo "  - { name: $name, path: \"$path\" }"
+    echo "  - { name: $name, path: \"$path\"${PLUGIN_CONFIG:+, config: $PLUGIN_CONFIG} }"
     echo "log: { level: $level, format: text }"
 }
 

@@ -56,24 +56,10 @@ DATA=${DATA_PARENT:-$WORK}/storage-data.$$
 
 # storage_yaml <mode> <port>...: the cluster file, the storage plugin configured for the mode.
 storage_yaml() {
-    local mode=$1 i=0 port
+    local mode=$1 PLUGIN_CONFIG=""
     shift
-    echo "version: 1"
-    echo "peers:"
-    for port in "$@"; do
-        i=$((i + 1))
-        echo "  - { id: $i, address: \"127.0.0.1:$port\" }"
-    done
-    echo "clients: { accept: true }"
-    echo "plugins:"
-    echo "  - name: storage"
-    echo "    path: \"$PLUGIN\""
-    if [[ $mode != mem ]]; then
-        echo "    config:"
-        echo "      data_dir: \"$DATA\""
-        echo "      sync: $mode"
-    fi
-    echo "log: { level: warn, format: text }"
+    [[ $mode != mem ]] && PLUGIN_CONFIG="{ data_dir: \"$DATA\", sync: $mode }"
+    PLUGIN_CONFIG=$PLUGIN_CONFIG cluster_yaml storage "$PLUGIN" warn "$@"
 }
 
 # start_servers <mode>: 3 nodehost processes sharing one cluster file; sets SERVER_PIDS, ADDRS.

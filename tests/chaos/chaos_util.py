@@ -366,13 +366,7 @@ def write_cluster_yaml(path, addresses, plugin_config, log_level="info"):
     return path
 
 
-def distinct_free_ports(n):
-    ports = []
-    while len(ports) < n:
-        p = nu.free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
+distinct_free_ports = nu.distinct_free_ports
 
 
 # ---- network namespaces ------------------------------------------------------------------------

@@ -59,6 +59,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def distinct_free_ports(n):
+    """n distinct ports that were free a moment ago (see free_port())."""
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
 def load_stream_pb2():
     """Generates and imports stream_pb2 once per process; the temporary directory is removed
     at interpreter exit."""

@@ -160,13 +160,7 @@ def base_env(**extra):
     return env
 
 
-def distinct_free_ports(n):
-    ports = []
-    while len(ports) < n:
-        p = nu.free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
+distinct_free_ports = nu.distinct_free_ports
 
 
 def run_nodehost(args, env=None, timeout=None):
