@@ -28,17 +28,23 @@ static void usage(FILE *out) {
             "                                               validate the file and every plugin it\n"
             "                                               names (load and descriptor check, no "
             "init)\n"
-            "  nodehost status ADDRESS [--json] [--timeout-ms N]\n"
+            "  nodehost status ADDRESS [--json] [--timeout-ms N] [TLS options]\n"
             "                                               print a running node's ID, Config,\n"
             "                                               ClientConfig, plugins and reloads\n"
             "                                               (--timeout-ms default 3000)\n"
-            "  nodehost reload ADDRESS [--json] [--timeout-ms N]\n"
+            "  nodehost reload ADDRESS [--json] [--timeout-ms N] [TLS options]\n"
             "                                               make a running node reload its\n"
             "                                               configuration's plugins and print\n"
             "                                               the outcome (waits up to 5 s for\n"
             "                                               the connection; --timeout-ms\n"
             "                                               default 30000; exit 1 with the\n"
             "                                               reason when the reload failed)\n"
+            "\n"
+            "TLS options of status and reload (for a node with a tls section):\n"
+            "      --tls-ca FILE       connect with TLS; the node's certificate must be signed\n"
+            "                          by this CA bundle (PEM)\n"
+            "      --tls-cert FILE     present this certificate (PEM): a node's own certificate,\n"
+            "      --tls-key FILE      or one listed in the node's admin.allow\n"
             "\n"
             "Options:\n"
             "  -c, --config FILE       the YAML configuration (see conf/reference.yaml)\n"
@@ -89,15 +95,22 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out) {
 
 /* `nodehost status|reload ADDRESS [--json] [--timeout-ms N]`: both ask the node's admin
  * service, print what it answers and take the same arguments. */
-typedef int (*admin_print_fn)(const char *address, uint32_t timeout_ms, bool json, FILE *out,
-                              nh_error *err);
+typedef int (*admin_print_fn)(const char *address, uint32_t timeout_ms, bool json, nh_tls *tls,
+                              FILE *out, nh_error *err);
 
 static int cmd_admin(int argc, char **argv, uint32_t timeout_ms, admin_print_fn print) {
     const char *cmd = argv[1], *address = NULL;
+    const char *ca = NULL, *cert = NULL, *key = NULL;
     bool json = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--tls-ca") && i + 1 < argc) {
+            ca = argv[++i];
+        } else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc) {
+            key = argv[++i];
         } else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc) {
             if (parse_u32(argv[++i], 600000, &timeout_ms) != 0) {
                 fprintf(stderr, "nodehost %s: --timeout-ms must be 1 to 600000\n", cmd);
@@ -118,11 +131,25 @@ static int cmd_admin(int argc, char **argv, uint32_t timeout_ms, admin_print_fn 
         return 2;
     }
     nh_error err = {0};
-    if (print(address, timeout_ms, json, stdout, &err) != 0) {
-        fprintf(stderr, "nodehost %s: %s: %s\n", cmd, address, err.message);
-        return 1;
+    nh_tls *tls = NULL;
+    if (ca || cert || key) {
+        if (!ca) {
+            fprintf(stderr, "nodehost %s: --tls-cert and --tls-key need --tls-ca\n", cmd);
+            return 2;
+        }
+        nh_tls_opts to = {.ca_file = ca, .cert_file = cert, .key_file = key};
+        if (nh_tls_new(&to, &tls, NULL, &err) != 0) {
+            fprintf(stderr, "nodehost %s: %s\n", cmd, err.message);
+            return 2;
+        }
     }
-    return 0;
+    int rc = 0;
+    if (print(address, timeout_ms, json, tls, stdout, &err) != 0) {
+        fprintf(stderr, "nodehost %s: %s: %s\n", cmd, address, err.message);
+        rc = 1;
+    }
+    nh_tls_unref(tls);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -218,6 +245,12 @@ int main(int argc, char **argv) {
     int rc = 1;
     if (state_dir_path(state_dir, dir, sizeof dir) != 0) goto out;
     if (check) {
+        nh_tls *tls = NULL;
+        if (cfg->tls.on && nh_host_tls_load(cfg, NULL, &tls, &err) != 0) {
+            fprintf(stderr, "%s\n", err.message);
+            goto out;
+        }
+        nh_tls_unref(tls);
         if (nh_plugin_host_check(cfg, dir, &err) != 0) {
             fprintf(stderr, "%s\n", err.message);
             goto out;

@@ -436,7 +436,8 @@ int main(int argc, char **argv) {
             char *spec = argv[++i], *eq = strchr(spec, '=');
             if (!eq) return usage(argv[0]);
             *eq = '\0';
-            peers[npeers++] = (nh_node_addr){(uint32_t)strtoul(spec, NULL, 10), eq + 1};
+            peers[npeers++] =
+                (nh_node_addr){.id = (uint32_t)strtoul(spec, NULL, 10), .address = eq + 1};
         } else if (!strcmp(opt, "--dial")) {
             dial = true;
         } else if (!strcmp(opt, "--listen") && has) {

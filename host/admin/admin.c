@@ -13,6 +13,18 @@
 #include <string.h>
 #include <time.h>
 
+/* Who may call (security_config.h): answers PERMISSION_DENIED and returns false otherwise. Owner
+ * thread (the plugin host's configuration is read there). */
+static bool admin_gate(nh_admin_source *src, nh_server_ctx *ctx) {
+    const nh_plugin_host *ph = __atomic_load_n(&src->plugins, __ATOMIC_ACQUIRE);
+    const nh_host_config *cfg = ph ? nh_plugin_host_config(ph) : src->cfg;
+    char why[400];
+    if (!cfg || nh_host_admin_allowed(cfg, ctx, why, sizeof why)) return true;
+    nh_logf(NH_LOG_WARN, "admin", "%s refused: %s", nh_ctx_method(ctx), why);
+    nh_ctx_reply_error(ctx, NH_PERMISSION_DENIED, "%s: %s", nh_ctx_method(ctx), why);
+    return false;
+}
+
 static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -72,6 +84,7 @@ static void plugin_list_free(plugin_list *l) {
 
 static void handle_status(nh_server_ctx *ctx, void *user) {
     nh_admin_source *src = user;
+    if (!admin_gate(src, ctx)) return;
     Nodehost__StatusResponse resp = NODEHOST__STATUS_RESPONSE__INIT;
     resp.node_id = src->node_id;
     resp.listen = (char *)src->listen;
@@ -160,6 +173,7 @@ static void reload_done(const nh_reload_result *r, void *arg) {
 
 static void handle_reload(nh_server_ctx *ctx, void *user) {
     nh_admin_source *src = user;
+    if (!admin_gate(src, ctx)) return;
     nh_reloader *reloader = __atomic_load_n(&src->reloader, __ATOMIC_ACQUIRE);
     if (!reloader) {
         nh_ctx_reply_error(ctx, NH_UNAVAILABLE, NH_ADMIN_RELOAD_NOT_READY);
@@ -338,10 +352,13 @@ typedef struct admin_call {
     size_t len;
     uint32_t timeout_ms;
     uint32_t retry_ms;
+    nh_tls *tls; /* NULL: plaintext */
 } admin_call;
 
 static bool worth_retrying(const nh_error *err) {
     if (err->code != NH_UNAVAILABLE) return false;
+    /* A refused certificate or identity will not get better by asking again. */
+    if (strstr(err->message, "TLS: ") || strstr(err->message, "UNAUTHENTICATED")) return false;
     if (err->kind != NH_ERR_STATUS) return true; /* no answer */
     size_t n = strlen(err->message), k = strlen(NH_ADMIN_RELOAD_NOT_READY);
     return n >= k && !strcmp(err->message + n - k, NH_ADMIN_RELOAD_NOT_READY);
@@ -361,7 +378,12 @@ static int admin_rpc(const admin_call *a, nh_buf *resp, nh_error *err) {
     nh_runtime_opts ro = {.name = "admin", .workers = 1};
     if (nh_runtime_new(&ro, &rt, err) != 0) return -1;
     nh_node *node = NULL;
-    nh_node_opts no = {.id = 1, .address = a->address, .backoff_max_ms = 200};
+    /* The node's ID is not known here: with TLS, any certificate the CA signed is the node. */
+    nh_node_opts no = {.id = 1,
+                       .address = a->address,
+                       .backoff_max_ms = 200,
+                       .tls = a->tls,
+                       .server_identity = "*"};
     int rc = -1;
     if (nh_node_open(rt, &no, &node, err) == 0) {
         int64_t start = mono_ns();
@@ -382,8 +404,8 @@ static int admin_rpc(const admin_call *a, nh_buf *resp, nh_error *err) {
     return rc;
 }
 
-int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, FILE *out,
-                          nh_error *err) {
+int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, nh_tls *tls,
+                          FILE *out, nh_error *err) {
     Nodehost__StatusRequest req = NODEHOST__STATUS_REQUEST__INIT;
     uint8_t buf[16];
     admin_call a = {.address = address,
@@ -391,7 +413,8 @@ int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, F
                     .req = buf,
                     .len = nodehost__status_request__pack(&req, buf),
                     .timeout_ms = timeout_ms,
-                    .retry_ms = timeout_ms};
+                    .retry_ms = timeout_ms,
+                    .tls = tls};
     nh_buf resp = {0};
     if (admin_rpc(&a, &resp, err) != 0) return -1;
     Nodehost__StatusResponse *r = nodehost__status_response__unpack(NULL, resp.len, resp.data);
@@ -404,8 +427,8 @@ int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, F
     return 0;
 }
 
-int nh_admin_print_reload(const char *address, uint32_t timeout_ms, bool json, FILE *out,
-                          nh_error *err) {
+int nh_admin_print_reload(const char *address, uint32_t timeout_ms, bool json, nh_tls *tls,
+                          FILE *out, nh_error *err) {
     Nodehost__ReloadRequest req = NODEHOST__RELOAD_REQUEST__INIT;
     uint8_t buf[16];
     /* Waiting for a node to come up is status's business: reload gives up on an unreachable
@@ -415,7 +438,8 @@ int nh_admin_print_reload(const char *address, uint32_t timeout_ms, bool json, F
                     .req = buf,
                     .len = nodehost__reload_request__pack(&req, buf),
                     .timeout_ms = timeout_ms,
-                    .retry_ms = timeout_ms < 5000 ? timeout_ms : 5000};
+                    .retry_ms = timeout_ms < 5000 ? timeout_ms : 5000,
+                    .tls = tls};
     nh_buf resp = {0};
     if (admin_rpc(&a, &resp, err) != 0) return -1;
     Nodehost__ReloadResponse *r = nodehost__reload_response__unpack(NULL, resp.len, resp.data);

@@ -20,6 +20,8 @@
 /** What the admin service reads from the running node. */
 typedef struct nh_admin_source {
     nh_server *srv;
+    const nh_host_config *cfg; /* the configuration at start (who may call: admin.allow, tls);
+                                  once the plugins run, the plugin host's current one */
     uint32_t node_id;
     const char *listen;
     const uint32_t *peer_ids;
@@ -37,15 +39,16 @@ typedef struct nh_admin_source {
 int nh_admin_register(nh_admin_source *src, nh_error *err);
 
 /** Asks the node at address for its status and prints it to out (text, or one JSON object).
- * Returns 0, or -1 with err. */
-int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, FILE *out,
-                          nh_error *err);
+ * tls: connect with these credentials (the node's certificate must be signed by their CA);
+ * NULL: plaintext. Returns 0, or -1 with err. */
+int nh_admin_print_status(const char *address, uint32_t timeout_ms, bool json, nh_tls *tls,
+                          FILE *out, nh_error *err);
 
 /** Asks the node at address for a reload, waits up to timeout_ms for its outcome and prints it
  * to out (the reload line, then the plugins; or one JSON object). Returns 0 when the reload
  * succeeded, or -1 with err: the node's reason when it answered with an error (err->kind
  * NH_ERR_STATUS), otherwise why it could not be asked. */
-int nh_admin_print_reload(const char *address, uint32_t timeout_ms, bool json, FILE *out,
-                          nh_error *err);
+int nh_admin_print_reload(const char *address, uint32_t timeout_ms, bool json, nh_tls *tls,
+                          FILE *out, nh_error *err);
 
 #endif

@@ -12,12 +12,13 @@
 
 #define MAX_PLUGIN_NAME 63
 
-static const char *const root_keys[] = {"version", "node",   "peers",     "clients", "plugins",
-                                        "reload",  "limits", "keepalive", "log",     NULL};
+static const char *const root_keys[] = {"version", "node",   "peers",  "clients",
+                                        "plugins", "reload", "limits", "keepalive",
+                                        "log",     "tls",    "admin",  NULL};
 static const char *const node_keys[] = {"id", "listen", NULL};
-static const char *const peer_keys[] = {"id", "address", NULL};
+static const char *const peer_keys[] = {"id", "address", "identity", NULL};
 static const char *const clients_keys[] = {"accept", "max", NULL};
-static const char *const plugin_keys[] = {"name", "path", "config", NULL};
+static const char *const plugin_keys[] = {"name", "path", "config", "allow", NULL};
 static const char *const limits_keys[] = {"max_message_size",       "max_inbox",
                                           "shutdown_grace_ms",      "max_queued_reply_bytes",
                                           "slow_reader_timeout_ms", NULL};
@@ -233,9 +234,14 @@ static int read_peers(nh_host_config *c, const nh_conf_node *peers, nh_error *er
                                      addr_node->value, j, nh_conf_get(q->where, "address")->line);
             }
         }
+        const char *identity;
+        if (nh_conf_string(p, "identity", NULL, &identity, err) != 0) return -1;
+        if (identity != NULL && identity[0] == '\0')
+            return nh_conf_error(nh_conf_get(p, "identity"), err, "must not be empty");
         nh_host_peer *peer = &c->peers[c->peer_count];
         peer->address = strdup(addr_node->value);
         if (peer->address == NULL) return oom(err);
+        if (identity != NULL && (peer->identity = strdup(identity)) == NULL) return oom(err);
         peer->id = (uint32_t)id;
         peer->where = p;
         c->peer_count++;
@@ -279,6 +285,7 @@ static int read_plugins(nh_host_config *c, const nh_conf_node *plugins, nh_error
         pl->path = join_path(c->dir, rel);
         c->plugin_count++;
         if (pl->name == NULL || pl->path == NULL) return oom(err);
+        if (nh_host_read_allow(p, "allow", &pl->allow, err) != 0) return -1;
         struct stat st;
         if (stat(pl->path, &st) != 0) {
             if (errno == ENOENT || errno == ENOTDIR) {
@@ -437,13 +444,28 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     c->log_level = level;
     c->log_format = format == 1 ? NH_LOGFMT_JSON : NH_LOGFMT_TEXT;
 
-    return resolve_node(c, root, node, file_id, id_override, err);
+    /* tls, admin */
+    if (nh_host_read_tls(c, root, err) != 0) return -1;
+    if (nh_host_read_admin(c, root, err) != 0) return -1;
+
+    if (resolve_node(c, root, node, file_id, id_override, err) != 0) return -1;
+    if (c->tls.on && c->tls.clients == NH_TLS_CLIENTS_NONE) {
+        for (size_t i = 0; i < c->peer_count; i++) {
+            if (c->peers[i].id != c->node_id) {
+                return nh_conf_error(nh_conf_get(nh_conf_get(root, "tls"), "clients"), err,
+                                     "none leaves the known peers unable to prove their IDs "
+                                     "(use require or optional)");
+            }
+        }
+    }
+    return 0;
 }
 
 /* ---- entry points --------------------------------------------------------------------------- */
 
 void nh_host_config_free(nh_host_config *c) {
     if (c == NULL) return;
+    nh_host_security_free(c);
     for (size_t i = 0; i < c->peer_count; i++)
         free(c->peers[i].address);
     free(c->peers);

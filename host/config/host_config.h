@@ -23,6 +23,8 @@
  *                                              # 100..600000; a dead peer leaves Config
  *                                              # after about time_ms + timeout_ms
  * log: { level: info, format: text }           # error|warn|info|debug, text|json
+ * tls: { cert: .., key: .., ca: .., clients: require }   # see security_config.h, with
+ * admin: { allow: [..], allow_plaintext_from: [..] }    # peers[i].identity, plugins[i].allow
  * ```
  *
  * Every error is `FILE:LINE:COL: PATH: message` (see nodehost/conf.h and yaml_tree.h). Unknown
@@ -44,8 +46,9 @@
  *   - a duplicate peer ID/address or plugin name: at the second one, naming the first and its
  *     line.
  * Checks run in this order, so a file with several mistakes reports the first: version, the
- * top-level keys, node, peers, clients, plugins, reload, limits, keepalive, log, then the node
- * against the peers and node.listen. */
+ * top-level keys, node, peers, clients, plugins, reload, limits, keepalive, log, tls, admin,
+ * then the node against the peers and node.listen, then tls.clients against the peers. The TLS
+ * files themselves are read by nh_host_tls_load() (start, --check-config, reload). */
 #ifndef NH_HOST_CONFIG_H
 #define NH_HOST_CONFIG_H
 
@@ -55,6 +58,7 @@
 
 #include <nodehost/conf.h>
 
+#include "config/security_config.h"
 #include "config/yaml_tree.h"
 
 /** The largest node ID (IDs are 1..NH_HOST_MAX_NODE_ID). */
@@ -69,6 +73,7 @@ typedef struct nh_host_peer {
     uint32_t id;               /**< 1..NH_HOST_MAX_NODE_ID, unique */
     char *address;             /**< "host:port" as written (after ${VAR} expansion), unique */
     const nh_conf_node *where; /**< the peer's map in the tree (for later messages) */
+    char *identity; /**< peers[i].identity: what its certificate must carry; NULL: default */
 } nh_host_peer;
 
 /** One entry of `plugins`. */
@@ -78,6 +83,7 @@ typedef struct nh_host_plugin {
                                      (symbolic links are not resolved); an existing regular file */
     const nh_conf_node *config; /**< the plugin's `config` subtree, NULL when absent or null */
     const nh_conf_node *where;  /**< the plugin's map in the tree */
+    nh_host_allow allow;        /**< plugins[i].allow: client identities that may call it */
 } nh_host_plugin;
 
 /** log.format */
@@ -118,6 +124,11 @@ typedef struct nh_host_config {
 
     uint32_t keepalive_time_ms;    /**< keepalive.time_ms, 100..3600000, default 1000 */
     uint32_t keepalive_timeout_ms; /**< keepalive.timeout_ms, 100..600000, default 2000 */
+
+    nh_host_tls tls;           /**< the tls section (tls.on false: plaintext) */
+    nh_host_allow admin_allow; /**< admin.allow */
+    nh_host_cidr *admin_nets;  /**< admin.allow_plaintext_from */
+    size_t admin_net_count;
 
     int log_level;                 /**< 0 error, 1 warn, 2 info (default), 3 debug */
     nh_host_log_format log_format; /**< default text */

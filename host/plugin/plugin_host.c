@@ -158,6 +158,15 @@ static void call_end(nh_server_ctx *ctx, void *arg) {
     nh_gen_unref(g);
 }
 
+/* The plugin's allow list in the configuration serving now, or NULL (owner thread). */
+static const nh_host_allow *slot_allow(const slot *s) {
+    const nh_host_config *cfg = nh_plugin_host_config(s->ph);
+    for (size_t i = 0; cfg && i < cfg->plugin_count; i++)
+        if (cfg->plugins[i].allow.set && !strcmp(cfg->plugins[i].name, s->name))
+            return &cfg->plugins[i].allow;
+    return NULL;
+}
+
 static void trampoline(nh_server_ctx *ctx, void *user) {
     route *r = user;
     slot *s = r->slot;
@@ -169,6 +178,14 @@ static void trampoline(nh_server_ctx *ctx, void *user) {
     const nh_plugin_method *m = g ? route_method(r, g) : NULL;
     if (!m) {
         nh_ctx_reply_error(ctx, NH_UNIMPLEMENTED, "no handler registered for method %s", r->method);
+        return;
+    }
+    const nh_host_allow *allow = slot_allow(s);
+    if (allow && !nh_host_plugin_allowed(allow, ctx)) {
+        const char *who = nh_ctx_caller_identity(ctx);
+        nh_ctx_reply_error(ctx, NH_PERMISSION_DENIED,
+                           "%s: caller %s is not in plugin '%s''s allow list", r->method,
+                           who ? who : "without a certificate", s->name);
         return;
     }
     size_t len;

@@ -55,6 +55,7 @@ static void on_config_change(nh_config *cfg, bool client_config, void *user) {
 
 typedef struct node_reload {
     nh_plugin_host *ph;
+    nh_tls *tls;          /* the node's credentials, rotated by reloads (NULL: plaintext) */
     const char *file;     /* the configuration file, re-read at each reload */
     uint32_t id_override; /* --id, 0 when not given */
     nh_reloader *reloader;
@@ -128,6 +129,9 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
         else if (strcmp(o->address, p->address) != 0)
             nh_conf_error(p->where, err, "peer %u moved (%s -> %s): peer membership %s", p->id,
                           o->address, p->address, restart);
+        else if ((o->identity == NULL) != (p->identity == NULL) ||
+                 (o->identity && strcmp(o->identity, p->identity) != 0))
+            nh_conf_error(p->where, err, "peer %u: identity changed: %s", p->id, restart);
         else
             continue;
         err->code = NH_FAILED_PRECONDITION;
@@ -155,6 +159,12 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
         cur->keepalive_timeout_ms != nw->keepalive_timeout_ms)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                             "%s: keepalive.time_ms and keepalive.timeout_ms %s", nw->file, restart);
+    if (cur->tls.on != nw->tls.on)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: tls turned %s: %s",
+                            nw->file, nw->tls.on ? "on" : "off", restart);
+    if (cur->tls.on && cur->tls.clients != nw->tls.clients)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: tls.clients %s",
+                            nw->file, restart);
     return 0;
 }
 
@@ -176,7 +186,36 @@ static void do_reload(void *arg, nh_reload_result *out) {
     if (nw->reload_watch != cur->reload_watch || nw->reload_debounce_ms != cur->reload_debounce_ms)
         nh_logf(NH_LOG_WARN, "reload", "%s: reload.watch and reload.debounce_ms apply at restart",
                 nw->file);
-    if (nh_plugin_host_reload(nr->ph, nw, out) != 0) return;
+    /* New certificate, key and CA: checked before anything changes, applied after the plugins
+     * reloaded (new handshakes use them; established streams keep theirs). */
+    nh_tls *check = NULL;
+    if (nr->tls) {
+        if (nh_host_tls_load(nw, NULL, &check, &out->err) != 0) {
+            nh_host_config_free(nw);
+            return;
+        }
+        nh_tls_unref(check);
+    }
+    nh_tls *rotate = nr->tls;
+    char *cert = rotate ? strdup(nw->tls.cert) : NULL; /* nw goes to the plugin host */
+    if (nh_plugin_host_reload(nr->ph, nw, out) != 0) {
+        free(cert);
+        return;
+    }
+    if (rotate) {
+        /* nw now belongs to the plugin host and is the configuration serving. */
+        const nh_host_config *now = nh_plugin_host_config(nr->ph);
+        nh_error e;
+        if (nh_host_tls_load(now, rotate, NULL, &e) != 0) {
+            out->ok = false;
+            out->err = e;
+        } else {
+            nh_logf(NH_LOG_INFO, "reload", "TLS credentials reloaded from %s (generation %llu)",
+                    cert ? cert : "?", (unsigned long long)nh_tls_generation(rotate));
+        }
+    }
+    free(cert);
+    if (!out->ok) return;
     /* Log settings the file changed (a --log-level given at start holds until then). */
     if (level != old_level) nh_log_set_level((nh_log_level)level);
     if (format != old_format)
@@ -242,9 +281,20 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     int64_t started = mono_ns();
     /* Plugins are loaded and checked before anything listens or dials: a bad plugin stops the
      * start before peers see this node. */
+    nh_tls *tls = NULL;
+    if (cfg->tls.on && nh_host_tls_load(cfg, NULL, &tls, &err) != 0) {
+        nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+        return 1;
+    }
+    if (!tls && !nh_host_listen_is_loopback(cfg->listen))
+        nh_logf(NH_LOG_WARN, "host",
+                "listening on %s without TLS: anyone who reaches it can claim any node ID and read "
+                "every message (set tls: cert, key, ca)",
+                cfg->listen);
     nh_plugin_host *ph = NULL;
     if (nh_plugin_host_load(cfg, state_dir, &ph, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+        nh_tls_unref(tls);
         return 1;
     }
     char rtname[24];
@@ -254,12 +304,15 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     if (nh_runtime_new(&ro, &rt, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "cannot start the runtime: %s", err.message);
         nh_plugin_host_free(ph);
+        nh_tls_unref(tls);
         return 1;
     }
     nh_node_addr *peers = calloc(cfg->peer_count ? cfg->peer_count : 1, sizeof *peers);
     uint32_t *peer_ids = calloc(cfg->peer_count ? cfg->peer_count : 1, sizeof *peer_ids);
     for (size_t i = 0; peers && peer_ids && i < cfg->peer_count; i++) {
-        peers[i] = (nh_node_addr){.id = cfg->peers[i].id, .address = cfg->peers[i].address};
+        peers[i] = (nh_node_addr){.id = cfg->peers[i].id,
+                                  .address = cfg->peers[i].address,
+                                  .identity = cfg->peers[i].identity};
         peer_ids[i] = cfg->peers[i].id;
     }
     nh_server_opts so = {
@@ -276,12 +329,14 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         .keepalive_time_ms = cfg->keepalive_time_ms,
         .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
         .on_config_change = on_config_change,
+        .tls = tls,
     };
     nh_server *srv = NULL;
     nh_reloader *reloader = NULL;
-    node_reload nr = {.file = cfg->file, .id_override = cfg->id_override};
+    node_reload nr = {.file = cfg->file, .id_override = cfg->id_override, .tls = tls};
     int port = 0, rc = 1;
-    nh_admin_source admin = {.node_id = cfg->node_id,
+    nh_admin_source admin = {.cfg = cfg,
+                             .node_id = cfg->node_id,
                              .listen = cfg->listen,
                              .peer_ids = peer_ids,
                              .peer_count = cfg->peer_count,
@@ -354,6 +409,7 @@ out:
     nh_plugin_host_free(ph);
     free(peers);
     free(peer_ids);
+    nh_tls_unref(tls);
     if (rc == 0) nh_logf(NH_LOG_INFO, "host", "node %u stopped", cfg->node_id);
     return rc;
 }

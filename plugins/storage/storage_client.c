@@ -34,6 +34,10 @@ static void usage(FILE *f) {
             "                    ID=ADDR,ID=ADDR,... (the IDs of the nodes' configuration)\n"
             "  --timeout-ms N    timeout of each call (default 5000)\n"
             "  --for-ms N        listen: stop after N ms (default 0: until interrupted)\n"
+            "  --tls-ca FILE     connect with TLS: the nodes' certificates must be signed by\n"
+            "                    this CA bundle and prove their IDs (nodehost://node/N)\n"
+            "  --tls-cert FILE   present this client certificate (PEM) ...\n"
+            "  --tls-key FILE    ... with this key (nodes with tls.clients: require need one)\n"
             "  -h, --help        this text\n"
             "\n"
             "commands:\n"
@@ -107,6 +111,8 @@ typedef struct client {
     uint32_t timeout_ms;
     uint32_t for_ms;
     nh_runtime *rt;
+    const char *tls_ca, *tls_cert, *tls_key; /* --tls-ca/--tls-cert/--tls-key */
+    nh_tls *tls;                             /* NULL: plaintext */
 } client;
 
 static bool all_digits(const char *s, size_t n) {
@@ -141,7 +147,7 @@ static int parse_nodes(client *c, const char *list) {
                 alen = len - (size_t)(eq - p) - 1;
             }
             c->addrs[c->n] = strndup(addr, alen);
-            c->nodes[c->n] = (nh_node_addr){id, c->addrs[c->n]};
+            c->nodes[c->n] = (nh_node_addr){.id = id, .address = c->addrs[c->n]};
             c->n++;
         }
         p += len + (end ? 1 : 0);
@@ -165,7 +171,8 @@ static nh_config *open_all(client *c, const char *announce) {
                         .metadata = md,
                         .metadata_count = announce ? 1 : 0,
                         .backoff_base_ms = 100,
-                        .backoff_max_ms = 1000};
+                        .backoff_max_ms = 1000,
+                        .tls = c->tls};
     nh_config *cfg;
     nh_error err;
     if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
@@ -178,7 +185,7 @@ static nh_config *open_all(client *c, const char *announce) {
 /* A configuration of one node: NODE is an ID of --nodes or an address (ID from --nodes when it is
  * listed there, else 1). */
 static nh_config *open_one(client *c, const char *node) {
-    nh_node_addr one = {1, node};
+    nh_node_addr one = {.id = 1, .address = node};
     bool found = false;
     for (size_t i = 0; i < c->n && !found; i++) {
         if (all_digits(node, strlen(node)) && c->nodes[i].id == strtoul(node, NULL, 10))
@@ -190,7 +197,8 @@ static nh_config *open_one(client *c, const char *node) {
         fail("node %s is not in --nodes", node);
         return NULL;
     }
-    nh_config_opts o = {.nodes = &one, .count = 1};
+    if (!found) one.identity = "*"; /* an address alone: any certificate of the CA */
+    nh_config_opts o = {.nodes = &one, .count = 1, .tls = c->tls};
     nh_config *cfg;
     nh_error err;
     if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
@@ -552,11 +560,10 @@ static bool parse_u32(const char *s, uint32_t *out) {
 int main(int argc, char **argv) {
     client c = {.timeout_ms = 5000};
     static const struct option opts[] = {
-        {"nodes", required_argument, NULL, 'n'},
-        {"timeout-ms", required_argument, NULL, 't'},
-        {"for-ms", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"nodes", required_argument, NULL, 'n'},    {"timeout-ms", required_argument, NULL, 't'},
+        {"for-ms", required_argument, NULL, 'f'},   {"tls-ca", required_argument, NULL, 'A'},
+        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     int status = 1;
     int o;
@@ -576,6 +583,15 @@ int main(int argc, char **argv) {
                     fail("--for-ms: a number of milliseconds, not \"%s\"", optarg);
                     goto out;
                 }
+                break;
+            case 'A':
+                c.tls_ca = optarg;
+                break;
+            case 'C':
+                c.tls_cert = optarg;
+                break;
+            case 'K':
+                c.tls_key = optarg;
                 break;
             case 'h':
                 usage(stdout);
@@ -623,6 +639,17 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     nh_error err;
+    if (c.tls_ca || c.tls_cert || c.tls_key) {
+        if (!c.tls_ca) {
+            fail("--tls-cert and --tls-key need --tls-ca");
+            goto out;
+        }
+        nh_tls_opts to = {.ca_file = c.tls_ca, .cert_file = c.tls_cert, .key_file = c.tls_key};
+        if (nh_tls_new(&to, &c.tls, NULL, &err) != 0) {
+            fail("%s", err.message);
+            goto out;
+        }
+    }
     nh_runtime_opts ro = {.name = "storage-client"};
     if (nh_runtime_new(&ro, &c.rt, &err) != 0) {
         fail("%s", err.message);
@@ -657,5 +684,6 @@ int main(int argc, char **argv) {
 out:
     for (size_t i = 0; i < c.n; i++)
         free(c.addrs[i]);
+    nh_tls_unref(c.tls);
     return status;
 }

@@ -121,8 +121,8 @@ typedef struct ph_node {
     char addr[32];
     nh_runtime *rt;
     nh_server *srv;
-    void *state;          /* the plugin instance */
-    ph_binding *bindings; /* one per method */
+    void *state;                   /* the plugin instance */
+    ph_binding *bindings;          /* one per method */
     const nh_plugin_descriptor *d; /* for config_changed */
     void *live;                    /* atomic: the instance config_changed goes to */
 } ph_node;
@@ -272,7 +272,7 @@ static inline void ph_cluster_start(ph_cluster *c, const char *plugin, const nh_
         } while (again);
         c->n[i].id = (uint32_t)i + 1;
         snprintf(c->n[i].addr, sizeof c->n[i].addr, "127.0.0.1:%d", ports[i]);
-        c->peers[i] = (nh_node_addr){c->n[i].id, c->n[i].addr};
+        c->peers[i] = (nh_node_addr){.id = c->n[i].id, .address = c->n[i].addr};
     }
     for (int i = 0; i < PH_NODES; i++)
         ph_start_node(c, i, conf, false);

@@ -504,7 +504,7 @@ static void test_max_keys_limits_new_keys_only(void **state) {
     ph_load(&solo.plugin, "storage");
     solo.n[0].id = 9;
     snprintf(solo.n[0].addr, sizeof solo.n[0].addr, "127.0.0.1:%d", nh_test_free_port());
-    solo.peers[0] = (nh_node_addr){9, solo.n[0].addr};
+    solo.peers[0] = (nh_node_addr){.id = 9, .address = solo.n[0].addr};
     ph_conf two;
     ph_start_node(&solo, 0, ph_conf_map(&two, "max_keys", "2", NULL), true);
     nh_runtime *rt = ph_client_runtime();
@@ -658,9 +658,8 @@ static void test_restarted_memory_node_refuses_reads_until_it_caught_up(void **s
     bool one_done = false;
     for (int i = 0; i < 500 && !one_done; i++) {
         nh_buf req = read_req("r");
-        assert_int_equal(nh_rpc(nh_config_find(all, 3), READ_RPC, req.data, req.len, &o, NULL,
-                                &err),
-                         -1);
+        assert_int_equal(
+            nh_rpc(nh_config_find(all, 3), READ_RPC, req.data, req.len, &o, NULL, &err), -1);
         nh_buf_free(&req);
         assert_int_equal(err.code, NH_UNAVAILABLE);
         one_done = strstr(err.message, "caught up from 1 of the 2 peers") != NULL;

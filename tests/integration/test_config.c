@@ -148,7 +148,9 @@ static void test_new_from_address_list_numbers_nodes_from_one(void **state) {
 
 static void test_new_from_node_map_sorts_by_id(void **state) {
     fixture *f = *state;
-    nh_node_addr nodes[] = {{9, f->addr[0]}, {2, f->addr[1]}, {5, f->addr[2]}};
+    nh_node_addr nodes[] = {{.id = 9, .address = f->addr[0]},
+                            {.id = 2, .address = f->addr[1]},
+                            {.id = 5, .address = f->addr[2]}};
     nh_config_opts o = map_opts(nodes, 3);
     nh_config *c;
     nh_error err;
@@ -177,7 +179,7 @@ static void test_new_resolves_host_names_and_dials_the_resolved_address(void **s
 static void test_new_rejects_missing_nodes_with_exact_messages(void **state) {
     fixture *f = *state;
     const char *a[] = {f->addr[0]};
-    nh_node_addr nodes[] = {{1, f->addr[0]}};
+    nh_node_addr nodes[] = {{.id = 1, .address = f->addr[0]}};
     nh_config_opts o = list_opts(a, 0);
     expect_new_error(f, &o, "missing required node addresses");
     o = map_opts(nodes, 0);
@@ -195,7 +197,7 @@ static void test_new_rejects_missing_nodes_with_exact_messages(void **state) {
 
 static void test_new_rejects_node_zero(void **state) {
     fixture *f = *state;
-    nh_node_addr nodes[] = {{1, f->addr[0]}, {0, f->addr[1]}};
+    nh_node_addr nodes[] = {{.id = 1, .address = f->addr[0]}, {.id = 0, .address = f->addr[1]}};
     nh_config_opts o = map_opts(nodes, 2);
     expect_new_error(f, &o, "node 0 is reserved");
 }
@@ -207,7 +209,7 @@ static void test_new_rejects_a_duplicate_address(void **state) {
     const char *a[] = {f->addr[0], f->addr[0]};
     nh_config_opts o = list_opts(a, 2);
     expect_new_error(f, &o, msg);
-    nh_node_addr nodes[] = {{2, f->addr[0]}, {1, f->addr[0]}};
+    nh_node_addr nodes[] = {{.id = 2, .address = f->addr[0]}, {.id = 1, .address = f->addr[0]}};
     o = map_opts(nodes, 2);
     snprintf(msg, sizeof msg, "address \"%s\" already in use by node 1", f->addr[0]);
     expect_new_error(f, &o, msg);
@@ -227,7 +229,7 @@ static void test_new_rejects_one_id_with_two_addresses(void **state) {
     fixture *f = *state;
     char msg[128];
     snprintf(msg, sizeof msg, "node 2 already in use by \"%s\"", f->addr[0]);
-    nh_node_addr nodes[] = {{2, f->addr[0]}, {2, f->addr[1]}};
+    nh_node_addr nodes[] = {{.id = 2, .address = f->addr[0]}, {.id = 2, .address = f->addr[1]}};
     nh_config_opts o = map_opts(nodes, 2);
     expect_new_error(f, &o, msg);
 }
@@ -236,7 +238,9 @@ static void test_new_treats_a_repeated_id_and_address_as_one_node(void **state) 
     fixture *f = *state;
     char local[32];
     snprintf(local, sizeof local, "localhost:%d", f->port[0]);
-    nh_node_addr nodes[] = {{4, f->addr[0]}, {3, f->addr[1]}, {4, local}};
+    nh_node_addr nodes[] = {{.id = 4, .address = f->addr[0]},
+                            {.id = 3, .address = f->addr[1]},
+                            {.id = 4, .address = local}};
     nh_config_opts o = map_opts(nodes, 3);
     nh_config *c;
     nh_error err;
@@ -326,7 +330,7 @@ static void test_empty_configuration_behaves_as_an_empty_set(void **state) {
     /* the registry survives: an empty configuration can still add and extend */
     nh_config *a = nh_config_add(e, all, 1);
     EXPECT_IDS(a, 1);
-    nh_node_addr more[] = {{3, f->addr[2]}};
+    nh_node_addr more[] = {{.id = 3, .address = f->addr[2]}};
     nh_config *x = extend_map(e, more, 1);
     EXPECT_IDS(x, 3);
     nh_config_unref(x);
@@ -364,7 +368,7 @@ static void test_extend_numbers_new_nodes_after_the_largest_id(void **state) {
     for (uint32_t id = 1; id <= 3; id++)
         assert_ptr_equal(nh_config_find(x, id), nh_config_find(c, id));
     /* a map extend, then a list extend from the smaller source: IDs follow the registry */
-    nh_node_addr m[] = {{10, f->addr[5]}};
+    nh_node_addr m[] = {{.id = 10, .address = f->addr[5]}};
     nh_config *y = extend_map(c, m, 1);
     EXPECT_IDS(y, 1, 2, 3, 10);
     const char *b[] = {f->addr[6]};
@@ -384,7 +388,7 @@ static void test_extend_reuses_a_node_with_the_same_id_and_address(void **state)
     nh_config *small = nh_config_remove(c, (const uint32_t[]){2}, 1);
     char local[32];
     snprintf(local, sizeof local, "localhost:%d", f->port[1]);
-    nh_node_addr m[] = {{2, local}, {3, f->addr[2]}};
+    nh_node_addr m[] = {{.id = 2, .address = local}, {.id = 3, .address = f->addr[2]}};
     nh_config *x = extend_map(small, m, 2);
     EXPECT_IDS(x, 1, 2, 3);
     assert_ptr_equal(nh_config_find(x, 2), nh_config_find(c, 2));
@@ -410,18 +414,18 @@ static void test_extend_rejects_conflicts_and_changes_nothing(void **state) {
     nh_config *c = new_list(f, 2); /* 1: addr0, 2: addr1 */
     char msg[160], local[32];
 
-    nh_node_addr idc[] = {{2, f->addr[2]}};
+    nh_node_addr idc[] = {{.id = 2, .address = f->addr[2]}};
     nh_config_opts o = map_opts(idc, 1);
     snprintf(msg, sizeof msg, "node 2 already in use by \"%s\"", f->addr[1]);
     expect_extend_error(c, &o, msg);
 
-    nh_node_addr adc[] = {{3, f->addr[0]}};
+    nh_node_addr adc[] = {{.id = 3, .address = f->addr[0]}};
     o = map_opts(adc, 1);
     snprintf(msg, sizeof msg, "address \"%s\" already in use by node 1", f->addr[0]);
     expect_extend_error(c, &o, msg);
 
     snprintf(local, sizeof local, "localhost:%d", f->port[1]);
-    nh_node_addr ndc[] = {{3, local}};
+    nh_node_addr ndc[] = {{.id = 3, .address = local}};
     o = map_opts(ndc, 1);
     snprintf(msg, sizeof msg, "address \"%s\" already in use by node 2", f->addr[1]);
     expect_extend_error(c, &o, msg);
@@ -431,18 +435,18 @@ static void test_extend_rejects_conflicts_and_changes_nothing(void **state) {
     snprintf(msg, sizeof msg, "address \"%s\" already in use by node 1", f->addr[0]);
     expect_extend_error(c, &o, msg);
 
-    nh_node_addr zero[] = {{0, f->addr[3]}};
+    nh_node_addr zero[] = {{.id = 0, .address = f->addr[3]}};
     o = map_opts(zero, 1);
     expect_extend_error(c, &o, "node 0 is reserved");
 
     /* a valid node before a conflicting one is not created either */
-    nh_node_addr part[] = {{3, f->addr[3]}, {4, f->addr[1]}};
+    nh_node_addr part[] = {{.id = 3, .address = f->addr[3]}, {.id = 4, .address = f->addr[1]}};
     o = map_opts(part, 2);
     snprintf(msg, sizeof msg, "address \"%s\" already in use by node 2", f->addr[1]);
     expect_extend_error(c, &o, msg);
 
     /* nothing was registered: ID 3 takes another address, and a list continues after 2 */
-    nh_node_addr ok3[] = {{3, f->addr[4]}};
+    nh_node_addr ok3[] = {{.id = 3, .address = f->addr[4]}};
     nh_config *x = extend_map(c, ok3, 1);
     EXPECT_IDS(x, 1, 2, 3);
     assert_string_equal(nh_node_address(nh_config_find(x, 3)), f->addr[4]);
@@ -556,7 +560,7 @@ typedef struct owner_arg {
 
 static void extend_on_owner(void *p) {
     owner_arg *a = p;
-    nh_node_addr m[] = {{7, a->addr}};
+    nh_node_addr m[] = {{.id = 7, .address = a->addr}};
     nh_config_opts o = map_opts(m, 1);
     nh_error err;
     a->rc = nh_config_extend(a->base, &o, &a->out, &err);
@@ -638,7 +642,7 @@ static void test_union_with_a_subset_is_equal(void **state) {
 static void test_union_with_an_extended_configuration_has_all_nodes(void **state) {
     fixture *f = *state;
     nh_config *c = new_list(f, 3);
-    nh_node_addr m[] = {{4, f->addr[3]}, {5, f->addr[4]}};
+    nh_node_addr m[] = {{.id = 4, .address = f->addr[3]}, {.id = 5, .address = f->addr[4]}};
     nh_config *x = extend_map(c, m, 2);
     nh_config *u = nh_config_union(c, x);
     EXPECT_IDS(u, 1, 2, 3, 4, 5);
@@ -707,7 +711,7 @@ static void test_deriving_never_changes_the_source(void **state) {
     fixture *f = *state;
     nh_config *c = new_list(f, 3);
     nh_config *sub = nh_config_remove(c, (const uint32_t[]){1}, 1);
-    nh_node_addr m[] = {{9, f->addr[5]}};
+    nh_node_addr m[] = {{.id = 9, .address = f->addr[5]}};
     nh_config *d[] = {
         nh_config_add(sub, (const uint32_t[]){1}, 1),
         nh_config_remove(sub, (const uint32_t[]){2}, 1),
@@ -905,7 +909,7 @@ static void test_released_configuration_keeps_derived_ones_working(void **state)
     fixture *f = *state;
     nh_config *c = new_list(f, 3);
     nh_config *d = nh_config_remove(c, (const uint32_t[]){1}, 1);
-    nh_node_addr m[] = {{4, f->addr[3]}};
+    nh_node_addr m[] = {{.id = 4, .address = f->addr[3]}};
     nh_config *x = extend_map(d, m, 1);
     nh_node *n2 = nh_config_find(d, 2);
     nh_node_ref(n2); /* to look at the node after every configuration is gone */

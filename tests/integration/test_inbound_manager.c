@@ -63,7 +63,9 @@ static int setup(void **state) {
     pthread_mutex_init(&g_rec.mu, NULL);
     int port = nh_test_free_port();
     snprintf(g_addr, sizeof g_addr, "127.0.0.1:%d", port);
-    nh_node_addr peers[] = {{1, g_addr}, {2, "127.0.0.1:1"}, {3, "127.0.0.1:2"}};
+    nh_node_addr peers[] = {{.id = 1, .address = g_addr},
+                            {.id = 2, .address = "127.0.0.1:1"},
+                            {.id = 3, .address = "127.0.0.1:2"}};
     assert_int_equal(nh_runtime_new(NULL, &g_rt, &err), 0);
     nh_server_opts so = {.listen = g_addr,
                          .node_id = 1,
@@ -288,7 +290,7 @@ static int setup3(void **state) {
     nh_node_addr peers[3];
     for (int i = 0; i < 3; i++) {
         snprintf(g3[i].addr, sizeof g3[i].addr, "127.0.0.1:%d", nh_test_free_port());
-        peers[i] = (nh_node_addr){(uint32_t)i + 1, g3[i].addr};
+        peers[i] = (nh_node_addr){.id = (uint32_t)i + 1, .address = g3[i].addr};
         g3[i].inner = 0;
     }
     for (int i = 0; i < 3; i++) {

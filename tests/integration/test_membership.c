@@ -112,7 +112,7 @@ static int setup(void **state) {
         g[i].id = (uint32_t)i + 1;
         g[i].served = 0;
         snprintf(g[i].addr, sizeof g[i].addr, "127.0.0.1:%d", nh_test_free_port());
-        g_peers[i] = (nh_node_addr){g[i].id, g[i].addr};
+        g_peers[i] = (nh_node_addr){.id = g[i].id, .address = g[i].addr};
     }
     start_node(0); /* only node 1: the others are down until a test starts them */
     return 0;
@@ -250,7 +250,7 @@ static nh_qf_verdict fail_without_status(const nh_node_reply *r, size_t n, size_
 static void test_quorum_function_fails_the_call_with_its_status(void **state) {
     (void)state;
     nh_error err;
-    nh_node_addr one = {g[0].id, g[0].addr};
+    nh_node_addr one = {.id = g[0].id, .address = g[0].addr};
     nh_config_opts co = {.nodes = &one, .count = 1};
     nh_runtime *rt;
     assert_int_equal(nh_runtime_new(NULL, &rt, &err), 0);

@@ -180,7 +180,7 @@ static int setup(void **state) {
         g[i].id = (uint32_t)i + 1;
         g[i].port = nh_test_free_port();
         snprintf(g[i].addr, sizeof g[i].addr, "127.0.0.1:%d", g[i].port);
-        g_peers[i] = (nh_node_addr){g[i].id, g[i].addr};
+        g_peers[i] = (nh_node_addr){.id = g[i].id, .address = g[i].addr};
         pthread_mutex_lock(&g[i].mu);
         g[i].config_changes = g[i].client_changes = 0;
         pthread_mutex_unlock(&g[i].mu);
@@ -204,7 +204,7 @@ static int teardown(void **state) {
 /* A client program's view of one node (an outbound configuration of one node). */
 static nh_config *client_to(nh_runtime *rt, int i, const char *announce) {
     nh_error err;
-    nh_node_addr one = {g[i].id, g[i].addr};
+    nh_node_addr one = {.id = g[i].id, .address = g[i].addr};
     nh_metadata md[] = {{"gorums-node-id", announce}};
     nh_config_opts co = {
         .nodes = &one, .count = 1, .metadata = md, .metadata_count = announce ? 1 : 0};
@@ -421,18 +421,20 @@ static void test_bad_peer_lists_are_refused(void **state) {
     nh_runtime *rt;
     assert_int_equal(nh_runtime_new(NULL, &rt, &err), 0);
     nh_server *srv = NULL;
-    nh_node_addr big[] = {{1, "127.0.0.1:7001"}, {1048576, "127.0.0.1:7002"}};
+    nh_node_addr big[] = {{.id = 1, .address = "127.0.0.1:7001"},
+                          {.id = 1048576, .address = "127.0.0.1:7002"}};
     nh_server_opts so = {.listen = "127.0.0.1:0", .node_id = 1, .peers = big, .peer_count = 2};
     assert_int_equal(nh_server_new(rt, &so, &srv, NULL, &err), -1);
     assert_non_null(strstr(err.message, "reserved for client peers"));
     nh_server_opts so2 = {.listen = "127.0.0.1:0", .node_id = 2000000};
     assert_int_equal(nh_server_new(rt, &so2, &srv, NULL, &err), -1);
     assert_non_null(strstr(err.message, "client peer ID range"));
-    nh_node_addr dupaddr[] = {{1, "127.0.0.1:7001"}, {2, "localhost:7001"}};
+    nh_node_addr dupaddr[] = {{.id = 1, .address = "127.0.0.1:7001"},
+                              {.id = 2, .address = "localhost:7001"}};
     nh_server_opts so3 = {.listen = "127.0.0.1:0", .node_id = 1, .peers = dupaddr, .peer_count = 2};
     assert_int_equal(nh_server_new(rt, &so3, &srv, NULL, &err), -1);
     assert_string_equal(err.message, "address \"127.0.0.1:7001\" already in use by node 1");
-    nh_node_addr zero[] = {{0, "127.0.0.1:7001"}};
+    nh_node_addr zero[] = {{.id = 0, .address = "127.0.0.1:7001"}};
     nh_server_opts so4 = {.listen = "127.0.0.1:0", .node_id = 1, .peers = zero, .peer_count = 1};
     assert_int_equal(nh_server_new(rt, &so4, &srv, NULL, &err), -1);
     assert_string_equal(err.message, "node 0 is reserved");

@@ -126,6 +126,15 @@ static void h_big(nh_server_ctx *ctx, void *u) {
     free(buf);
 }
 
+static void h_whoami(nh_server_ctx *ctx, void *u) {
+    (void)u;
+    char buf[600];
+    const char *who = nh_ctx_caller_identity(ctx);
+    int n = snprintf(buf, sizeof buf, "%s kind=%d id=%u local=%d", who ? who : "-",
+                     (int)nh_ctx_peer_kind(ctx), nh_ctx_peer_id(ctx), nh_ctx_caller_is_local(ctx));
+    nh_ctx_reply(ctx, buf, (size_t)n);
+}
+
 static void h_meta(nh_server_ctx *ctx, void *u) {
     (void)u;
     char buf[4096];
@@ -155,6 +164,7 @@ int nh_echo_register(nh_server *srv) {
         {"test.Echo.Order", h_order},
         {"test.Echo.Big", h_big},
         {"test.Echo.Meta", h_meta},
+        {"test.Echo.Whoami", h_whoami},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         if (nh_server_handle(srv, methods[i].name, methods[i].fn, NULL, NULL) != 0) return -1;

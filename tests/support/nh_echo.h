@@ -12,6 +12,7 @@
  *   test.Echo.Order   reply the payload; records the arrival order (nh_echo_order())
  *   test.Echo.Big     payload = decimal size; reply that many 'x' bytes
  *   test.Echo.Meta    reply "k=v;..." of every metadata pair the handler sees
+ *   test.Echo.Whoami  reply "<caller identity or -> kind=<peer kind> id=<peer id> local=<0|1>"
  */
 #ifndef NH_TEST_ECHO_H
 #define NH_TEST_ECHO_H

@@ -29,6 +29,9 @@ typedef struct nh_config nh_config;
 typedef struct nh_node_addr {
     uint32_t id;         /**< node ID, not 0 */
     const char *address; /**< "host:port"; host names are resolved (IPv4 preferred) */
+    /** With TLS: the identity the node's certificate must carry (nodehost/tls.h); NULL means
+     * `nodehost://node/<id>`. A server's known peer must prove it to take that ID. */
+    const char *identity;
 } nh_node_addr;
 
 /** How to build a configuration. Zero-initialise and set what you need. */
@@ -45,6 +48,10 @@ typedef struct nh_config_opts {
     uint32_t keepalive_time_ms;
     /** Keepalive ping timeout of the nodes (see nh_node_opts); 0 means 2000 ms. */
     uint32_t keepalive_timeout_ms;
+    /** TLS for every node of the registry (see nh_node_opts.tls); NULL: plaintext. Each node's
+     * certificate must carry its nodes[i].identity (default `nodehost://node/<id>`); nodes
+     * given as an address list are only checked against the CA (their IDs are assigned). */
+    struct nh_tls *tls;
 } nh_config_opts;
 
 /**

@@ -3,6 +3,7 @@
 #define NODEHOST_NODE_H
 
 #include <nodehost/runtime.h>
+#include <nodehost/tls.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,14 @@ typedef struct nh_node_opts {
      * after about time + timeout, not when TCP gives up); 0 means 2000 ms when
      * keepalive_time_ms is set; at least 100. */
     uint32_t keepalive_timeout_ms;
+    /** TLS credentials (a reference is taken; NULL: plaintext). The stream connects with TLS,
+     * presenting tls's certificate when it has one (a client program may have none); the
+     * node's certificate must verify against tls's CA and carry server_identity. A
+     * nh_tls_update() applies from the next connection (a reconnect after a break). */
+    struct nh_tls *tls;
+    /** With tls: the identity the node's certificate must carry; NULL means
+     * `nodehost://node/<id>`, "*" accepts any certificate the CA signed. */
+    const char *server_identity;
 } nh_node_opts;
 
 /** Opens a node on rt and starts connecting. Returns 0, or -1 with err set (bad ID/address). */
@@ -68,6 +77,12 @@ NH_API bool nh_node_last_error(const nh_node *node, nh_error *out);
 
 /** True when the node's stream is open and has been seen working. */
 NH_API bool nh_node_connected(const nh_node *node);
+
+/** The identity this node proved with its TLS certificate: for a node this runtime dialed, the
+ * identity checked at connect (NULL before the first TLS connection or on plaintext); for a
+ * known peer or a client peer of a server's Config/ClientConfig, the identity its stream's
+ * certificate proved when it connected (NULL without one). */
+NH_API const char *nh_node_identity(const nh_node *node);
 
 /** Number of calls waiting for a response from this node (the router's size). */
 NH_API size_t nh_node_pending(const nh_node *node);

@@ -13,5 +13,6 @@
 #include <nodehost/log.h>
 #include <nodehost/admin.h>
 #include <nodehost/timer.h>
+#include <nodehost/tls.h>
 
 #endif

@@ -86,6 +86,14 @@ typedef struct nh_server_opts {
     uint32_t keepalive_timeout_ms;
     nh_config_change_fn on_config_change; /**< optional change notification */
     void *change_user;                    /**< passed to on_config_change */
+    /** TLS (a reference is taken; NULL: plaintext). The server needs a certificate; it
+     * accepts streams per tls's `clients` setting and verifies client certificates itself
+     * (a failing one: UNAUTHENTICATED with the reason). With TLS, a stream claiming a known
+     * peer's ID must prove that peer's identity (peers[i].identity, default
+     * `nodehost://node/<id>`), and a certificate proving node N may only claim N: otherwise
+     * UNAUTHENTICATED naming the claimed and the proven identity. The peers it dials
+     * (dial_peers) use the same credentials. */
+    struct nh_tls *tls;
 } nh_server_opts;
 
 /**
@@ -218,6 +226,23 @@ NH_API void nh_ctx_defer(nh_server_ctx *ctx);
 
 /** Who sent the request. */
 NH_API nh_peer_kind nh_ctx_peer_kind(const nh_server_ctx *ctx);
+
+/**
+ * The caller's identity as its TLS certificate proved it (nodehost/tls.h): `nodehost://node/N`
+ * for a node's certificate, otherwise the client certificate's name. NULL when the caller
+ * presented no certificate or the stream is plaintext. For NH_PEER_SELF: this node's own
+ * certificate identity (NULL without TLS); for NH_PEER_SERVER: the dialed node's.
+ * Valid while the context is.
+ */
+NH_API const char *nh_ctx_caller_identity(const nh_server_ctx *ctx);
+
+/** True when the caller's certificate carries name (one of its URI or DNS SANs, or
+ * `CN=<common name>`); false without a certificate. For per-method authorisation. */
+NH_API bool nh_ctx_caller_has_identity(const nh_server_ctx *ctx, const char *name);
+
+/** True when the caller is a loopback connection (127.0.0.0/8, ::1, a Unix socket) or this
+ * node itself. */
+NH_API bool nh_ctx_caller_is_local(const nh_server_ctx *ctx);
 
 /** The sender's node ID: a known peer's or client peer's ID, this node's for NH_PEER_SELF, the
  * dialed node's for NH_PEER_SERVER, 0 for a regular client. */

@@ -47,6 +47,7 @@ struct nh_registry {
     size_t md_count;
     uint32_t backoff_base_ms, backoff_max_ms;
     uint32_t keepalive_time_ms, keepalive_timeout_ms;
+    struct nh_tls *tls; /* a reference; NULL: plaintext */
 };
 
 /** Largest normalized address, including the NUL. */

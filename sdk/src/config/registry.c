@@ -137,6 +137,7 @@ nh_registry *nh_registry_new(nh_runtime *rt, const nh_config_opts *opts, nh_erro
     r->backoff_max_ms = opts->backoff_max_ms;
     r->keepalive_time_ms = opts->keepalive_time_ms;
     r->keepalive_timeout_ms = opts->keepalive_timeout_ms;
+    r->tls = nh_tls_ref(opts->tls);
     if (opts->metadata_count) {
         r->md = calloc(opts->metadata_count, sizeof *r->md);
         if (!r->md) goto oom;
@@ -151,7 +152,10 @@ nh_registry *nh_registry_new(nh_runtime *rt, const nh_config_opts *opts, nh_erro
     pthread_cond_init(&r->cv, NULL);
     return r;
 oom:
-    if (r) free_md(r->md, r->md_count);
+    if (r) {
+        free_md(r->md, r->md_count);
+        nh_tls_unref(r->tls);
+    }
     free(r);
     nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     return NULL;
@@ -171,6 +175,7 @@ void nh_registry_unref(nh_registry *r) {
     }
     free(r->entries);
     free_md(r->md, r->md_count);
+    nh_tls_unref(r->tls);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -240,8 +245,9 @@ struct nh_node *nh_registry_find(nh_registry *r, uint32_t id) {
 /* One node the caller asked for. */
 typedef struct want {
     uint32_t id;
-    const char *given; /* the address as given */
-    bool bad;          /* the address does not normalize; why says why */
+    const char *given;    /* the address as given */
+    const char *identity; /* what its certificate must prove (nh_node_opts.server_identity) */
+    bool bad;             /* the address does not normalize; why says why */
     char addr[NH_ADDR_NORM_MAX];
     char why[160];
     bool dup;   /* same ID and address as an earlier want: skipped */
@@ -353,6 +359,7 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
     for (size_t i = 0; i < n; i++) {
         w[i].id = list ? 0 : opts->nodes[i].id;
         w[i].given = list ? opts->addresses[i] : opts->nodes[i].address;
+        w[i].identity = list ? "*" : opts->nodes[i].identity;
     }
     if (!list) sort_wants(w, n);
     /* Resolve outside the mutex (DNS may be slow); errors are reported in order below. */
@@ -396,7 +403,9 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
                            .backoff_base_ms = r->backoff_base_ms,
                            .backoff_max_ms = r->backoff_max_ms,
                            .keepalive_time_ms = r->keepalive_time_ms,
-                           .keepalive_timeout_ms = r->keepalive_timeout_ms};
+                           .keepalive_timeout_ms = r->keepalive_timeout_ms,
+                           .tls = r->tls,
+                           .server_identity = x->identity};
         rc = nh_node_open(r->rt, &no, &x->node, err);
     }
 

@@ -9,6 +9,7 @@
  * Calls are written to the current stream at once (gRPC holds them until the connection is
  * up). A response is matched to its call by message_seq_no through the node's router. */
 #include "node/node_impl.h"
+#include "security/tls_impl.h"
 
 #include "server/server_impl.h"
 #include "util/clock.h"
@@ -78,6 +79,9 @@ static void node_free(nh_node *n) {
     }
     free(n->md);
     free(n->address);
+    free(n->expect);
+    free(n->identity);
+    nh_tls_unref(n->tls);
     pthread_mutex_destroy(&n->err_mu);
     free(n);
 }
@@ -102,7 +106,23 @@ static void schedule_retry(nh_node *n, uint32_t delay_ms) {
     uv_timer_start(&n->retry_timer, on_retry, delay_ms, 0);
 }
 
+/* A channel with the current credentials: after a certificate rotation (nh_tls_update) the
+ * next connection is made with the new ones. Streams on the old channel were already gone. */
+static void refresh_channel(nh_node *n) {
+    if (!n->tls || nh_tls_generation(n->tls) == n->channel_gen) return;
+    uint64_t gen = nh_tls_generation(n->tls);
+    nh_error err;
+    nh_tp_channel *ch =
+        nh_tp_channel_new(n->rt->loop, n->address, n->backoff.base_ms, n->backoff.max_ms,
+                          n->keepalive_time_ms, n->keepalive_timeout_ms, n->tls, n->expect, &err);
+    if (!ch) return; /* keep the old channel */
+    nh_tp_channel_free(n->channel);
+    n->channel = ch;
+    n->channel_gen = gen;
+}
+
 static void open_stream(nh_node *n) {
+    refresh_channel(n);
     n->stream_ready = false;
     n->stream = nh_tp_channel_open(n->channel, n->md, n->md_count, &node_stream_events, n);
     if (!n->stream) {
@@ -116,6 +136,10 @@ static void open_stream(nh_node *n) {
 static void on_ready(void *user) {
     nh_node *n = user;
     n->stream_ready = true;
+    if (n->tls && n->stream) {
+        const nh_identity *id = nh_tp_stream_identity(n->stream);
+        if (id) nh_node_set_identity(n, id->name);
+    }
     nh_backoff_reset(&n->backoff);
     __atomic_store_n(&n->connected, 1, __ATOMIC_RELAXED);
     nh_log(NH_LOG_INFO, "node", "node %u (%s): connected", n->id, n->address);
@@ -379,6 +403,19 @@ nh_node *nh_node_new_local(nh_runtime *rt, uint32_t id, const char *address,
     return n;
 }
 
+void nh_node_set_identity(nh_node *n, const char *identity) {
+    if (!identity || __atomic_load_n(&n->identity, __ATOMIC_ACQUIRE)) return;
+    char *copy = strdup(identity);
+    char *expected = NULL;
+    if (copy && !__atomic_compare_exchange_n(&n->identity, &expected, copy, false, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE))
+        free(copy);
+}
+
+const char *nh_node_identity(const nh_node *n) {
+    return n ? __atomic_load_n(&n->identity, __ATOMIC_ACQUIRE) : NULL;
+}
+
 void nh_node_attach(nh_node *n, nh_tp_stream *tp) {
     if (n->stream && n->stream != tp) {
         /* Reconnect always replaces (spec 4.5); calls pending on the old stream fail. */
@@ -421,9 +458,12 @@ static void open_on_owner(void *p) {
         a->rc = nh_error_set(a->err, NH_UNAVAILABLE, NH_ERR_CLOSED, n->id, "runtime stopped");
         return;
     }
+    n->keepalive_time_ms = a->opts->keepalive_time_ms;
+    n->keepalive_timeout_ms = a->opts->keepalive_timeout_ms;
+    n->channel_gen = nh_tls_generation(n->tls);
     n->channel =
         nh_tp_channel_new(a->rt->loop, n->address, n->backoff.base_ms, n->backoff.max_ms,
-                          a->opts->keepalive_time_ms, a->opts->keepalive_timeout_ms, a->err);
+                          n->keepalive_time_ms, n->keepalive_timeout_ms, n->tls, n->expect, a->err);
     if (!n->channel) {
         a->rc = -1;
         return;
@@ -472,6 +512,13 @@ int nh_node_open(nh_runtime *rt, const nh_node_opts *opts, nh_node **out, nh_err
     n->rt = rt;
     n->id = opts->id;
     n->address = strdup(opts->address);
+    if (opts->tls) {
+        n->tls = nh_tls_ref(opts->tls);
+        char uri[40];
+        const char *want = opts->server_identity ? opts->server_identity
+                                                 : nh_tls_node_uri(opts->id, uri, sizeof uri);
+        if (strcmp(want, "*") != 0) n->expect = strdup(want);
+    }
     n->latency_ns = -1;
     n->refs = 1;
     n->user_ref = true;

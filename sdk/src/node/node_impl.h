@@ -34,10 +34,15 @@ struct nh_node {
     nh_metadata *md; /* owned copies of the stream headers */
     size_t md_count;
     nh_tp_channel *channel;
+    struct nh_tls *tls;   /* OUTBOUND: TLS credentials (a reference), NULL: plaintext */
+    char *expect;         /* OUTBOUND with tls: the identity the server must prove (NULL: any) */
+    uint64_t channel_gen; /* the tls generation the channel was made with */
+    char *identity;       /* nh_node_identity(): set once (atomic pointer), then immutable */
     nh_tp_stream *stream; /* NULL while waiting to reconnect */
     bool stream_ready;    /* the current stream proved the connection */
     nh_router router;
     nh_backoff backoff;
+    uint32_t keepalive_time_ms, keepalive_timeout_ms; /* OUTBOUND: as opened */
     uv_timer_t retry_timer;
     bool retry_open;
     bool closing;
@@ -54,6 +59,9 @@ struct nh_node {
     nh_error last_err;
     bool has_err;
 };
+
+/** Sets the node's identity once (later calls are ignored). Any thread. */
+void nh_node_set_identity(struct nh_node *n, const char *identity);
 
 /** nh_node_send() flags. */
 #define NH_SEND_EXPECT_REPLY 1u /* register the leg in the router under p->seq */

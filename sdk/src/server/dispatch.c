@@ -17,6 +17,7 @@
 
 #include "core/scope.h"
 #include "node/node_impl.h"
+#include "security/tls_impl.h"
 #include "util/log.h"
 
 #include <stdarg.h>
@@ -45,6 +46,8 @@ static void stream_unref(nh_server_stream *st) {
     }
     free(st->md);
     free(st->peer_addr);
+    free(st->self_identity);
+    nh_identity_unref(st->caller);
     free(st->inbox);
     if (st->peer) nh_node_unref(st->peer);
     free(st);
@@ -66,6 +69,12 @@ nh_server_stream *nh_endpoint_new(nh_runtime *rt, nh_server *srv, bool backchann
     st->refs = 1;
     st->max_inbox = srv && srv->max_inbox ? srv->max_inbox : 1024;
     st->peer_addr = strdup(peer_addr ? peer_addr : "");
+    st->caller = nh_identity_ref((nh_identity *)(tp ? nh_tp_stream_identity(tp) : NULL));
+    if (kind == NH_PEER_SELF && srv && srv->tls) {
+        char own[512];
+        nh_tls_own_identity(srv->tls, own, sizeof own);
+        st->self_identity = strdup(own);
+    }
     st->md = n ? calloc(n, sizeof *st->md) : NULL;
     for (size_t i = 0; st->md && i < n; i++) {
         st->md[i].key = strdup(md[i].key);
@@ -401,7 +410,7 @@ void nh_server_accept(void *user, nh_tp_stream *s, const nh_md_view *md, size_t 
     uint32_t id = 0;
     if (srv->inbound) {
         nh_code code;
-        char why[160];
+        char why[512];
         if (nh_inbound_accept(srv->inbound, s, md, n, &peer, &kind, &id, &code, why, sizeof why) !=
             0) {
             nh_log(NH_LOG_WARN, "server", "refusing a stream from %s: %s", nh_tp_stream_peer(s),

@@ -13,6 +13,7 @@
  * Owner thread, except the snapshot reads and waits (under the manager's mutex). */
 #include "config/config_impl.h"
 #include "node/node_impl.h"
+#include "security/tls_impl.h"
 #include "server/server_impl.h"
 #include "util/log.h"
 #include "util/u64map.h"
@@ -37,6 +38,7 @@ typedef struct nh_inbound {
     uint64_t next_client_id;
     size_t max_clients;
     bool track_clients;
+    bool tls; /* streams carry verified identities: known peers must prove theirs */
     nh_config_change_fn on_change;
     void *change_user;
 
@@ -186,6 +188,7 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
     ib->next_client_id = NH_FIRST_CLIENT_ID;
     ib->max_clients = opts->max_clients ? opts->max_clients : 10000;
     ib->track_clients = !opts->refuse_clients;
+    ib->tls = opts->tls != NULL;
     ib->on_change = opts->on_config_change;
     ib->change_user = opts->change_user;
     ib->refs = 1;
@@ -203,6 +206,13 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
         uint32_t id = opts->peers[i].id;
         if (id == my_id || nh_u64map_get(&ib->known, id)) continue;
         nh_node *node = nh_node_new_inbound(ib->rt, id, addrs[i]);
+        if (node && ib->tls) {
+            /* What this peer's certificate must prove to take its ID. */
+            char uri[40];
+            nh_node_set_identity(node, opts->peers[i].identity
+                                           ? opts->peers[i].identity
+                                           : nh_tls_node_uri(id, uri, sizeof uri));
+        }
         if (node) nh_u64map_put(&ib->known, id, node);
     }
     free(addrs);
@@ -234,6 +244,38 @@ void nh_inbound_free(nh_inbound *ib) {
     ib_unref(ib);
 }
 
+/* With TLS: a stream claiming a known peer's ID must prove that peer's identity, and a
+ * certificate that proves node N may only claim N (or no ID). True (with code and why) to
+ * refuse; the real peer's stream is never touched. */
+static bool refuse_unproven(nh_inbound *ib, nh_tp_stream *tp, nh_peer_class cls, uint32_t pid,
+                            nh_code *code, char *why, size_t why_len) {
+    const nh_identity *proven = nh_tp_stream_identity(tp);
+    char claim[48] = "";
+    if (cls == NH_MD_ID) snprintf(claim, sizeof claim, "node %u", pid);
+    if (proven && proven->node_id && cls == NH_MD_ID && pid != proven->node_id) {
+        snprintf(why, why_len, "gorums-node-id claims %s but the certificate proves %s: refused",
+                 claim, proven->name);
+    } else if (cls == NH_MD_ID && pid != ib->my_id && nh_u64map_get(&ib->known, pid)) {
+        nh_node *known = nh_u64map_get(&ib->known, pid);
+        const char *want = nh_node_identity(known);
+        if (proven && nh_identity_has(proven, want)) return false;
+        if (proven)
+            snprintf(why, why_len,
+                     "gorums-node-id claims known peer %u, whose certificate must prove \"%s\", "
+                     "but the certificate proves \"%s\": refused",
+                     pid, want, proven->name);
+        else
+            snprintf(why, why_len,
+                     "gorums-node-id claims known peer %u without a certificate proving \"%s\": "
+                     "refused",
+                     pid, want);
+    } else {
+        return false;
+    }
+    *code = NH_UNAUTHENTICATED;
+    return true; /* the caller logs why */
+}
+
 int nh_inbound_accept(nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, size_t n,
                       nh_node **peer, nh_peer_kind *kind, uint32_t *id, nh_code *code, char *why,
                       size_t why_len) {
@@ -242,6 +284,7 @@ int nh_inbound_accept(nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, si
     *peer = NULL;
     *kind = NH_PEER_REGULAR;
     *id = 0;
+    if (ib->tls && refuse_unproven(ib, tp, cls, pid, code, why, why_len)) return -1;
     if (cls == NH_MD_ID) {
         if (pid == ib->my_id) {
             /* Gorums lets such a stream replace the self node; refuse it instead. */
@@ -278,6 +321,8 @@ int nh_inbound_accept(nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, si
     }
     uint32_t cid = (uint32_t)ib->next_client_id++;
     nh_node *node = nh_node_new_inbound(ib->rt, cid, nh_tp_stream_peer(tp));
+    const nh_identity *proven = nh_tp_stream_identity(tp);
+    if (node && proven) nh_node_set_identity(node, proven->name);
     if (!node || nh_u64map_put(&ib->clients, cid, node) != 0) {
         if (node) nh_node_close_internal(node, true);
         *code = NH_RESOURCE_EXHAUSTED;
@@ -290,7 +335,8 @@ int nh_inbound_accept(nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, si
     *kind = NH_PEER_CLIENT;
     *id = cid;
     rebuild(ib, true);
-    nh_log(NH_LOG_INFO, "inbound", "client peer %u connected from %s", cid, nh_tp_stream_peer(tp));
+    nh_log(NH_LOG_INFO, "inbound", "client peer %u connected from %s%s%s", cid,
+           nh_tp_stream_peer(tp), proven ? " as " : "", proven ? proven->name : "");
     return 0;
 }
 

@@ -42,7 +42,8 @@ static int dial_peers(nh_server *srv, const nh_server_opts *opts, nh_error *err)
                          .backoff_base_ms = opts->backoff_base_ms,
                          .backoff_max_ms = opts->backoff_max_ms,
                          .keepalive_time_ms = ka_time,
-                         .keepalive_timeout_ms = ka_timeout};
+                         .keepalive_timeout_ms = ka_timeout,
+                         .tls = opts->tls};
     int rc = 0;
     if (n) rc = nh_config_new(srv->rt, &co, &srv->outbound, err);
     free(others);
@@ -62,7 +63,7 @@ static void new_on_owner(void *p) {
         return;
     }
     srv->tp = nh_tp_server_new(a->rt->loop, o->listen, &a->port, nh_server_accept, srv,
-                               o->keepalive_time_ms, o->keepalive_timeout_ms, a->err);
+                               o->keepalive_time_ms, o->keepalive_timeout_ms, o->tls, a->err);
     if (!srv->tp) {
         nh_inbound_free(srv->inbound);
         a->rc = -1;
@@ -75,8 +76,8 @@ static void new_on_owner(void *p) {
         a->rc = -1;
         return;
     }
-    nh_log(NH_LOG_INFO, "server", "listening on %s (port %d)%s", o->listen, a->port,
-           srv->inbound ? "" : " without peer tracking");
+    nh_log(NH_LOG_INFO, "server", "listening on %s (port %d)%s%s", o->listen, a->port,
+           o->tls ? " with TLS" : "", srv->inbound ? "" : " without peer tracking");
     a->rc = 0;
 }
 
@@ -92,9 +93,13 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     if (opts->dial_peers && !opts->node_id)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "dial_peers needs node_id (the ID announced to peers)");
+    if (opts->tls && nh_tls_own_identity(opts->tls, NULL, 0) == 0)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                            "a TLS server needs a certificate and key (nh_tls_opts.cert_file)");
     nh_server *srv = calloc(1, sizeof *srv);
     if (!srv) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     srv->rt = rt;
+    srv->tls = nh_tls_ref(opts->tls);
     srv->max_inbox = opts->max_inbox ? opts->max_inbox : 1024;
     srv->max_queued_reply_bytes =
         opts->max_queued_reply_bytes ? opts->max_queued_reply_bytes : NH_DEFAULT_MAX_QUEUED_REPLY;
@@ -104,7 +109,10 @@ int nh_server_new(nh_runtime *rt, const nh_server_opts *opts, nh_server **out, i
     if (nh_runtime_sync(rt, new_on_owner, &a) != 0)
         a.rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_CLOSED, 0, "runtime stopped");
     if (a.rc != 0) {
-        if (a.srv && !a.srv->tp) free(srv); /* never listened: nothing else holds it */
+        if (a.srv && !a.srv->tp) { /* never listened: nothing else holds it */
+            nh_tls_unref(srv->tls);
+            free(srv);
+        }
         return -1;
     }
     if (bound_port) *bound_port = a.port;
@@ -121,6 +129,7 @@ int nh_server_handle(nh_server *srv, const char *method, nh_handler_fn fn, void 
 static void free_server(void *p) {
     nh_server *srv = p;
     nh_methods_free(&srv->methods);
+    nh_tls_unref(srv->tls);
     free(srv);
 }
 

@@ -25,6 +25,7 @@ struct nh_server {
     struct nh_server *next, *prev;    /* the runtime's list */
     struct nh_inbound *inbound;       /* peers and clients (NULL without node_id/peers) */
     nh_config *outbound;              /* the peers this node dials (dial_peers) */
+    struct nh_tls *tls;               /* a reference; NULL: plaintext */
 };
 
 /* A dispatch endpoint: where requests of one stream are ordered and handed to handlers, and
@@ -46,7 +47,9 @@ typedef struct nh_server_stream {
     nh_metadata *md; /* owned copies of the stream headers */
     size_t md_count;
     char *peer_addr;
-    nh_wire_msg **inbox; /* requests waiting for the stream's order (ring) */
+    struct nh_identity *caller; /* the peer's verified certificate identity (a reference) */
+    char *self_identity;        /* NH_PEER_SELF with TLS: this node's own identity */
+    nh_wire_msg **inbox;        /* requests waiting for the stream's order (ring) */
     size_t inbox_head, inbox_len, inbox_cap;
     size_t max_inbox;
     struct nh_server_ctx *holder; /* the context holding the order, if any */

@@ -7,6 +7,7 @@
 
 #include "transport/server.h"
 #include "transport/stream_impl.h"
+#include "transport/tls_creds.h"
 #include "util/log.h"
 
 #include <grpc/grpc_security.h>
@@ -19,6 +20,7 @@
 struct nh_tp_channel {
     nh_tp_loop *loop;
     grpc_channel *channel;
+    nh_tls *tls; /* NULL: plaintext */
 };
 
 void nh_tp_keepalive_resolve(uint32_t *time_ms, uint32_t *timeout_ms) {
@@ -32,7 +34,8 @@ void nh_tp_keepalive_resolve(uint32_t *time_ms, uint32_t *timeout_ms) {
 
 nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t backoff_base_ms,
                                  uint32_t backoff_max_ms, uint32_t keepalive_time_ms,
-                                 uint32_t keepalive_timeout_ms, nh_error *err) {
+                                 uint32_t keepalive_timeout_ms, nh_tls *tls, const char *expect,
+                                 nh_error *err) {
     nh_tp_channel *ch = calloc(1, sizeof *ch);
     if (!ch) {
         nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
@@ -63,15 +66,17 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
     };
     if (keepalive) nh_tp_keepalive_args(&args[3], keepalive_time_ms, keepalive_timeout_ms);
     grpc_channel_args cargs = {.num_args = keepalive ? 3 + NH_TP_KEEPALIVE_ARGS : 3, .args = args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    ch->channel = grpc_channel_create(addr, creds, &cargs);
-    grpc_channel_credentials_release(creds);
+    grpc_channel_credentials *creds =
+        tls ? nh_tp_tls_channel_creds(tls, expect) : grpc_insecure_credentials_create();
+    ch->channel = creds ? grpc_channel_create(addr, creds, &cargs) : NULL;
+    if (creds) grpc_channel_credentials_release(creds);
     if (!ch->channel) {
         nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "cannot create a channel to \"%s\"",
                      addr);
         free(ch);
         return NULL;
     }
+    ch->tls = nh_tls_ref(tls);
     return ch;
 }
 
@@ -83,6 +88,15 @@ static void on_client_status(nh_tp_tag *tag, bool ok) {
     if (n >= sizeof details) n = sizeof details - 1;
     memcpy(details, GRPC_SLICE_START_PTR(s->status_details), n);
     details[n] = '\0';
+    /* gRPC wraps our certificate verifier's reason in three layers of context; keep the
+     * reason ("TLS: server certificate refused: ..."). */
+    static const char mark[] = "Custom verification check failed with error: UNAUTHENTICATED: ";
+    const char *why = strstr(details, mark);
+    if (why) {
+        char clean[sizeof details];
+        snprintf(clean, sizeof clean, "TLS: %s", why + sizeof mark - 1);
+        memcpy(details, clean, sizeof details);
+    }
     nh_tp_stream_report_closed(s, (nh_code)s->status, details);
     nh_tp_stream_op_done(s);
 }
@@ -94,8 +108,7 @@ static void on_client_start(nh_tp_tag *tag, bool ok) {
      * TRANSIENT_FAILURE. */
     if (ok && !s->ready && !s->closed && s->ev && s->ev->on_ready &&
         grpc_channel_check_connectivity_state(s->channel, 0) == GRPC_CHANNEL_READY) {
-        s->ready = true;
-        s->ev->on_ready(s->user);
+        nh_tp_stream_report_ready(s);
     }
     nh_tp_stream_op_done(s);
 }
@@ -114,6 +127,7 @@ nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_
     }
     nh_tp_stream_set_events(s, ev, user);
     s->channel = ch->channel;
+    s->tls = nh_tls_ref(ch->tls);
     s->start_tag.fn = on_client_start;
     s->close_tag.fn = on_client_status;
 
@@ -164,5 +178,6 @@ void nh_tp_channel_reset_backoff(nh_tp_channel *ch) {
 void nh_tp_channel_free(nh_tp_channel *ch) {
     if (!ch) return;
     grpc_channel_destroy(ch->channel);
+    nh_tls_unref(ch->tls);
     free(ch);
 }

@@ -22,10 +22,14 @@ void nh_tp_keepalive_resolve(uint32_t *time_ms, uint32_t *timeout_ms);
 /** Creates a channel to addr ("host:port"); it connects lazily. backoff_*_ms configure gRPC's
  * own reconnect backoff so it never waits longer than ours. keepalive_*_ms: HTTP/2 keepalive
  * pings on the connection (0: the defaults above), also while no call is active and without
- * data in between. NULL with err set on failure. */
+ * data in between. tls (a reference is taken; NULL: plaintext): connect with TLS, presenting
+ * tls's certificate when it has one; the server's certificate must verify against tls's CA
+ * and, when expect is not NULL, carry that identity (else the connect fails, UNAVAILABLE, with
+ * the reason). NULL with err set on failure. */
 nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t backoff_base_ms,
                                  uint32_t backoff_max_ms, uint32_t keepalive_time_ms,
-                                 uint32_t keepalive_timeout_ms, nh_error *err);
+                                 uint32_t keepalive_timeout_ms, nh_tls *tls, const char *expect,
+                                 nh_error *err);
 
 /** Resets gRPC's connect backoff of the channel: a connection attempt waiting for its backoff
  * is made now, and the next stream opened does not fail fast on an old connect failure. */

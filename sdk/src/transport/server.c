@@ -7,6 +7,7 @@
 
 #include "transport/channel.h"
 #include "transport/stream_impl.h"
+#include "transport/tls_creds.h"
 #include "util/log.h"
 
 #include <grpc/grpc_security.h>
@@ -47,12 +48,16 @@ struct nh_tp_server {
     nh_tp_tag shutdown_tag;
     void (*done)(void *);
     void *done_arg;
+    nh_tls *tls;            /* NULL: plaintext */
+    nh_tp_tls_fetch *fetch; /* the server credentials' certificate fetch */
 };
 
 static void on_accept(nh_tp_tag *tag, bool ok);
 
 static void server_destroy(nh_tp_server *srv) {
     grpc_server_destroy(srv->server);
+    nh_tp_tls_fetch_free(srv->fetch);
+    nh_tls_unref(srv->tls);
     void (*done)(void *) = srv->done;
     void *arg = srv->done_arg;
     free(srv);
@@ -85,7 +90,8 @@ static void on_reject_done(nh_tp_tag *tag, bool ok) {
     free(r);
 }
 
-static void reject(nh_tp_server *srv, grpc_call *call, const char *path) {
+/* Answers call with a status and drops it. */
+static void reject(nh_tp_server *srv, grpc_call *call, grpc_status_code code, const char *msg) {
     reject_call *r = calloc(1, sizeof *r);
     if (!r) {
         grpc_call_unref(call);
@@ -94,14 +100,11 @@ static void reject(nh_tp_server *srv, grpc_call *call, const char *path) {
     r->tag.fn = on_reject_done;
     r->loop = srv->loop;
     r->call = call;
-    char msg[300];
-    snprintf(msg, sizeof msg, "unknown service path %s: this server serves %s only", path,
-             NH_NODESTREAM_PATH);
     grpc_slice details = grpc_slice_from_copied_string(msg);
     grpc_op ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
                       {.op = GRPC_OP_SEND_STATUS_FROM_SERVER},
                       {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
-    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status = code;
     ops[1].data.send_status_from_server.status_details = &details;
     ops[2].data.recv_close_on_server.cancelled = &r->cancelled;
     if (grpc_call_start_batch(call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
@@ -128,12 +131,35 @@ static void on_start_done(nh_tp_tag *tag, bool ok) {
 }
 
 static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_array *md) {
+    nh_identity *id = NULL;
+    if (srv->tls) {
+        /* The client's certificate, verified here rather than in the handshake so that both
+         * sides learn why a stream is refused. */
+        char why[512], msg[700];
+        bool presented;
+        id = nh_tp_call_identity(srv->tls, call, false, &presented, why, sizeof why);
+        if (!id && (presented || nh_tls_client_mode(srv->tls) == NH_TLS_CLIENTS_REQUIRE)) {
+            char *peer = grpc_call_get_peer(call);
+            if (presented)
+                snprintf(msg, sizeof msg, "client certificate refused: %s", why);
+            else
+                snprintf(msg, sizeof msg,
+                         "this node requires a client certificate (tls.clients: require) and "
+                         "none was presented");
+            nh_log(NH_LOG_WARN, "server", "refused a stream from %s: %s", peer ? peer : "?", msg);
+            gpr_free(peer);
+            reject(srv, call, GRPC_STATUS_UNAUTHENTICATED, msg);
+            return;
+        }
+    }
     nh_tp_stream *s = nh_tp_stream_new(srv->loop, call, false);
     if (!s) {
+        nh_identity_unref(id);
         grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
         grpc_call_unref(call);
         return;
     }
+    s->identity = id;
     s->start_tag.fn = on_start_done;
     s->close_tag.fn = on_server_close;
     grpc_op start = {.op = GRPC_OP_SEND_INITIAL_METADATA};
@@ -180,7 +206,10 @@ static void on_accept(nh_tp_tag *tag, bool ok) {
         } else {
             char *path = grpc_slice_to_c_string(m);
             nh_log(NH_LOG_INFO, "server", "rejecting a call to unknown path %s", path);
-            reject(srv, a->call, path);
+            char msg[300];
+            snprintf(msg, sizeof msg, "unknown service path %s: this server serves %s only", path,
+                     NH_NODESTREAM_PATH);
+            reject(srv, a->call, GRPC_STATUS_UNIMPLEMENTED, msg);
             gpr_free(path);
         }
     }
@@ -241,7 +270,7 @@ static const char *bind_failure(const char *addr, char *buf, size_t size) {
 
 nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh_tp_accept_fn fn,
                                void *user, uint32_t keepalive_time_ms,
-                               uint32_t keepalive_timeout_ms, nh_error *err) {
+                               uint32_t keepalive_timeout_ms, nh_tls *tls, nh_error *err) {
     nh_tp_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
         nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
@@ -272,14 +301,22 @@ nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh
     grpc_channel_args cargs = {.num_args = sizeof args / sizeof args[0], .args = args};
     srv->server = grpc_server_create(&cargs, NULL);
     grpc_server_register_completion_queue(srv->server, nh_tp_loop_cq(loop), NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int p = grpc_server_add_http2_port(srv->server, addr, creds);
-    grpc_server_credentials_release(creds);
+    grpc_server_credentials *creds = NULL;
+    if (tls) {
+        srv->tls = nh_tls_ref(tls);
+        creds = nh_tp_tls_server_creds(tls, &srv->fetch);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    int p = creds ? grpc_server_add_http2_port(srv->server, addr, creds) : 0;
+    if (creds) grpc_server_credentials_release(creds);
     if (p == 0) {
         char why[128];
         nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "cannot listen on %s: %s", addr,
                      bind_failure(addr, why, sizeof why));
         grpc_server_destroy(srv->server);
+        nh_tp_tls_fetch_free(srv->fetch);
+        nh_tls_unref(srv->tls);
         free(srv);
         return NULL;
     }

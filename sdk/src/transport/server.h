@@ -15,11 +15,14 @@ typedef void (*nh_tp_accept_fn)(void *user, nh_tp_stream *s, const nh_md_view *m
 #define NH_NODESTREAM_PATH "/stream.Gorums/NodeStream"
 
 /** Binds addr and starts serving. *port receives the bound port. keepalive_*_ms: this server's
- * pings on accepted connections (0: the defaults of transport/channel.h). NULL with err naming
- * the address on failure. */
+ * pings on accepted connections (0: the defaults of transport/channel.h). tls (a reference is
+ * taken; NULL: plaintext): TLS with tls's certificate; a stream whose client certificate fails
+ * verification, or that has none while tls requires one, is answered UNAUTHENTICATED with the
+ * reason and never reaches fn; an accepted stream's verified identity is
+ * nh_tp_stream_identity(). NULL with err naming the address on failure. */
 nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh_tp_accept_fn fn,
                                void *user, uint32_t keepalive_time_ms,
-                               uint32_t keepalive_timeout_ms, nh_error *err);
+                               uint32_t keepalive_timeout_ms, nh_tls *tls, nh_error *err);
 
 /** Stops accepting, cancels every live stream (each reports on_closed), and frees the server
  * once gRPC confirmed the shutdown; then calls done(arg) if not NULL. */

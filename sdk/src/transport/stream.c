@@ -2,6 +2,7 @@
  * flight, and the end of the stream. Completion handlers follow one pattern: do the work, then
  * nh_tp_stream_op_done(), which frees the stream once it is closed and no batch is left. */
 #include "transport/stream_impl.h"
+#include "transport/tls_creds.h"
 
 #include "util/log.h"
 
@@ -74,6 +75,8 @@ static void stream_free(nh_tp_stream *s) {
     grpc_call_unref(s->call);
     free(s->finish_details);
     free(s->peer);
+    nh_identity_unref(s->identity);
+    nh_tls_unref(s->tls);
     free(s);
 }
 
@@ -91,7 +94,17 @@ void nh_tp_stream_arm_recv(nh_tp_stream *s) {
 }
 
 static void report_ready(nh_tp_stream *s) {
+    nh_tp_stream_report_ready(s);
+}
+
+void nh_tp_stream_report_ready(nh_tp_stream *s) {
     if (s->client && !s->ready && !s->closed) {
+        if (s->tls && !s->identity) {
+            /* The server's certificate passed the channel's verifier; keep its identity. */
+            char why[256];
+            bool presented;
+            s->identity = nh_tp_call_identity(s->tls, s->call, true, &presented, why, sizeof why);
+        }
         s->ready = true;
         if (s->ev && s->ev->on_ready) s->ev->on_ready(s->user);
     }
@@ -294,6 +307,10 @@ void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *detai
         nh_bytes_unref(it.msg);
     }
     if (ev && ev->on_closed) ev->on_closed(user, code, details ? details : "");
+}
+
+const struct nh_identity *nh_tp_stream_identity(const nh_tp_stream *s) {
+    return s->identity;
 }
 
 const char *nh_tp_stream_peer(const nh_tp_stream *s) {

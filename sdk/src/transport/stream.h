@@ -9,6 +9,7 @@
 #include "wire/metadata.h"
 
 #include <nodehost/status.h>
+#include <nodehost/tls.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,6 +67,13 @@ void nh_tp_stream_cancel(nh_tp_stream *s, nh_code code, const char *details);
 
 /** The peer's address as gRPC reports it ("ipv4:127.0.0.1:1234"); "" when unknown. */
 const char *nh_tp_stream_peer(const nh_tp_stream *s);
+
+struct nh_identity;
+
+/** The peer's verified certificate identity (security/tls_impl.h): server streams from the
+ * accept on, client streams once ready; NULL on plaintext or without a certificate. Borrowed:
+ * valid while the stream is. */
+const struct nh_identity *nh_tp_stream_identity(const nh_tp_stream *s);
 
 /** Messages queued (not yet handed to gRPC), the one in flight excluded. */
 size_t nh_tp_stream_queued(const nh_tp_stream *s);

@@ -2,6 +2,7 @@
 #ifndef NH_TRANSPORT_STREAM_IMPL_H
 #define NH_TRANSPORT_STREAM_IMPL_H
 
+#include "security/tls_impl.h"
 #include "transport/stream.h"
 #include "util/send_queue.h"
 
@@ -15,9 +16,11 @@ struct nh_tp_stream {
     const nh_tp_stream_events *ev;
     void *user;
     char *peer;
-    int ops;     /* batches started and not completed */
-    bool closed; /* on_closed delivered; no more events */
-    bool ready;  /* on_ready delivered (client) */
+    nh_identity *identity; /* verified certificate identity of the peer (NULL: none) */
+    struct nh_tls *tls;    /* client streams on a TLS channel (a reference) */
+    int ops;               /* batches started and not completed */
+    bool closed;           /* on_closed delivered; no more events */
+    bool ready;            /* on_ready delivered (client) */
 
     /* receive */
     nh_tp_tag recv_tag;
@@ -61,6 +64,10 @@ bool nh_tp_stream_start(nh_tp_stream *s, const grpc_op *ops, size_t n, nh_tp_tag
 
 /* Arms the receive if allowed. */
 void nh_tp_stream_arm_recv(nh_tp_stream *s);
+
+/* Client streams: the connection is proven; records the server's identity (TLS) and delivers
+ * on_ready once. */
+void nh_tp_stream_report_ready(nh_tp_stream *s);
 
 /* Delivers on_closed once (drops queued sends first). */
 void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *details);

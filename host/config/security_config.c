@@ -1,0 +1,278 @@
+/* The security settings of the configuration file (see security_config.h): reading and checking
+ * `tls` and `admin`, loading the TLS files with positions in errors, and the allow checks. */
+#include "config/security_config.h"
+
+#include "config/host_config.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const char *const tls_keys[] = {"cert", "key", "ca", "clients", NULL};
+static const char *const admin_keys[] = {"allow", "allow_plaintext_from", NULL};
+static const char *const clients_words[] = {"require", "optional", "none", NULL};
+
+static int oom(nh_error *err) {
+    return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+}
+
+static bool is_null(const nh_conf_node *n) {
+    return n && n->kind == NH_CONF_SCALAR && !n->quoted && n->value[0] == '\0';
+}
+
+/* The file's directory joined with a relative path (absolute paths stay). */
+static char *join(const char *dir, const char *rel) {
+    if (rel[0] == '/') return strdup(rel);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, rel);
+    return p;
+}
+
+/* A required non-empty string member of the tls map, as an absolute path. */
+static int tls_file(const nh_host_config *c, const nh_conf_node *tls, const char *key, char **out,
+                    const nh_conf_node **where, nh_error *err) {
+    const nh_conf_node *n = nh_conf_get(tls, key);
+    if (!n) return nh_conf_error(tls, err, "missing required key '%s'", key);
+    if (is_null(n)) return nh_conf_error(n, err, "has no value");
+    const char *s;
+    if (nh_conf_string(tls, key, NULL, &s, err) != 0) return -1;
+    if (!*s) return nh_conf_error(n, err, "must not be empty");
+    *out = join(c->dir, s);
+    *where = n;
+    return *out ? 0 : oom(err);
+}
+
+int nh_host_read_tls(nh_host_config *c, const nh_conf_node *root, nh_error *err) {
+    const nh_conf_node *tls = nh_conf_get(root, "tls");
+    if (!tls || is_null(tls)) return 0;
+    if (tls->kind != NH_CONF_MAP) return nh_conf_error(tls, err, "must be a map");
+    if (nh_conf_check_keys(tls, tls_keys, err) != 0) return -1;
+    c->tls.on = true;
+    if (tls_file(c, tls, "cert", &c->tls.cert, &c->tls.cert_node, err) != 0) return -1;
+    if (tls_file(c, tls, "key", &c->tls.key, &c->tls.key_node, err) != 0) return -1;
+    if (tls_file(c, tls, "ca", &c->tls.ca, &c->tls.ca_node, err) != 0) return -1;
+    const char *word;
+    if (nh_conf_string(tls, "clients", NULL, &word, err) != 0) return -1;
+    c->tls.clients = NH_TLS_CLIENTS_REQUIRE;
+    if (word) {
+        int i = 0;
+        while (clients_words[i] && strcmp(clients_words[i], word) != 0)
+            i++;
+        if (!clients_words[i])
+            return nh_conf_error(nh_conf_get(tls, "clients"), err,
+                                 "must be one of require, optional, none, got \"%.60s\"", word);
+        c->tls.clients = (nh_tls_clients)i;
+    }
+    return 0;
+}
+
+int nh_host_read_allow(const nh_conf_node *map, const char *key, nh_host_allow *out,
+                       nh_error *err) {
+    memset(out, 0, sizeof *out);
+    const nh_conf_node *list = nh_conf_get(map, key);
+    if (!list || is_null(list)) return 0;
+    if (list->kind != NH_CONF_LIST)
+        return nh_conf_error(list, err, "must be a list of identities (strings)");
+    out->set = true;
+    out->names = calloc(list->count ? list->count : 1, sizeof *out->names);
+    if (!out->names) return oom(err);
+    for (size_t i = 0; i < list->count; i++) {
+        const nh_conf_node *it = &list->items[i];
+        if (it->kind != NH_CONF_SCALAR || is_null(it) || !it->value[0])
+            return nh_conf_error(it, err, "must be an identity (a non-empty string)");
+        out->names[out->count] = strdup(it->value);
+        if (!out->names[out->count]) return oom(err);
+        out->count++;
+    }
+    return 0;
+}
+
+static void allow_free(nh_host_allow *a) {
+    for (size_t i = 0; i < a->count; i++)
+        free(a->names[i]);
+    free(a->names);
+    memset(a, 0, sizeof *a);
+}
+
+/* "10.0.0.0/8", "::1/128", or a single address. */
+static bool parse_cidr(const char *s, nh_host_cidr *out) {
+    char buf[64];
+    if (strlen(s) >= sizeof buf) return false;
+    strcpy(buf, s);
+    char *slash = strchr(buf, '/');
+    long prefix = -1;
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        prefix = strtol(slash + 1, &end, 10);
+        if (!slash[1] || *end || prefix < 0) return false;
+    }
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        if (prefix > 32) return false;
+        out->prefix = prefix < 0 ? 32 : (unsigned)prefix;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        if (prefix > 128) return false;
+        out->prefix = prefix < 0 ? 128 : (unsigned)prefix;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+int nh_host_read_admin(nh_host_config *c, const nh_conf_node *root, nh_error *err) {
+    const nh_conf_node *admin = nh_conf_get(root, "admin");
+    if (!admin || is_null(admin)) return 0;
+    if (admin->kind != NH_CONF_MAP) return nh_conf_error(admin, err, "must be a map");
+    if (nh_conf_check_keys(admin, admin_keys, err) != 0) return -1;
+    if (nh_host_read_allow(admin, "allow", &c->admin_allow, err) != 0) return -1;
+    const nh_conf_node *nets = nh_conf_get(admin, "allow_plaintext_from");
+    if (!nets || is_null(nets)) return 0;
+    if (nets->kind != NH_CONF_LIST)
+        return nh_conf_error(nets, err, "must be a list of addresses or prefixes (\"10.0.0.0/8\")");
+    if (c->tls.on)
+        return nh_conf_error(nets, err,
+                             "applies only without tls (with tls, list the callers' certificate "
+                             "identities in admin.allow)");
+    c->admin_nets = calloc(nets->count ? nets->count : 1, sizeof *c->admin_nets);
+    if (!c->admin_nets) return oom(err);
+    for (size_t i = 0; i < nets->count; i++) {
+        const nh_conf_node *it = &nets->items[i];
+        if (it->kind != NH_CONF_SCALAR || !parse_cidr(it->value, &c->admin_nets[i]))
+            return nh_conf_error(it, err,
+                                 "must be an IP address or prefix such as \"10.0.0.0/8\" or "
+                                 "\"fd00::/8\"");
+        c->admin_net_count++;
+    }
+    return 0;
+}
+
+void nh_host_security_free(nh_host_config *c) {
+    free(c->tls.cert);
+    free(c->tls.key);
+    free(c->tls.ca);
+    allow_free(&c->admin_allow);
+    free(c->admin_nets);
+    for (size_t i = 0; i < c->plugin_count; i++)
+        allow_free(&c->plugins[i].allow);
+    for (size_t i = 0; i < c->peer_count; i++)
+        free(c->peers[i].identity);
+}
+
+int nh_host_tls_load(const nh_host_config *c, nh_tls *target, nh_tls **out, nh_error *err) {
+    const char *expect = NULL;
+    for (size_t i = 0; i < c->peer_count; i++)
+        if (c->peers[i].id == c->node_id) expect = c->peers[i].identity;
+    nh_tls_opts o = {.cert_file = c->tls.cert,
+                     .key_file = c->tls.key,
+                     .ca_file = c->tls.ca,
+                     .clients = c->tls.clients,
+                     .node_id = c->node_id,
+                     .expect_identity = expect};
+    nh_tls_field which = NH_TLS_FIELD_NONE;
+    nh_error e;
+    int rc = target ? nh_tls_update(target, &o, &which, &e) : nh_tls_new(&o, out, &which, &e);
+    if (rc == 0) return 0;
+    const nh_conf_node *at = which == NH_TLS_FIELD_KEY  ? c->tls.key_node
+                             : which == NH_TLS_FIELD_CA ? c->tls.ca_node
+                                                        : c->tls.cert_node;
+    return nh_conf_error(at, err, "%s", e.message);
+}
+
+/* The address of a gRPC peer string ("ipv4:10.0.0.1:5555", "ipv6:[fd00::1]:5555"). */
+static bool peer_address(const char *peer, nh_host_cidr *out) {
+    char buf[64];
+    const char *p;
+    memset(out, 0, sizeof *out);
+    if (!strncmp(peer, "ipv4:", 5)) {
+        p = peer + 5;
+        const char *colon = strrchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        if (n >= sizeof buf) return false;
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        out->family = AF_INET;
+        return inet_pton(AF_INET, buf, out->addr) == 1;
+    }
+    if (!strncmp(peer, "ipv6:", 5)) {
+        p = peer + 5;
+        if (*p == '[') p++;
+        const char *end = strchr(p, ']');
+        if (!end) end = strrchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n >= sizeof buf) return false;
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        char *pct = strchr(buf, '%'); /* a zone */
+        if (pct) *pct = '\0';
+        out->family = AF_INET6;
+        return inet_pton(AF_INET6, buf, out->addr) == 1;
+    }
+    return false;
+}
+
+static bool cidr_match(const nh_host_cidr *net, const nh_host_cidr *a) {
+    if (net->family != a->family) return false;
+    unsigned full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(net->addr, a->addr, full) != 0) return false;
+    if (!rest) return true;
+    uint8_t mask = (uint8_t)(0xFF00u >> rest);
+    return (net->addr[full] & mask) == (a->addr[full] & mask);
+}
+
+bool nh_host_admin_allowed(const nh_host_config *c, const nh_server_ctx *ctx, char *why,
+                           size_t why_size) {
+    if (nh_ctx_peer_kind(ctx) == NH_PEER_SELF) return true;
+    const char *who = nh_ctx_caller_identity(ctx);
+    if (c->tls.on) {
+        char uri[40];
+        for (size_t i = 0; i < c->peer_count; i++) {
+            const char *member = c->peers[i].identity
+                                     ? c->peers[i].identity
+                                     : nh_tls_node_uri(c->peers[i].id, uri, sizeof uri);
+            if (nh_ctx_caller_has_identity(ctx, member)) return true;
+        }
+        if (!c->peer_count &&
+            nh_ctx_caller_has_identity(ctx, nh_tls_node_uri(c->node_id, uri, sizeof uri)))
+            return true;
+        for (size_t i = 0; i < c->admin_allow.count; i++)
+            if (nh_ctx_caller_has_identity(ctx, c->admin_allow.names[i])) return true;
+        snprintf(why, why_size,
+                 "caller %s (%s) is not allowed to call the admin methods: list its certificate "
+                 "identity in admin.allow",
+                 who ? who : "without a certificate", nh_ctx_peer(ctx));
+        return false;
+    }
+    if (nh_ctx_caller_is_local(ctx)) return true;
+    nh_host_cidr a;
+    if (peer_address(nh_ctx_peer(ctx), &a))
+        for (size_t i = 0; i < c->admin_net_count; i++)
+            if (cidr_match(&c->admin_nets[i], &a)) return true;
+    snprintf(why, why_size,
+             "caller %s is not allowed to call the admin methods: without tls only loopback "
+             "and admin.allow_plaintext_from may",
+             nh_ctx_peer(ctx));
+    return false;
+}
+
+bool nh_host_plugin_allowed(const nh_host_allow *allow, const nh_server_ctx *ctx) {
+    if (!allow || !allow->set) return true;
+    nh_peer_kind k = nh_ctx_peer_kind(ctx);
+    if (k == NH_PEER_SELF || k == NH_PEER_KNOWN || k == NH_PEER_SERVER) return true;
+    for (size_t i = 0; i < allow->count; i++)
+        if (nh_ctx_caller_has_identity(ctx, allow->names[i])) return true;
+    return false;
+}
+
+bool nh_host_listen_is_loopback(const char *listen) {
+    if (!strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]:", 6) ||
+        !strncmp(listen, "localhost:", 10) || !strncmp(listen, "unix:", 5))
+        return true;
+    return false;
+}
