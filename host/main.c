@@ -145,7 +145,11 @@ static int cmd_admin(int argc, char **argv, uint32_t timeout_ms, admin_print_fn 
     }
     int rc = 0;
     if (print(address, timeout_ms, json, tls, stdout, &err) != 0) {
-        fprintf(stderr, "nodehost %s: %s: %s\n", cmd, address, err.message);
+        /* A plaintext client to a TLS node sees only a closed socket. */
+        bool hint = !tls && strstr(err.message, "Socket closed");
+        fprintf(stderr, "nodehost %s: %s: %s%s\n", cmd, address, err.message,
+                hint ? " (does the node use TLS? then pass --tls-ca, --tls-cert and --tls-key)"
+                     : "");
         rc = 1;
     }
     nh_tls_unref(tls);

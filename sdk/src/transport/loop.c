@@ -15,6 +15,7 @@
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include <errno.h>
@@ -95,7 +96,25 @@ static void *bridge_main(void *arg) {
     return NULL;
 }
 
+/* gRPC's own log lines go through nodehost's logger: same format, and rate-limited per gRPC
+ * source line (a peer retrying a failing TLS handshake would otherwise print a line each
+ * time). gRPC's errors are mostly about a peer (handshakes, resets): logged as warnings. */
+static void grpc_log_route(gpr_log_func_args *a) {
+    nh_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR ? NH_LOG_WARN : NH_LOG_DEBUG;
+    const char *file = a->file ? a->file : "?";
+    const char *base = strrchr(file, '/');
+    uintptr_t site = (uintptr_t)a->file ^ ((uintptr_t)a->line << 40);
+    nh_log_site(level, "grpc", (const void *)site, "%s:%d: %s", base ? base + 1 : file, a->line,
+                a->message ? a->message : "");
+}
+
+static void route_grpc_logs(void) {
+    gpr_set_log_function(grpc_log_route);
+}
+
 nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err) {
+    static pthread_once_t routed = PTHREAD_ONCE_INIT;
+    pthread_once(&routed, route_grpc_logs);
     nh_tp_loop *l = calloc(1, sizeof *l);
     if (!l) {
         nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");

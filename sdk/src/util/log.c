@@ -266,6 +266,9 @@ static void emit_summary(const rl_summary *s) {
     emit(s->level, s->comp, msg, s->count);
 }
 
+static void log_keyed(nh_log_level level, const char *component, const char *key,
+                      const char *msg);
+
 void nh_logf(nh_log_level level, const char *component, const char *fmt, ...) {
     if ((int)level < 0 || (int)level > NH_LOG_DEBUG || !nh_log_enabled(level)) return;
     char msg[NH_LOG_MSG_MAX];
@@ -273,6 +276,23 @@ void nh_logf(nh_log_level level, const char *component, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    log_keyed(level, component, fmt, msg);
+}
+
+void nh_log_site(nh_log_level level, const char *component, const void *site, const char *fmt,
+                 ...) {
+    if ((int)level < 0 || (int)level > NH_LOG_DEBUG || !nh_log_enabled(level)) return;
+    char msg[NH_LOG_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_keyed(level, component, (const char *)site, msg);
+}
+
+/* Rate limit (keyed by fmt, a call site identity), then print. */
+static void log_keyed(nh_log_level level, const char *component, const char *fmt,
+                      const char *msg) {
     if (!component) component = "-";
     int burst = current_burst();
     if (burst > 0) {

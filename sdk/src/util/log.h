@@ -28,6 +28,12 @@ typedef void (*nh_log_sink_fn)(void *ctx, const char *line, size_t len);
  * other thread logs. */
 void nh_log_set_sink(nh_log_sink_fn sink, void *ctx);
 
+/** As nh_logf(), with the rate limit keyed by site (any value that identifies the call site;
+ * compared, never dereferenced) instead of the format. For messages forwarded from other
+ * libraries. */
+void nh_log_site(nh_log_level level, const char *component, const void *site, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
+
 /** Internal name of nh_logf(). */
 #define nh_log nh_logf
 
