@@ -7,6 +7,7 @@
  *            [--payload B] [--concurrent C] [--seconds S] [--warmup S] [--calls M]
  *            [--server-pids PID,PID,...] [--service echo|benchmark] [--method M]
  *            [--call quorum|multicast] [--op write|read] [--keys K]
+ *            [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
  *
  *   --config-size N   servers used, the first N of --servers (default: all of them)
  *   --quorum-size Q   NH_QUORUM_THRESHOLD with Q successes; default N/2 with a minimum of 1,
@@ -39,6 +40,11 @@
  *                       ReadResponse with OK = true and a Value of --payload bytes
  *   --op write|read   (with --service storage) which quorum call
  *   --keys K          (with --service storage) distinct keys used (default 100)
+ *   --tls-ca FILE     connect with TLS: every server's certificate must be signed by this CA
+ *                     bundle (PEM); the servers are given as an address list, so any
+ *                     certificate the CA signed is accepted (no node identity is checked)
+ *   --tls-cert FILE   present this client certificate (PEM) and its key (servers with
+ *   --tls-key FILE    `clients: require` need one); both need --tls-ca
  *   --method M        the method called instead of the service's (for example the benchmark
  *                     encoding sent to an echo server's test.Echo.Raw, which echoes it as is)
  *   --call multicast  (with --service benchmark) one-way benchmark.Benchmark.Multicast with
@@ -95,9 +101,10 @@ typedef struct qb_args {
     qb_service service;
     const char *method; /* NULL = the service's */
     bool multicast;
-    bool read;   /* storage: ReadQC instead of WriteQC */
-    size_t keys; /* storage: distinct keys */
-    nhb_args a;  /* inflight = --concurrent, messages = --calls */
+    bool read;                               /* storage: ReadQC instead of WriteQC */
+    size_t keys;                             /* storage: distinct keys */
+    const char *tls_ca, *tls_cert, *tls_key; /* --tls-ca/--tls-cert/--tls-key (NULL: none) */
+    nhb_args a;                              /* inflight = --concurrent, messages = --calls */
 } qb_args;
 
 /* Owner-thread state (written only there after the start task was posted). */
@@ -485,7 +492,8 @@ static void usage(const char *prog) {
             "       [--concurrent C] [--seconds S] [--warmup S] [--calls M]"
             " [--server-pids PID,...]\n"
             "       [--service echo|benchmark|storage] [--method M] [--call quorum|multicast]\n"
-            "       [--op write|read] [--keys K]\n",
+            "       [--op write|read] [--keys K]\n"
+            "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n",
             prog);
 }
 
@@ -541,6 +549,13 @@ static int parse_args(int argc, char **argv, qb_args *q) {
             q->method = val;
             continue;
         }
+        if (!strcmp(opt, "--tls-ca") || !strcmp(opt, "--tls-cert") || !strcmp(opt, "--tls-key")) {
+            const char **to = !strcmp(opt, "--tls-ca")     ? &q->tls_ca
+                              : !strcmp(opt, "--tls-cert") ? &q->tls_cert
+                                                           : &q->tls_key;
+            *to = val;
+            continue;
+        }
         if (!strcmp(opt, "--call")) {
             if (strcmp(val, "quorum") && strcmp(val, "multicast")) {
                 fprintf(stderr, "--call must be quorum or multicast\n");
@@ -592,6 +607,14 @@ static int parse_args(int argc, char **argv, qb_args *q) {
         return -1;
     }
     if (q->keys == 0) q->keys = 100;
+    if ((q->tls_cert || q->tls_key) && !q->tls_ca) {
+        fprintf(stderr, "--tls-cert and --tls-key need --tls-ca\n");
+        return -1;
+    }
+    if (!q->tls_cert != !q->tls_key) {
+        fprintf(stderr, "--tls-cert and --tls-key go together\n");
+        return -1;
+    }
     if (q->multicast && q->service == SVC_STORAGE) {
         fprintf(stderr, "--call multicast needs --service benchmark\n");
         return -1;
@@ -629,14 +652,26 @@ int main(int argc, char **argv) {
     g.opts.quorum.threshold = g.q.quorum;
 
     nh_error err;
+    nh_tls *tls = NULL;
+    if (g.q.tls_ca) {
+        nh_tls_opts to = {
+            .ca_file = g.q.tls_ca, .cert_file = g.q.tls_cert, .key_file = g.q.tls_key};
+        if (nh_tls_new(&to, &tls, NULL, &err) != 0) {
+            fprintf(stderr, "qc_bench: %s\n", err.message);
+            return 1;
+        }
+    }
     nh_runtime *rt;
     nh_runtime_opts ro = {.name = "qc-bench"};
     if (nh_runtime_new(&ro, &rt, &err) != 0) {
         fprintf(stderr, "qc_bench: %s\n", err.message);
+        nh_tls_unref(tls);
         return 1;
     }
-    nh_config_opts co = {.addresses = g.q.servers, .count = g.q.config_size};
-    if (nh_config_new(rt, &co, &g.cfg, &err) != 0) {
+    nh_config_opts co = {.addresses = g.q.servers, .count = g.q.config_size, .tls = tls};
+    int cfg_rc = nh_config_new(rt, &co, &g.cfg, &err);
+    nh_tls_unref(tls); /* the configuration's nodes keep their own reference */
+    if (cfg_rc != 0) {
         fprintf(stderr, "qc_bench: %s\n", err.message);
         nh_runtime_free(rt);
         return 1;
