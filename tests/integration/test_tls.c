@@ -170,6 +170,12 @@ static void test_peer_proves_its_id_and_a_spoof_is_refused(void **state) {
     nh_tls *old = creds("expired", "ca", NH_TLS_CLIENTS_REQUIRE);
     nh_node *ex = dial(old, "2", NULL);
     expect_refused(ex, "client certificate refused: the certificate has expired (notAfter Jan  2");
+    /* A certificate naming nodes 2 and 3 proves neither. */
+    nh_tls *two = creds("twonodes", "ca", NH_TLS_CLIENTS_REQUIRE);
+    nh_node *tw = dial(two, "2", NULL);
+    expect_refused(tw, "claims known peer 2, whose certificate must prove \"nodehost://node/2\"");
+    nh_node_close(tw);
+    nh_tls_unref(two);
     nh_tls *rogue = creds("rogue2", "ca", NH_TLS_CLIENTS_REQUIRE);
     nh_node *rg = dial(rogue, "2", NULL);
     expect_refused(rg, "not signed by this cluster's CA");

@@ -4,6 +4,7 @@
 #   node1..node5.pem / .key         node certificates: URI SAN nodehost://node/N (+ IP 127.0.0.1)
 #   client.pem / client.key         a client program: CN=alice, URI SAN urn:nodehost:client:alice
 #   ops.pem / ops.key               an operator: CN=ops (no SAN)
+#   twonodes.pem / .key             URI SANs of node 2 and node 3 (proves neither)
 #   expired.pem / expired.key       node 2's identity, valid 2020-01-01..2020-01-02 only
 #   future.pem / future.key         node 2's identity, valid from 2099 on
 #   other-ca.pem, rogue2.pem/.key   another CA, and a node 2 certificate it signed
@@ -66,6 +67,7 @@ for n in 1 2 3 4 5; do
 done
 leaf client alice "URI:urn:nodehost:client:alice" ca
 leaf ops ops "DNS:ops.invalid" ca
+leaf twonodes node2 "URI:nodehost://node/2,URI:nodehost://node/3" ca
 leaf expired node2 "URI:nodehost://node/2" ca 20200101000000Z 20200102000000Z
 leaf future node2 "URI:nodehost://node/2" ca 20990101000000Z 20991231000000Z
 make_ca other-ca

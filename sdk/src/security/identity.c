@@ -110,8 +110,18 @@ nh_identity *nh_identity_from_x509(X509 *cert) {
         }
     }
     GENERAL_NAMES_free(sans);
-    /* A certificate naming two different nodes proves neither. */
-    if (node_uris > 1) id->node_id = 0;
+    /* A certificate naming two different nodes proves neither: its node URIs match nothing. */
+    if (node_uris > 1) {
+        id->node_id = 0;
+        size_t kept = 0;
+        for (size_t i = 0; i < id->name_count; i++) {
+            if (nh_identity_parse_node_uri(id->names[i]))
+                free(id->names[i]);
+            else
+                id->names[kept++] = id->names[i];
+        }
+        id->name_count = kept;
+    }
     X509_NAME *subj = X509_get_subject_name(cert);
     int cn = subj ? X509_NAME_get_index_by_NID(subj, NID_commonName, -1) : -1;
     if (ok && cn >= 0)
