@@ -53,7 +53,7 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
      * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c); other
      * servers may not (grpc-go answers pings more often than every 5 minutes with GOAWAY
      * too_many_pings), which is why channels ping only when asked to. */
-    grpc_arg args[3 + NH_TP_KEEPALIVE_ARGS] = {
+    grpc_arg args[4 + NH_TP_KEEPALIVE_ARGS] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
@@ -63,9 +63,15 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_max_ms},
+        /* Every channel its own connection: gRPC may otherwise share a connection between
+         * channels to one address whose arguments compare equal, and a TLS channel must only
+         * ever speak with its own certificate (and see its own server's). */
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+         .value.integer = 1},
     };
-    if (keepalive) nh_tp_keepalive_args(&args[3], keepalive_time_ms, keepalive_timeout_ms);
-    grpc_channel_args cargs = {.num_args = keepalive ? 3 + NH_TP_KEEPALIVE_ARGS : 3, .args = args};
+    if (keepalive) nh_tp_keepalive_args(&args[4], keepalive_time_ms, keepalive_timeout_ms);
+    grpc_channel_args cargs = {.num_args = keepalive ? 4 + NH_TP_KEEPALIVE_ARGS : 4, .args = args};
     grpc_channel_credentials *creds =
         tls ? nh_tp_tls_channel_creds(tls, expect) : grpc_insecure_credentials_create();
     ch->channel = creds ? grpc_channel_create(addr, creds, &cargs) : NULL;
