@@ -670,7 +670,7 @@ int main(int argc, char **argv) {
     }
     nh_config_opts co = {.addresses = g.q.servers, .count = g.q.config_size, .tls = tls};
     int cfg_rc = nh_config_new(rt, &co, &g.cfg, &err);
-    nh_tls_unref(tls); /* the configuration's nodes keep their own reference */
+    nh_tls_unref(tls); /* the configuration's node registry keeps its own reference */
     if (cfg_rc != 0) {
         fprintf(stderr, "qc_bench: %s\n", err.message);
         nh_runtime_free(rt);
@@ -699,7 +699,11 @@ int main(int argc, char **argv) {
         g.time0 += 1000000000; /* later than the probe's write */
     }
     if (rc != 0) {
-        fprintf(stderr, "qc_bench: cannot reach every server: %s\n", err.message);
+        /* A plaintext client to a TLS node sees only a closed socket. */
+        bool hint = !g.q.tls_ca && strstr(err.message, "Socket closed");
+        fprintf(stderr, "qc_bench: cannot reach every server: %s%s\n", err.message,
+                hint ? " (do the servers use TLS? then pass --tls-ca, --tls-cert and --tls-key)"
+                     : "");
         nh_config_unref(g.cfg);
         nh_runtime_free(rt);
         return 1;

@@ -4,10 +4,11 @@
 # with its in-memory store (no data_dir), as the mem mode of bench/run_storage.sh, once per
 # transport:
 #   plain   no tls section: plaintext HTTP/2 (the baseline);
-#   tls     the cluster file has `tls: { cert: certs/node${NODE}.pem, key: certs/node${NODE}.key,
-#           ca: certs/ca.pem }` (clients: require, the default): the peers' streams and the
-#           client's streams are TLS; qc_bench dials with --tls-ca certs/ca.pem and presents the
-#           client certificate (--tls-cert certs/client.pem --tls-key certs/client.key).
+#   tls     the cluster file has `tls: { cert: "certs/node${NODE}.pem", key:
+#           "certs/node${NODE}.key", ca: certs/ca.pem }` (clients: require, the default): the
+#           peers' streams and the client's streams are TLS; qc_bench dials with
+#           --tls-ca certs/ca.pem and presents the client certificate
+#           (--tls-cert certs/client.pem --tls-key certs/client.key).
 # Everything else is the same: one YAML cluster file (peers 1..3, NODE=<id> in each process's
 # environment), the same plugin, the same calls. The certificates (EC P-256, made by
 # tests/tls/make_certs.sh with openssl) are generated once at start into the mktemp work dir.
@@ -59,14 +60,15 @@ CERTS=$WORK/certs
 bash "$ROOT/tests/tls/make_certs.sh" "$CERTS" >&2 ||
     { log "cannot make the certificates (tests/tls/make_certs.sh)"; exit 1; }
 
-# tls_args <transport> <who>: the TLS options of `nodehost status` (who = node: node 1's
-# certificate, one of the cluster's own) or of qc_bench (who = client: the client certificate);
-# nothing for plain.
+# tls_args <transport> <who>: sets TLS_ARGS to the TLS options of `nodehost status` (who = node:
+# node 1's certificate, one of the cluster's own) or of qc_bench (who = client: the client
+# certificate); empty for plain.
 tls_args() {
+    TLS_ARGS=()
     [[ $1 == tls ]] || return 0
     local who=node1
     [[ $2 == client ]] && who=client
-    echo "--tls-ca $CERTS/ca.pem --tls-cert $CERTS/$who.pem --tls-key $CERTS/$who.key"
+    TLS_ARGS=(--tls-ca "$CERTS/ca.pem" --tls-cert "$CERTS/$who.pem" --tls-key "$CERTS/$who.key")
 }
 
 # tls_yaml <transport> <port>...: the cluster file (in-memory storage plugin), with the tls
@@ -76,19 +78,25 @@ tls_yaml() {
     shift
     cluster_yaml storage "$PLUGIN" warn "$@"
     if [[ $transport == tls ]]; then
-        # shellcheck disable=SC2016 # ${NODE} is nodehost's, not this shell's
-        echo 'tls: { cert: certs/node${NODE}.pem, key: certs/node${NODE}.key, ca: certs/ca.pem }'
+        # ${NODE} is nodehost's, not this shell's (a quoted here-document). In a flow mapping,
+        # `tls: { cert: ... }`, the values would need quotes: { and } end a plain scalar there.
+        cat <<'EOF'
+tls:
+  cert: certs/node${NODE}.pem
+  key: certs/node${NODE}.key
+  ca: certs/ca.pem
+EOF
     fi
 }
 
 # wait_up <transport> <port>: waits until `nodehost status` (with TLS options for tls) answers on
 # the port and the node's Config is "1 2 3" (its peers connected).
 wait_up() {
-    local out args
-    read -r -a args <<<"$(tls_args "$1" node)"
+    local out
+    tls_args "$1" node
     for _ in $(seq 100); do
-        if out=$("$NODEHOST" status "127.0.0.1:$2" --timeout-ms 500 ${args[@]+"${args[@]}"} \
-            2>/dev/null) && awk '/^Config:/ { sub(/^Config:[ \t]*/, "");
+        if out=$("$NODEHOST" status "127.0.0.1:$2" --timeout-ms 500 \
+            ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} 2>/dev/null) && awk '/^Config:/ { sub(/^Config:[ \t]*/, "");
                 found = ($0 == "1 2 3") } END {exit !found}' <<<"$out"; then
             return 0
         fi
@@ -129,13 +137,13 @@ stop_servers() {
 
 # run_case <transport> <op> <inflight>: one run; sets LINE to qc_bench's result line.
 run_case() {
-    local transport=$1 op=$2 c=$3 pids args line
+    local transport=$1 op=$2 c=$3 pids line
     retry_start "$transport servers" start_servers "$transport"
     pids=$(IFS=,; echo "${SERVER_PIDS[*]}")
-    read -r -a args <<<"$(tls_args "$transport" client)"
+    tls_args "$transport" client
     "$BIN/qc_bench" --servers "$ADDRS" --server-pids "$pids" --quorum-size $QUORUM \
         --concurrent "$c" --payload "$PAYLOAD" --seconds "$RUN_SECONDS" --warmup "$WARMUP" \
-        --service storage --op "$op" --keys "$KEYS" ${args[@]+"${args[@]}"} \
+        --service storage --op "$op" --keys "$KEYS" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
         >"$WORK/client.out" 2>"$WORK/client.err" || true
     stop_servers
     line=$(grep '^ops_per_s=' "$WORK/client.out" || true)
@@ -186,6 +194,16 @@ ratio() {
     paste <(values "$1" "$3") <(values "$2" "$3") |
         awk '$2 > 0 {print $1 / $2}' | ratio_summary "$4"
 }
+# cpu_values <case>: client + servers CPU µs per call, one value per repetition.
+cpu_values() {
+    paste <(values "$1" cpu_us_per_op) <(values "$1" srv_cpu_us_per_op) |
+        awk '{print ($2 < 0 ? -1 : $1 + $2)}'
+}
+# cpu_ratio <caseA> <caseB>: A/B of the total CPU per call, per repetition, median [min–max].
+cpu_ratio() {
+    paste <(cpu_values "$1") <(cpu_values "$2") | awk '$1 > 0 && $2 > 0 {print $1 / $2}' |
+        ratio_summary brief
+}
 name_of() {
     case $1 in
         plain) echo "plaintext" ;;
@@ -194,6 +212,7 @@ name_of() {
     esac
 }
 call_of() { [[ $1 == write ]] && echo WriteQC || echo ReadQC; }
+ROW_FMT='| %s | %s | %s | %.0f [%s] | %.1f | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s |\n'
 has_plain=0
 [[ " ${T_LIST[*]} " == *" plain "* ]] && has_plain=1
 
@@ -203,23 +222,26 @@ echo "proto.Storage quorum calls, 3-node nodehost cluster (storage plugin, in-me
     "$LOAD_BEFORE; after: $LOAD_AFTER."
 echo
 echo "| call | transport | in flight | calls/s | p50 µs | p99 µs | client CPU µs/call" \
-    "| servers CPU µs/call | errors | calls/s ÷ plain | p50 ÷ plain | p99 ÷ plain |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| servers CPU µs/call | errors | calls/s ÷ plain | p50 ÷ plain | p99 ÷ plain" \
+    "| CPU/call ÷ plain |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for op in "${OP_LIST[@]}"; do
     for c in "${C_LIST[@]}"; do
         for t in "${T_LIST[@]}"; do
             case_="$t:$op:$c"
-            r1="–" r2="–" r3="–"
-            if ((has_plain)); then
+            r1="–" r2="–" r3="–" r4="–"
+            if ((has_plain)) && [[ $t != plain ]]; then
                 r1=$(ratio "$case_" "plain:$op:$c" ops_per_s brief)
                 r2=$(ratio "$case_" "plain:$op:$c" p50_us brief)
                 r3=$(ratio "$case_" "plain:$op:$c" p99_us brief)
+                r4=$(cpu_ratio "$case_" "plain:$op:$c")
             fi
-            printf '| %s | %s | %s | %.0f [%s] | %.1f | %.1f | %.1f | %.1f | %s | %s | %s | %s |\n' \
+            # shellcheck disable=SC2059 # ROW_FMT is the format
+            printf "$ROW_FMT" \
                 "$(call_of "$op")" "$(name_of "$t")" "$c" "$(stat "$case_" ops_per_s)" \
                 "$(range "$case_")" "$(stat "$case_" p50_us)" "$(stat "$case_" p99_us)" \
                 "$(stat "$case_" cpu_us_per_op)" "$(stat "$case_" srv_cpu_us_per_op)" \
-                "$(errors "$case_")" "$r1" "$r2" "$r3"
+                "$(errors "$case_")" "$r1" "$r2" "$r3" "$r4"
         done
     done
 done
@@ -243,5 +265,7 @@ if ((has_plain)) && [[ " ${T_LIST[*]} " == *" tls "* ]]; then
     done
     echo
     echo "Ratio: each repetition's TLS run ÷ the same repetition's plaintext run; median" \
-        "[min–max] over the repetitions. TLS costs: 1 − that median."
+        "[min–max] over the repetitions. TLS costs: 1 − that median. CPU/call: the client's" \
+        "plus the 3 servers' CPU time per call over the measured window (where the CPU is the" \
+        "limit, as on 2 cores, calls/s ÷ plain tends to 1 ÷ that ratio)."
 fi

@@ -4,6 +4,8 @@
  * Gorums client can ask. */
 #include "admin/admin.h"
 
+#include "metrics/node_metrics.h"
+
 #include "nodehost/admin.pb-c.h"
 
 #include <nodehost/nodehost.h>
@@ -94,6 +96,9 @@ static void handle_status(nh_server_ctx *ctx, void *user) {
     uint32_t *ccfg = config_ids(nh_server_client_config(src->srv), &resp.n_client_config_ids);
     nh_config *members = nh_server_members(src->srv);
     resp.members_reachable = (uint32_t)nh_config_reachable(members);
+    char why[200];
+    resp.ready = nh_node_ready(src, why, sizeof why);
+    resp.not_ready_reason = why;
     uint32_t *mids = config_ids(members, &resp.n_member_ids);
     resp.member_ids = mids;
     resp.config_ids = cfg;
@@ -292,7 +297,10 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
         print_ids(out, "config", r->config_ids, r->n_config_ids, true);
         fprintf(out, ",");
         print_ids(out, "members", r->member_ids, r->n_member_ids, true);
-        fprintf(out, ",\"members_reachable\":%" PRIu32 ",", r->members_reachable);
+        fprintf(out, ",\"members_reachable\":%" PRIu32 ",\"ready\":%s,\"not_ready_reason\":",
+                r->members_reachable, r->ready ? "true" : "false");
+        json_str(out, r->not_ready_reason);
+        fprintf(out, ",");
         print_ids(out, "client_config", r->client_config_ids, r->n_client_config_ids, true);
         fprintf(out, ",");
         print_ids(out, "peers", r->peer_ids, r->n_peer_ids, true);
@@ -312,6 +320,8 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
     print_ids(out, "members:", r->member_ids, r->n_member_ids, false);
     fprintf(out, "%-14s%" PRIu32 " of %zu members (a majority is %zu)\n",
             "reachable:", r->members_reachable, r->n_member_ids, r->n_member_ids / 2 + 1);
+    fprintf(out, "%-14s%s%s%s\n", "ready:", r->ready ? "yes" : "no",
+            r->ready ? "" : " - ", r->ready ? "" : r->not_ready_reason);
     print_ids(out, "ClientConfig:", r->client_config_ids, r->n_client_config_ids, false);
     print_ids(out, "known peers:", r->peer_ids, r->n_peer_ids, false);
     print_plugins(out, r->plugins, r->n_plugins, false);

@@ -20,6 +20,7 @@
 /** What the admin service reads from the running node. */
 typedef struct nh_admin_source {
     nh_server *srv;
+    nh_runtime *rt; /* the node's runtime */
     const nh_host_config *cfg; /* the configuration at start (who may call: admin.allow, tls);
                                   once the plugins run, the plugin host's current one */
     uint32_t node_id;

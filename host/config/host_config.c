@@ -12,9 +12,9 @@
 
 #define MAX_PLUGIN_NAME 63
 
-static const char *const root_keys[] = {"version", "node",   "peers",  "clients",
-                                        "plugins", "reload", "limits", "keepalive",
-                                        "log",     "tls",    "admin",  NULL};
+static const char *const root_keys[] = {"version", "node",    "peers",     "clients", "plugins",
+                                        "reload",  "limits",  "keepalive", "log",     "tls",
+                                        "admin",   "metrics", NULL};
 static const char *const node_keys[] = {"id", "listen", NULL};
 static const char *const peer_keys[] = {"id", "address", "identity", NULL};
 static const char *const clients_keys[] = {"accept", "max", NULL};
@@ -25,6 +25,7 @@ static const char *const limits_keys[] = {"max_message_size",       "max_inbox",
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const keepalive_keys[] = {"time_ms", "timeout_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 
@@ -448,6 +449,18 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     if (nh_host_read_tls(c, root, err) != 0) return -1;
     if (nh_host_read_admin(c, root, err) != 0) return -1;
 
+    /* metrics */
+    const nh_conf_node *metrics;
+    if (section_map(root, "metrics", metrics_keys, &metrics, err) != 0) return -1;
+    if (metrics != NULL) {
+        const nh_conf_node *ml = NULL;
+        if (required(metrics, "listen", &ml, err) != 0) return -1;
+        const char *unused;
+        if (nh_conf_string(metrics, "listen", NULL, &unused, err) != 0) return -1;
+        if (check_address(ml, err) != 0) return -1;
+        if ((c->metrics_listen = strdup(ml->value)) == NULL) return oom(err);
+    }
+
     if (resolve_node(c, root, node, file_id, id_override, err) != 0) return -1;
     if (c->tls.on && c->tls.clients == NH_TLS_CLIENTS_NONE) {
         for (size_t i = 0; i < c->peer_count; i++) {
@@ -475,6 +488,7 @@ void nh_host_config_free(nh_host_config *c) {
     }
     free(c->plugins);
     free(c->listen);
+    free(c->metrics_listen);
     nh_conf_doc_free(c->doc);
     free(c->dir);
     free(c->file);

@@ -25,6 +25,7 @@
  * log: { level: info, format: text }           # error|warn|info|debug, text|json
  * tls: { cert: .., key: .., ca: .., clients: require }   # see security_config.h, with
  * admin: { allow: [..], allow_plaintext_from: [..] }    # peers[i].identity, plugins[i].allow
+ * metrics: { listen: 127.0.0.1:9101 }          # HTTP: /metrics, /healthz, /readyz
  * ```
  *
  * Every error is `FILE:LINE:COL: PATH: message` (see nodehost/conf.h and yaml_tree.h). Unknown
@@ -47,8 +48,8 @@
  *     line.
  * Checks run in this order, so a file with several mistakes reports the first: version, the
  * top-level keys, node, peers, clients, plugins, reload, limits, keepalive, log, tls, admin,
- * then the node against the peers and node.listen, then tls.clients against the peers. The TLS
- * files themselves are read by nh_host_tls_load() (start, --check-config, reload). */
+ * metrics, then the node against the peers and node.listen, then tls.clients against the peers. The
+ * TLS files themselves are read by nh_host_tls_load() (start, --check-config, reload). */
 #ifndef NH_HOST_CONFIG_H
 #define NH_HOST_CONFIG_H
 
@@ -126,6 +127,7 @@ typedef struct nh_host_config {
     uint32_t keepalive_timeout_ms; /**< keepalive.timeout_ms, 100..600000, default 2000 */
 
     nh_host_tls tls;           /**< the tls section (tls.on false: plaintext) */
+    char *metrics_listen;      /**< metrics.listen: the HTTP endpoint (NULL: none) */
     nh_host_allow admin_allow; /**< admin.allow */
     nh_host_cidr *admin_nets;  /**< admin.allow_plaintext_from */
     size_t admin_net_count;

@@ -5,6 +5,8 @@
 #include "config/host_config.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,8 +273,34 @@ bool nh_host_plugin_allowed(const nh_host_allow *allow, const nh_server_ctx *ctx
 }
 
 bool nh_host_listen_is_loopback(const char *listen) {
-    if (!strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]:", 6) ||
-        !strncmp(listen, "localhost:", 10) || !strncmp(listen, "unix:", 5))
-        return true;
-    return false;
+    if (!strncmp(listen, "unix:", 5)) return true;
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon ? (size_t)(colon - listen) : 0;
+    if (!colon || hl == 0 || hl >= sizeof host) return false;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    /* Every address the name resolves to must be a loopback one. */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(h, NULL, &hints, &res) != 0) return false;
+    bool all = res != NULL;
+    for (struct addrinfo *ai = res; ai && all; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const uint8_t *a = (const uint8_t *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+            all = a[0] == 127;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct in6_addr *a = &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+            all = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        } else {
+            all = false;
+        }
+    }
+    freeaddrinfo(res);
+    return all;
 }

@@ -2,6 +2,9 @@
  * signals; everything that serves runs on the runtime's owner thread. */
 #include "run/node_run.h"
 
+#include "metrics/http_endpoint.h"
+#include "metrics/node_metrics.h"
+
 #include "admin/admin.h"
 #include "plugin/plugin_host.h"
 #include "reload/reloader.h"
@@ -159,6 +162,10 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
         cur->keepalive_timeout_ms != nw->keepalive_timeout_ms)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                             "%s: keepalive.time_ms and keepalive.timeout_ms %s", nw->file, restart);
+    if ((cur->metrics_listen == NULL) != (nw->metrics_listen == NULL) ||
+        (cur->metrics_listen && strcmp(cur->metrics_listen, nw->metrics_listen) != 0))
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: metrics.listen %s",
+                            nw->file, restart);
     if (cur->tls.on != nw->tls.on)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: tls turned %s: %s",
                             nw->file, nw->tls.on ? "on" : "off", restart);
@@ -276,7 +283,13 @@ static size_t drain(nh_plugin_host *ph, uint32_t grace_ms) {
     return 0;
 }
 
+static bool endpoint_ready(void *arg, char *why, size_t why_size) {
+    return nh_node_ready(arg, why, why_size);
+}
+
 int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
+    nh_http_endpoint *endpoint = NULL;
+    nh_node_metrics *node_metrics = NULL;
     nh_error err = {0};
     int64_t started = mono_ns();
     /* Plugins are loaded and checked before anything listens or dials: a bad plugin stops the
@@ -350,6 +363,20 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         goto out;
     }
     admin.srv = srv;
+    admin.rt = rt;
+    /* Metrics and health: the runtime counts from now on; the endpoint serves from its own
+     * thread (/readyz says "starting" until the plugins serve). */
+    if (cfg->metrics_listen) {
+        nh_metrics_enable(true);
+        node_metrics = nh_node_metrics_start(&admin);
+        endpoint = nh_http_endpoint_start(cfg->metrics_listen, endpoint_ready, &admin, &err);
+        if (!endpoint) {
+            nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
+            goto out;
+        }
+        nh_logf(NH_LOG_INFO, "host", "metrics and health on http://%s/metrics, /healthz, /readyz",
+                nh_http_endpoint_address(endpoint));
+    }
     if (nh_admin_register(&admin, &err) != 0 ||
         nh_plugin_host_start(ph, rt, srv, cfg->node_id, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "%s", err.message);
@@ -402,6 +429,9 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
 out:
     nh_reloader_stop(reloader);
     nh_plugin_watch_stop(nr.watch);
+    /* The endpoint first: a scrape reads the server, the reloader and the plugin host. */
+    nh_http_endpoint_stop(endpoint);
+    nh_node_metrics_stop(node_metrics);
     __atomic_store_n(&g_plugins, NULL, __ATOMIC_RELEASE);
     nh_plugin_host_stop(ph);
     nh_runtime_free(rt);

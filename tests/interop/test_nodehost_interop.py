@@ -947,10 +947,15 @@ class CommandLineTest(Case):
         files = sorted(glob.glob(conf_path("*.yaml")))
         self.assertGreaterEqual(len(files), 3, files)
         state = new_tmp("check-state-")
+        # Files with a tls section read NH_TLS_DIR and NH_NODE: test certificates for them.
+        certs = os.path.join(new_tmp("check-certs-"), "certs")
+        subprocess.run(["bash", os.path.join(nu.source_dir(), "tests", "tls", "make_certs.sh"),
+                        certs], check=True, capture_output=True)
         for path in files:
             with open(path) as f:
-                has_node_id = re.search(r"(?m)^node:.*\bid:|^node:\s*\n(\s+.*\n)*?\s+id:",
-                                        f.read()) is not None
+                text = f.read()
+            has_node_id = re.search(r"(?m)^node:.*\bid:|^node:\s*\n(\s+.*\n)*?\s+id:",
+                                    text) is not None
             ids = [None] if has_node_id else ["1", "2", "3"]
             for node_id in ids:
                 with self.subTest(file=os.path.basename(path), id=node_id):
@@ -958,7 +963,8 @@ class CommandLineTest(Case):
                     if node_id:
                         args += ["--id", node_id]
                     r = run_nodehost(args, env=base_env(NH_PLUGIN_DIR=plugin_dir(),
-                                                        NH_STATE_DIR=state))
+                                                        NH_STATE_DIR=state, NH_TLS_DIR=certs,
+                                                        NH_NODE=node_id or "1"))
                     self.assertEqual(r.returncode, 0, r.stderr)
                     self.assertIn("OK", r.stdout)
                     self.assertTrue(r.stdout.startswith(path + ": OK"), r.stdout)

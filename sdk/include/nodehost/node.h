@@ -84,6 +84,10 @@ NH_API bool nh_node_connected(const nh_node *node);
  * certificate proved when it connected (NULL without one). */
 NH_API const char *nh_node_identity(const nh_node *node);
 
+/** How many times a connected stream of this node broke (the node then reconnects); for a node
+ * this runtime dials. Any thread. */
+NH_API uint64_t nh_node_breaks(const nh_node *node);
+
 /** Number of calls waiting for a response from this node (the router's size). */
 NH_API size_t nh_node_pending(const nh_node *node);
 

@@ -14,5 +14,6 @@
 #include <nodehost/admin.h>
 #include <nodehost/timer.h>
 #include <nodehost/tls.h>
+#include <nodehost/metrics.h>
 
 #endif

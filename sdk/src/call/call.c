@@ -1,5 +1,6 @@
 /* Calls to one node: the call object's life (start, timeout, cancel, completion), the public
  * RPC and unicast entry points, their blocking forms, and cancellation tokens. */
+#include "metrics/metrics_impl.h"
 #include "call/call.h"
 
 #include "core/scope.h"
@@ -185,6 +186,8 @@ static void run_deferred_done(void *p) {
 void nh_call_complete(nh_call *c, const nh_reply *r) {
     if (c->completed) return;
     c->completed = true;
+    if (c->node->kind != NH_NODE_OUTBOUND) /* a peer or client that dialed us: server-initiated */
+        nh_metrics_server_call(c->kind == NH_CALL_RPC ? "rpc" : "unicast", (int)r->err.code);
     if (c->timer_open) {
         c->timer_open = false;
         uv_timer_stop(&c->timer);

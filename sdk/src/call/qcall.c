@@ -7,6 +7,7 @@
  * reached, quorum impossible, timeout, cancellation or runtime stop; legs still pending are then
  * removed from their routers, so late replies are dropped and nothing leaks. Owner thread only,
  * except the public entry points and the future/correctable handles. */
+#include "metrics/metrics_impl.h"
 #include "call/call.h"
 #include "config/config_impl.h"
 #include "core/scope.h"
@@ -569,6 +570,11 @@ static void run_notify(void *arg) {
 static void qc_complete(nh_qcall *qc, nh_code code, nh_err_kind kind, const char *fmt, ...) {
     if (qc->completed) return;
     qc->completed = true;
+    if (qc->cfg->server_initiated)
+        nh_metrics_server_call(qc->kind == QC_QUORUM      ? "quorum"
+                               : qc->kind == QC_MULTICAST ? "multicast"
+                                                          : "correctable",
+                               (int)code);
     nh_error err;
     nh_error_clear(&err);
     if (code != NH_OK) {

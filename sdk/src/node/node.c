@@ -171,6 +171,7 @@ static void fail_router(nh_node *n, nh_code code, nh_err_kind kind, const char *
 static void on_closed(void *user, nh_code code, const char *details) {
     nh_node *n = user;
     bool was_ready = n->stream_ready;
+    if (was_ready) __atomic_add_fetch(&n->breaks, 1, __ATOMIC_RELAXED);
     n->stream = NULL;
     if (n->backchannel) {
         nh_endpoint_close(n->backchannel);
@@ -410,6 +411,10 @@ void nh_node_set_identity(nh_node *n, const char *identity) {
     if (copy && !__atomic_compare_exchange_n(&n->identity, &expected, copy, false, __ATOMIC_ACQ_REL,
                                              __ATOMIC_ACQUIRE))
         free(copy);
+}
+
+uint64_t nh_node_breaks(const nh_node *n) {
+    return n ? __atomic_load_n(&n->breaks, __ATOMIC_RELAXED) : 0;
 }
 
 const char *nh_node_identity(const nh_node *n) {

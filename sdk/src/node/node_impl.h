@@ -54,6 +54,7 @@ struct nh_node {
     /* read from any thread */
     int64_t latency_ns; /* atomic; -1 until measured */
     int connected;      /* atomic */
+    uint64_t breaks;    /* atomic: connected streams that broke (nh_node_breaks) */
     size_t pending;     /* atomic mirror of the router size */
     pthread_mutex_t err_mu;
     nh_error last_err;

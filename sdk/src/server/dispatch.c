@@ -17,7 +17,9 @@
 
 #include "core/scope.h"
 #include "node/node_impl.h"
+#include "metrics/metrics_impl.h"
 #include "security/tls_impl.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #include <stdarg.h>
@@ -211,6 +213,8 @@ static void ctx_release(nh_server_ctx *ctx) {
 static void ctx_end(nh_server_ctx *ctx) {
     nh_server_stream *st = ctx->st;
     ctx->ended = true;
+    if (ctx->stats)
+        nh_metrics_request_end(ctx->stats, (int)ctx->end_code, nh_now_ns() - ctx->start_ns);
     ctx_release(ctx);
     st->open_ctx--;
     st->refs++; /* keep st alive across ctx_free and pump */
@@ -224,6 +228,7 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
     if (!meth) {
         char text[NH_ERROR_MESSAGE_MAX];
         snprintf(text, sizeof text, "no handler registered for method %s", m->method);
+        nh_metrics_request_refused(nh_metrics_unknown_method(), NH_UNIMPLEMENTED);
         send_status(st, m->seq, m->method, NH_UNIMPLEMENTED, text);
         nh_wire_msg_free(m);
         return;
@@ -242,6 +247,11 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
     st->refs++;
     st->open_ctx++;
     st->holder = ctx;
+    if (nh_metrics_counting() && meth->stats) {
+        ctx->stats = meth->stats;
+        ctx->start_ns = nh_now_ns();
+        nh_metrics_request_start();
+    }
     ctx->in_handler = true;
     meth->fn(ctx, meth->user);
     ctx->in_handler = false;
@@ -540,6 +550,7 @@ static void do_reply(nh_server_ctx *ctx, const reply_task *t) {
     if (t->finish_only) {
         /* nothing to send */
     } else if (t->is_error) {
+        ctx->end_code = t->code;
         send_status(st, ctx->msg->seq, ctx->msg->method, t->code, t->text ? t->text : "");
     } else {
         send_payload(st, ctx->msg->seq, ctx->msg->method, t->payload, t->len);

@@ -1,3 +1,4 @@
+#include "metrics/metrics_impl.h"
 #include "server/methods.h"
 
 #include "core/runtime_impl.h"
@@ -50,6 +51,7 @@ int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void 
     if (!m->name) {
         m->name = strdup(name);
         if (!m->name) return -1;
+        m->stats = nh_metrics_method(name);
         t->len++;
     }
     m->fn = fn;

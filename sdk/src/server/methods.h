@@ -8,10 +8,13 @@
 #include <stddef.h>
 
 /** One registered method. */
+struct nh_method_stats;
+
 typedef struct nh_method {
     char *name;
     nh_handler_fn fn;
     void *user;
+    struct nh_method_stats *stats; /* its request metrics (metrics/metrics_impl.h) */
 } nh_method;
 
 /** An open-addressing hash table keyed by method name. Zero-initialise before use. */

@@ -66,6 +66,9 @@ struct nh_server_ctx {
     bool in_handler, deferred, ended, released;
     nh_ctx_end_fn on_end; /* nh_ctx_on_end(), run by ctx_free */
     void *on_end_arg;
+    struct nh_method_stats *stats; /* request metrics of the method (NULL: not counted) */
+    int64_t start_ns;              /* when the handler started (counted calls) */
+    nh_code end_code;              /* the status the call ended with */
 };
 
 /** Accept callback for the transport: classifies the stream and sets up its endpoint. */

@@ -2,6 +2,7 @@
  * flight, and the end of the stream. Completion handlers follow one pattern: do the work, then
  * nh_tp_stream_op_done(), which frees the stream once it is closed and no batch is left. */
 #include "transport/stream_impl.h"
+#include "metrics/metrics_impl.h"
 #include "transport/tls_creds.h"
 
 #include "util/log.h"
@@ -125,6 +126,7 @@ static void on_recv(nh_tp_tag *tag, bool ok) {
         if (grpc_byte_buffer_reader_init(&r, bb)) {
             grpc_slice all = grpc_byte_buffer_reader_readall(&r);
             grpc_byte_buffer_reader_destroy(&r);
+            nh_metrics_stream_message(false, GRPC_SLICE_LENGTH(all));
             report_ready(s);
             if (!s->closed && s->ev && s->ev->on_message)
                 s->ev->on_message(s->user, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
@@ -219,6 +221,7 @@ static void send_next(nh_tp_stream *s) {
 static void on_send(nh_tp_tag *tag, bool ok) {
     nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, send_tag));
     s->send_busy = false;
+    if (ok) nh_metrics_stream_message(true, s->send_inflight_len);
     s->send_inflight_len = 0;
     grpc_byte_buffer_destroy(s->send_bb);
     s->send_bb = NULL;
