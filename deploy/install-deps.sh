@@ -6,7 +6,7 @@ set -euo pipefail
 NH_DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
   libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
-  libuv1-dev libyaml-dev libcmocka-dev liblmdb-dev libssl-dev openssl libmicrohttpd-dev iproute2
+  libuv1-dev libyaml-dev libcmocka-dev liblmdb-dev libssl-dev openssl libmicrohttpd-dev libsystemd-dev prometheus iproute2
   python3-grpcio python3-protobuf
 )
 

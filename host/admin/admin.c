@@ -320,8 +320,8 @@ static void print_status(FILE *out, const Nodehost__StatusResponse *r, bool json
     print_ids(out, "members:", r->member_ids, r->n_member_ids, false);
     fprintf(out, "%-14s%" PRIu32 " of %zu members (a majority is %zu)\n",
             "reachable:", r->members_reachable, r->n_member_ids, r->n_member_ids / 2 + 1);
-    fprintf(out, "%-14s%s%s%s\n", "ready:", r->ready ? "yes" : "no",
-            r->ready ? "" : " - ", r->ready ? "" : r->not_ready_reason);
+    fprintf(out, "%-14s%s%s%s\n", "ready:", r->ready ? "yes" : "no", r->ready ? "" : " - ",
+            r->ready ? "" : r->not_ready_reason);
     print_ids(out, "ClientConfig:", r->client_config_ids, r->n_client_config_ids, false);
     print_ids(out, "known peers:", r->peer_ids, r->n_peer_ids, false);
     print_plugins(out, r->plugins, r->n_plugins, false);
