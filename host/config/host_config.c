@@ -24,7 +24,7 @@ static const char *const limits_keys[] = {"max_message_size",       "max_inbox",
                                           "slow_reader_timeout_ms", NULL};
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const keepalive_keys[] = {"time_ms", "timeout_ms", NULL};
-static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const log_keys[] = {"level", "format", "access", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -444,6 +444,24 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     if (get_enum(log, "format", log_formats, 0, &format, err) != 0) return -1;
     c->log_level = level;
     c->log_format = format == 1 ? NH_LOGFMT_JSON : NH_LOGFMT_TEXT;
+    const char *access;
+    if (nh_conf_string(log, "access", NULL, &access, err) != 0) return -1;
+    c->log_access = 0;
+    if (access != NULL) {
+        char *end;
+        double frac = strtod(access, &end);
+        if (!strcmp(access, "off")) {
+            frac = 0;
+        } else if (!strcmp(access, "all")) {
+            frac = 1;
+        } else if (end == access || *end || !(frac >= 0 && frac <= 1)) {
+            return nh_conf_error(nh_conf_get(log, "access"), err,
+                                 "must be off, all or a fraction of the calls from 0 to 1 (0.01 "
+                                 "logs one call in a hundred), got \"%.60s\"",
+                                 access);
+        }
+        c->log_access = frac;
+    }
 
     /* tls, admin */
     if (nh_host_read_tls(c, root, err) != 0) return -1;

@@ -22,7 +22,8 @@
  * keepalive: { time_ms: 1000, timeout_ms: 2000 }  # peer liveness pings: 100..3600000 and
  *                                              # 100..600000; a dead peer leaves Config
  *                                              # after about time_ms + timeout_ms
- * log: { level: info, format: text }           # error|warn|info|debug, text|json
+ * log: { level: info, format: text, access: off }  # error|warn|info|debug, text|json,
+ *                                              # access log: off, all or a fraction 0..1
  * tls: { cert: .., key: .., ca: .., clients: require }   # see security_config.h, with
  * admin: { allow: [..], allow_plaintext_from: [..] }    # peers[i].identity, plugins[i].allow
  * metrics: { listen: 127.0.0.1:9101 }          # HTTP: /metrics, /healthz, /readyz
@@ -134,6 +135,8 @@ typedef struct nh_host_config {
 
     int log_level;                 /**< 0 error, 1 warn, 2 info (default), 3 debug */
     nh_host_log_format log_format; /**< default text */
+    double log_access;             /**< log.access: fraction of calls in the access log, 0..1
+                                        (off: 0, the default; all: 1) */
 } nh_host_config;
 
 /**

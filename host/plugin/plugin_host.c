@@ -229,7 +229,9 @@ static void trampoline(nh_server_ctx *ctx, void *user) {
     nh_ctx_on_end(ctx, call_end, c);
     /* Work the handler starts belongs to g: it keeps g loaded until it is done. */
     const nh_scope *prev = nh_scope_enter(&g->scope);
+    const char *outer = nh_log_set_plugin(s->name);
     m->handler(ctx, req, g->state);
+    nh_log_set_plugin(outer);
     nh_scope_enter(prev);
     /* An RPC or quorum call whose handler neither answered nor deferred would leave its caller
      * waiting: answer for the plugin. (Correctable handlers may send and return.) The current

@@ -9,6 +9,7 @@
 #include "plugin/plugin_host.h"
 #include "reload/reloader.h"
 #include "reload/watch.h"
+#include "run/sd_notify.h"
 
 #include <nodehost/nodehost.h>
 
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 static nh_plugin_host *g_plugins; /* atomic: set once the plugins started */
+static bool g_stopping;           /* atomic: a stop signal arrived (no READY=1 after STOPPING=1) */
 
 void nh_run_block_signals(void) {
     sigset_t set;
@@ -177,8 +179,7 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
 
 /* One reload (on the reloader's thread): re-read the file, refuse what needs a restart, apply
  * log settings that changed in the file, reload the plugins. */
-static void do_reload(void *arg, nh_reload_result *out) {
-    node_reload *nr = arg;
+static void reload_apply(node_reload *nr, nh_reload_result *out) {
     nh_host_config *nw = NULL;
     out->ok = false;
     if (nh_host_config_load(nr->file, nr->id_override, &nw, &out->err) != 0) return;
@@ -189,6 +190,7 @@ static void do_reload(void *arg, nh_reload_result *out) {
     }
     /* Settings applied by the node itself, read before nw goes to the plugin host. */
     int level = nw->log_level, old_level = cur->log_level;
+    double access = nw->log_access;
     nh_host_log_format format = nw->log_format, old_format = cur->log_format;
     if (nw->reload_watch != cur->reload_watch || nw->reload_debounce_ms != cur->reload_debounce_ms)
         nh_logf(NH_LOG_WARN, "reload", "%s: reload.watch and reload.debounce_ms apply at restart",
@@ -225,9 +227,25 @@ static void do_reload(void *arg, nh_reload_result *out) {
     if (!out->ok) return;
     /* Log settings the file changed (a --log-level given at start holds until then). */
     if (level != old_level) nh_log_set_level((nh_log_level)level);
+    nh_log_set_access_sample(access);
     if (format != old_format)
         nh_log_set_format(format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT);
     watch_update(nr);
+}
+
+/* A reload, announced to systemd (RELOADING=1, then READY=1 whether it worked or not). */
+static void do_reload(void *arg, nh_reload_result *out) {
+    node_reload *nr = arg;
+    nh_sd_reloading();
+    reload_apply(nr, out);
+    if (__atomic_load_n(&g_stopping, __ATOMIC_ACQUIRE)) return;
+    const nh_host_config *now = nh_plugin_host_config(nr->ph);
+    if (out->ok)
+        nh_sd_ready("node %u serving on %s, %zu plugin(s); reloaded", now->node_id, now->listen,
+                    now->plugin_count);
+    else
+        nh_sd_ready("node %u serving on %s; reload failed: %s", now->node_id, now->listen,
+                    out->err.message);
 }
 
 /* Waits for SIGTERM/SIGINT; SIGHUP asks for a reload (when rl is not NULL). Returns the
@@ -290,6 +308,8 @@ static bool endpoint_ready(void *arg, char *why, size_t why_size) {
 int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     nh_http_endpoint *endpoint = NULL;
     nh_node_metrics *node_metrics = NULL;
+    nh_log_set_node(cfg->node_id);
+    nh_log_set_access_sample(cfg->log_access);
     nh_error err = {0};
     int64_t started = mono_ns();
     /* Plugins are loaded and checked before anything listens or dials: a bad plugin stops the
@@ -401,7 +421,11 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     nh_logf(NH_LOG_INFO, "host",
             "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s)", cfg->node_id,
             cfg->listen, port, cfg->peer_count, cfg->plugin_count);
+    nh_sd_ready("node %u serving on %s, %zu plugin(s)", cfg->node_id, cfg->listen,
+                cfg->plugin_count);
     int sig = wait_stop_signal(reloader);
+    __atomic_store_n(&g_stopping, true, __ATOMIC_RELEASE);
+    nh_sd_stopping("%s: draining", strsignal(sig));
     /* A reload running now finishes first; requests still queued, and later ones, are
      * answered "node is stopping". Then the watch (a reload may still update it). */
     nh_reload_stats rs;

@@ -46,6 +46,8 @@
  *   pull_page: 1 to 10000, default 500: entries per catch-up page */
 #include "storage_impl.h"
 
+#include <nodehost/metrics.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,8 +282,27 @@ typedef struct pending_write {
     bool oneway;
 } pending_write;
 
+/* The plugin's own metrics (nodehost/metrics.h): series live as long as the process, so every
+ * generation finds the same ones and the counts go on across reloads. */
+static nh_metric *write_series(st_put_result r) {
+    static nh_metric *series[3];
+    int i = r == ST_NEW ? 0 : r == ST_OLD ? 1 : 2;
+    nh_metric *m = __atomic_load_n(&series[i], __ATOMIC_ACQUIRE);
+    if (!m) {
+        static const char *const results[3] = {"new", "old", "failed"};
+        nh_metric_label l = {"result", results[i]};
+        m = nh_metric_counter("nodehost_storage_writes_total",
+                              "Writes the storage plugin handled: new (stored), old (an equal or "
+                              "newer version was kept) or failed.",
+                              &l, 1, NULL);
+        __atomic_store_n(&series[i], m, __ATOMIC_RELEASE);
+    }
+    return m;
+}
+
 static void write_done(void *arg, st_put_result r) {
     pending_write *pw = arg;
+    nh_metric_add(write_series(r), 1);
     if (pw->oneway) {
         nh_ctx_finish(pw->ctx); /* a multicast: nothing is sent back, a failure is dropped */
     } else if (!write_failed(pw->ctx, pw->s, r)) {
@@ -539,7 +560,8 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
         rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     if (rc == 0 && snap->recovering) {
         s->recovering = true;
-        s->caught_up = snap->n_caughtupfrom ? malloc(snap->n_caughtupfrom * sizeof(uint32_t)) : NULL;
+        s->caught_up =
+            snap->n_caughtupfrom ? malloc(snap->n_caughtupfrom * sizeof(uint32_t)) : NULL;
         if (s->caught_up) {
             memcpy(s->caught_up, snap->caughtupfrom, snap->n_caughtupfrom * sizeof(uint32_t));
             s->n_caught_up = snap->n_caughtupfrom;

@@ -5,6 +5,8 @@
 
 #include <nodehost/status.h>
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,6 +43,24 @@ NH_API int nh_log_level_parse(const char *name);
  * and component (JSON lines also carry `"suppressed":N`). Any thread; never allocates. */
 NH_API void nh_logf(nh_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** JSON lines carry `"node":<id>` from now on (0: no field). The nodehost program sets its
+ * node ID. Any thread. */
+NH_API void nh_log_set_node(uint32_t node_id);
+
+/** Sets the plugin name JSON lines logged by this thread carry (`"plugin":"<name>"`; NULL:
+ * none) and returns the previous one, to be restored. The nodehost program sets it around
+ * every plugin call. (Lines logged inside a handler also carry `"method"`.) */
+NH_API const char *nh_log_set_plugin(const char *plugin);
+
+/**
+ * The access log: one line (component "access", level info) for this fraction of the calls
+ * served, 0 (off, the default) to 1 (every call): method, caller (certificate identity, else
+ * address), peer kind and ID, status code and duration; JSON lines carry them as fields
+ * (`method`, `caller`, `peer_kind`, `peer_id`, `code`, `duration_ms`). Sampled calls are chosen
+ * at random; access lines are not rate-limited. Any thread.
+ */
+NH_API void nh_log_set_access_sample(double fraction);
 
 #ifdef __cplusplus
 }

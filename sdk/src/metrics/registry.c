@@ -380,8 +380,9 @@ static const char *num(double v, char *buf, size_t size) {
     if (isinf(v)) return v > 0 ? "+Inf" : "-Inf";
     if (v == (double)(int64_t)v && fabs(v) < 1e15)
         snprintf(buf, size, "%lld", (long long)v);
-    else
-        snprintf(buf, size, "%.17g", v);
+    else /* the shortest form that reads back as the same double */
+        for (int prec = 15; prec <= 17; prec++)
+            if (snprintf(buf, size, "%.*g", prec, v) > 0 && strtod(buf, NULL) == v) break;
     return buf;
 }
 

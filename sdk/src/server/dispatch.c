@@ -210,11 +210,27 @@ static void ctx_release(nh_server_ctx *ctx) {
 
 /* Ends a context: releases the order, frees it unless its handler is still running, and lets
  * the stream go on. */
+static const char *kind_name(nh_peer_kind k) {
+    static const char *const names[] = {"regular", "known", "client", "self", "server"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+/* One access-log line for a sampled call. */
+static void access_line(const nh_server_ctx *ctx, int64_t took_ns) {
+    const nh_server_stream *st = ctx->st;
+    const char *who = nh_ctx_caller_identity(ctx);
+    nh_log_access(ctx->msg->method, who ? who : st->peer_addr, kind_name(st->peer_kind),
+                  st->peer_id, nh_code_name(ctx->end_code), (double)took_ns / 1e6);
+}
+
 static void ctx_end(nh_server_ctx *ctx) {
     nh_server_stream *st = ctx->st;
     ctx->ended = true;
-    if (ctx->stats)
-        nh_metrics_request_end(ctx->stats, (int)ctx->end_code, nh_now_ns() - ctx->start_ns);
+    if (ctx->stats || ctx->access) {
+        int64_t took = nh_now_ns() - ctx->start_ns;
+        if (ctx->stats) nh_metrics_request_end(ctx->stats, (int)ctx->end_code, took);
+        if (ctx->access) access_line(ctx, took);
+    }
     ctx_release(ctx);
     st->open_ctx--;
     st->refs++; /* keep st alive across ctx_free and pump */
@@ -249,11 +265,14 @@ static void dispatch(nh_server_stream *st, nh_wire_msg *m) {
     st->holder = ctx;
     if (nh_metrics_counting() && meth->stats) {
         ctx->stats = meth->stats;
-        ctx->start_ns = nh_now_ns();
         nh_metrics_request_start();
     }
+    ctx->access = nh_log_access_pick();
+    if (ctx->stats || ctx->access) ctx->start_ns = nh_now_ns();
     ctx->in_handler = true;
+    const char *outer = nh_log_set_method(m->method);
     meth->fn(ctx, meth->user);
+    nh_log_set_method(outer);
     ctx->in_handler = false;
     if (ctx->ended)
         ctx_free(ctx);

@@ -69,6 +69,7 @@ struct nh_server_ctx {
     struct nh_method_stats *stats; /* request metrics of the method (NULL: not counted) */
     int64_t start_ns;              /* when the handler started (counted calls) */
     nh_code end_code;              /* the status the call ended with */
+    bool access;                   /* sampled for the access log */
 };
 
 /** Accept callback for the transport: classifies the stream and sets up its endpoint. */

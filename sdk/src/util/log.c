@@ -31,6 +31,10 @@ enum {
 
 static int g_level = -1;
 static int g_format = NH_LOG_TEXT;
+static uint32_t g_node;          /* atomic: "node" field of JSON lines, 0 none */
+static uint64_t g_access_thresh; /* atomic: a call is logged when a random u64 < this */
+static __thread const char *t_plugin, *t_method;
+static __thread uint64_t t_rand;
 static int g_burst = -1; /* -1: not read from NH_LOG_BURST yet */
 static nh_log_clock_fn g_clock;
 static nh_log_sink_fn g_sink;
@@ -224,6 +228,66 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
 }
 
 /* Formats and writes one line; suppressed > 0 marks a summary line (JSON gets the count). */
+void nh_log_set_node(uint32_t node_id) {
+    __atomic_store_n(&g_node, node_id, __ATOMIC_RELAXED);
+}
+
+const char *nh_log_set_plugin(const char *plugin) {
+    const char *old = t_plugin;
+    t_plugin = plugin;
+    return old;
+}
+
+const char *nh_log_set_method(const char *method) {
+    const char *old = t_method;
+    t_method = method;
+    return old;
+}
+
+void nh_log_set_access_sample(double fraction) {
+    uint64_t t = fraction <= 0   ? 0
+                 : fraction >= 1 ? UINT64_MAX
+                                 : (uint64_t)(fraction * 18446744073709551615.0);
+    __atomic_store_n(&g_access_thresh, t, __ATOMIC_RELAXED);
+}
+
+int nh_log_access_pick(void) {
+    uint64_t t = __atomic_load_n(&g_access_thresh, __ATOMIC_RELAXED);
+    if (t == 0) return 0;
+    if (t == UINT64_MAX) return 1;
+    if (!t_rand)
+        t_rand = (uint64_t)(uintptr_t)&t_rand ^ (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ULL;
+    t_rand ^= t_rand << 13; /* xorshift64 */
+    t_rand ^= t_rand >> 7;
+    t_rand ^= t_rand << 17;
+    return t_rand < t;
+}
+
+/* The context fields of a JSON line: ,"node":N,"plugin":"p","method":"m" (those set). */
+static void context_fields(char *out, size_t size) {
+    size_t n = 0;
+    out[0] = '\0';
+    uint32_t node = __atomic_load_n(&g_node, __ATOMIC_RELAXED);
+    if (node) n += (size_t)snprintf(out + n, size - n, ",\"node\":%u", node);
+    char esc[300];
+    if (t_plugin && n < size) {
+        json_escape(esc, sizeof esc, t_plugin);
+        n += (size_t)snprintf(out + n, size - n, ",\"plugin\":\"%s\"", esc);
+    }
+    if (t_method && n < size) {
+        json_escape(esc, sizeof esc, t_method);
+        snprintf(out + n, size - n, ",\"method\":\"%s\"", esc);
+    }
+}
+
+static void write_line(const char *line, size_t n) {
+    nh_log_sink_fn sink = __atomic_load_n(&g_sink, __ATOMIC_ACQUIRE);
+    if (sink)
+        sink(__atomic_load_n(&g_sink_ctx, __ATOMIC_RELAXED), line, n);
+    else
+        fwrite(line, 1, n, stderr);
+}
+
 static void emit(int level, const char *component, const char *msg, uint64_t suppressed) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -234,15 +298,17 @@ static void emit(int level, const char *component, const char *msg, uint64_t sup
     char line[4 * NH_LOG_MSG_MAX];
     int n;
     if (__atomic_load_n(&g_format, __ATOMIC_RELAXED) == NH_LOG_JSON) {
-        char emsg[2 * NH_LOG_MSG_MAX + 256], ecomp[128], extra[48] = "";
+        char emsg[2 * NH_LOG_MSG_MAX + 256], ecomp[128], extra[48] = "", ctx[700];
         json_escape(emsg, sizeof emsg, msg);
         json_escape(ecomp, sizeof ecomp, component);
         if (suppressed)
             snprintf(extra, sizeof extra, ",\"suppressed\":%llu", (unsigned long long)suppressed);
+        context_fields(ctx, sizeof ctx);
         n = snprintf(
             line, sizeof line,
-            "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"%s}\n", when,
-            ts.tv_nsec / 1000000L, g_names[level], ecomp, emsg, extra);
+            "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"%s\"%s%s}"
+            "\n",
+            when, ts.tv_nsec / 1000000L, g_names[level], ecomp, emsg, extra, ctx);
     } else {
         n = snprintf(line, sizeof line, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000L,
                      g_names[level], component, msg);
@@ -252,11 +318,43 @@ static void emit(int level, const char *component, const char *msg, uint64_t sup
         n = (int)sizeof line - 1;
         line[n - 1] = '\n';
     }
-    nh_log_sink_fn sink = __atomic_load_n(&g_sink, __ATOMIC_ACQUIRE);
-    if (sink)
-        sink(__atomic_load_n(&g_sink_ctx, __ATOMIC_RELAXED), line, (size_t)n);
-    else
-        fwrite(line, 1, (size_t)n, stderr);
+    write_line(line, (size_t)n);
+}
+
+void nh_log_access(const char *method, const char *caller, const char *peer_kind, uint32_t peer_id,
+                   const char *code, double duration_ms) {
+    if (!nh_log_enabled(NH_LOG_INFO)) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    char line[3 * NH_LOG_MSG_MAX];
+    int n;
+    if (__atomic_load_n(&g_format, __ATOMIC_RELAXED) == NH_LOG_JSON) {
+        char em[600], ec[600], node[32] = "";
+        json_escape(em, sizeof em, method);
+        json_escape(ec, sizeof ec, caller);
+        uint32_t id = __atomic_load_n(&g_node, __ATOMIC_RELAXED);
+        if (id) snprintf(node, sizeof node, ",\"node\":%u", id);
+        n = snprintf(line, sizeof line,
+                     "{\"ts\":\"%s.%03ldZ\",\"level\":\"info\",\"component\":\"access\","
+                     "\"msg\":\"%s %s\",\"method\":\"%s\",\"caller\":\"%s\",\"peer_kind\":\"%s\","
+                     "\"peer_id\":%u,\"code\":\"%s\",\"duration_ms\":%.3f%s}\n",
+                     when, ts.tv_nsec / 1000000L, em, code, em, ec, peer_kind, peer_id, code,
+                     duration_ms, node);
+    } else {
+        n = snprintf(line, sizeof line,
+                     "%s.%03ldZ info access: %s from %s (%s %u): %s in %.3f ms\n", when,
+                     ts.tv_nsec / 1000000L, method, caller, peer_kind, peer_id, code, duration_ms);
+    }
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line) {
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    write_line(line, (size_t)n);
 }
 
 static void emit_summary(const rl_summary *s) {
@@ -266,8 +364,7 @@ static void emit_summary(const rl_summary *s) {
     emit(s->level, s->comp, msg, s->count);
 }
 
-static void log_keyed(nh_log_level level, const char *component, const char *key,
-                      const char *msg);
+static void log_keyed(nh_log_level level, const char *component, const char *key, const char *msg);
 
 void nh_logf(nh_log_level level, const char *component, const char *fmt, ...) {
     if ((int)level < 0 || (int)level > NH_LOG_DEBUG || !nh_log_enabled(level)) return;
@@ -291,8 +388,7 @@ void nh_log_site(nh_log_level level, const char *component, const void *site, co
 }
 
 /* Rate limit (keyed by fmt, a call site identity), then print. */
-static void log_keyed(nh_log_level level, const char *component, const char *fmt,
-                      const char *msg) {
+static void log_keyed(nh_log_level level, const char *component, const char *fmt, const char *msg) {
     if (!component) component = "-";
     int burst = current_burst();
     if (burst > 0) {

@@ -31,8 +31,19 @@ void nh_log_set_sink(nh_log_sink_fn sink, void *ctx);
 /** As nh_logf(), with the rate limit keyed by site (any value that identifies the call site;
  * compared, never dereferenced) instead of the format. For messages forwarded from other
  * libraries. */
-void nh_log_site(nh_log_level level, const char *component, const void *site, const char *fmt,
-                 ...) __attribute__((format(printf, 4, 5)));
+void nh_log_site(nh_log_level level, const char *component, const void *site, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** Sets this thread's current method (JSON lines carry `"method"`); returns the previous one.
+ * The dispatcher sets it around handlers. */
+const char *nh_log_set_method(const char *method);
+
+/** True when this call should get an access line (sampling); cheap when the log is off. */
+int nh_log_access_pick(void);
+
+/** Writes one access line (see nh_log_set_access_sample()). */
+void nh_log_access(const char *method, const char *caller, const char *peer_kind, uint32_t peer_id,
+                   const char *code, double duration_ms);
 
 /** Internal name of nh_logf(). */
 #define nh_log nh_logf
