@@ -207,6 +207,10 @@ static void send_next(nh_tp_stream *s) {
     s->send_inflight_len = it.msg->len;
     grpc_op op = {.op = GRPC_OP_SEND_MESSAGE};
     op.data.send_message.send_message = s->send_bb;
+    /* More messages wait behind this one: gRPC may hold it and write them together (fewer
+     * writes, and fewer TLS records); the last one of a burst goes without the hint and flushes
+     * them all. A hinted send still completes at once (gRPC buffers up to its write buffer). */
+    if (nh_send_queue_len(&s->queue) > 0) op.flags = GRPC_WRITE_BUFFER_HINT;
     if (!nh_tp_stream_start(s, &op, 1, &s->send_tag)) {
         grpc_byte_buffer_destroy(s->send_bb);
         s->send_bb = NULL;
