@@ -13,6 +13,18 @@
 #                          NodehostTargets*.cmake
 #                          NodehostPlugin.cmake, NodehostProto.cmake
 #
+# and the program's files (what the Debian package ships, cmake/NodehostPackage.cmake):
+#
+#   share/nodehost/reference.yaml                            every configuration key, annotated
+#   share/nodehost/examples/*.yaml                           conf/'s examples, and cluster.yaml
+#                          (a 3-node cluster for nodehost@.service, plugins from <plugindir>)
+#   share/doc/nodehost/README.md, *.md                       README and docs/
+#   share/man/man1/nodehost.1, man5/nodehost.yaml.5         the manual pages (docs/man/)
+#   lib/systemd/system/nodehost.service, nodehost@.service   the systemd units (deploy/systemd/)
+#   <sysconfdir>/nodehost/nodehost.yaml                      the default node (one node, hello
+#                          plugin from <plugindir>); <sysconfdir> is /etc for the prefixes / and
+#                          /usr, else <prefix>/etc; an existing file is kept
+#
 # <libdir> is GNUInstallDirs' CMAKE_INSTALL_LIBDIR: "lib", or lib/<multiarch> when the build was
 # configured with CMAKE_INSTALL_PREFIX=/usr on Debian. Nothing here needs root: install into any
 # prefix. The pkg-config file is written at install time, so it names the prefix actually
@@ -98,3 +110,35 @@ install(FILES
   ${CMAKE_CURRENT_LIST_DIR}/NodehostPlugin.cmake
   ${CMAKE_CURRENT_LIST_DIR}/NodehostProto.cmake
   DESTINATION ${NH_INSTALL_CMAKEDIR})
+
+# ---- the program's files: configuration, examples, documentation, manual pages, units -------
+set(NH_INSTALL_DATADIR ${CMAKE_INSTALL_DATADIR}/nodehost)
+set(NH_INSTALL_UNITDIR lib/systemd/system)
+install(FILES ${CMAKE_SOURCE_DIR}/conf/reference.yaml DESTINATION ${NH_INSTALL_DATADIR})
+install(FILES ${CMAKE_SOURCE_DIR}/conf/single-node.yaml ${CMAKE_SOURCE_DIR}/conf/cluster-3.yaml
+  ${CMAKE_SOURCE_DIR}/conf/cluster-3-tls.yaml DESTINATION ${NH_INSTALL_DATADIR}/examples)
+file(GLOB _nh_docs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
+install(FILES ${CMAKE_SOURCE_DIR}/README.md ${_nh_docs} DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${CMAKE_SOURCE_DIR}/docs/man/nodehost.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${CMAKE_SOURCE_DIR}/docs/man/nodehost.yaml.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+install(FILES ${CMAKE_SOURCE_DIR}/deploy/systemd/nodehost.service
+  ${CMAKE_SOURCE_DIR}/deploy/systemd/nodehost@.service DESTINATION ${NH_INSTALL_UNITDIR})
+
+# Files that name the installed plugins: filled in at install time (the prefix is known then).
+# The units name /usr/bin/nodehost: they are for the package (prefix /usr).
+function(_nh_install_configured template name dest conffile)
+  install(CODE "
+    set(NH_IC_TEMPLATE \"${template}\")
+    set(NH_IC_NAME \"${name}\")
+    set(NH_IC_DEST \"${dest}\")
+    set(NH_IC_PLUGINDIR \"${NH_INSTALL_PLUGINDIR}\")
+    set(NH_IC_DATADIR \"${NH_INSTALL_DATADIR}\")
+    set(NH_IC_CONFFILE ${conffile})
+    set(NH_IC_TMPDIR \"${CMAKE_BINARY_DIR}/nh-install-configured\")
+    include(\"${CMAKE_CURRENT_FUNCTION_LIST_DIR}/NodehostInstallConfigured.cmake\")
+  ")
+endfunction()
+_nh_install_configured(${CMAKE_SOURCE_DIR}/deploy/systemd/nodehost.yaml.in nodehost.yaml
+  SYSCONF/nodehost ON)
+_nh_install_configured(${CMAKE_SOURCE_DIR}/deploy/systemd/cluster.yaml.in cluster.yaml
+  ${NH_INSTALL_DATADIR}/examples OFF)

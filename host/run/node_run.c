@@ -425,7 +425,7 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
                 cfg->plugin_count);
     int sig = wait_stop_signal(reloader);
     __atomic_store_n(&g_stopping, true, __ATOMIC_RELEASE);
-    nh_sd_stopping("%s: draining", strsignal(sig));
+    nh_sd_stopping("stopping (%s): draining the calls in flight", strsignal(sig));
     /* A reload running now finishes first; requests still queued, and later ones, are
      * answered "node is stopping". Then the watch (a reload may still update it). */
     nh_reload_stats rs;

@@ -7,7 +7,9 @@
 # builds everything). The test
 #  1. installs BUILD_DIR into a temporary prefix (cmake --install --prefix; no root, nothing
 #     outside the prefix) and checks the layout: headers, libnodehost.so.0 (+ .so), bundled
-#     plugins, nodehost.pc, the CMake package; every installed header compiles on its own;
+#     plugins, nodehost.pc, the CMake package, the program's files (reference.yaml, manual
+#     pages, units, etc/nodehost/nodehost.yaml naming this prefix's plugins and valid as
+#     installed); every installed header compiles on its own;
 #  2. copies plugins/hello (hello.c, hello.proto, standalone/CMakeLists.txt) to a temporary
 #     directory outside the source tree and builds it against the prefix two ways:
 #       a. CMake: find_package(Nodehost) + nh_add_plugin (standalone/CMakeLists.txt),
@@ -115,6 +117,20 @@ for f in NodehostConfig.cmake NodehostConfigVersion.cmake NodehostTargets.cmake 
 done
 [ -x "$prefix/bin/nodehost" ] || fail "bin/nodehost not installed"
 run installed-version "$prefix/bin/nodehost" --version
+
+# The program's files (tests/install/test_package.sh checks them in the Debian package): the
+# default configuration names the plugins of this prefix and is valid as installed.
+for f in share/nodehost/reference.yaml share/nodehost/examples/cluster.yaml \
+  share/man/man1/nodehost.1 share/man/man5/nodehost.yaml.5 share/doc/nodehost/README.md \
+  lib/systemd/system/nodehost.service lib/systemd/system/nodehost@.service \
+  etc/nodehost/nodehost.yaml; do
+  [ -f "$prefix/$f" ] || fail "$f not installed"
+done
+grep -qF "\${NH_PLUGIN_DIR:-$libdir/nodehost/plugins}/hello.so" "$prefix/etc/nodehost/nodehost.yaml" ||
+  fail "etc/nodehost/nodehost.yaml does not name $libdir/nodehost/plugins: $(grep path: "$prefix/etc/nodehost/nodehost.yaml")"
+mkdir -m 700 "$tmp/etc-state"
+run installed-etc-check env -u NH_PLUGIN_DIR "$prefix/bin/nodehost" \
+  --config "$prefix/etc/nodehost/nodehost.yaml" --check-config --state-dir "$tmp/etc-state"
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 version=$(pkg-config --modversion nodehost) || fail "pkg-config cannot read $pc"
