@@ -480,6 +480,11 @@ static int read_config(nh_host_config *c, uint32_t id_override, nh_error *err) {
     }
 
     if (resolve_node(c, root, node, file_id, id_override, err) != 0) return -1;
+    if (c->metrics_listen != NULL && strcmp(c->metrics_listen, c->listen) == 0) {
+        return nh_conf_error(nh_conf_get(nh_conf_get(root, "metrics"), "listen"), err,
+                             "%s is the node's own listen address (use another port)",
+                             c->metrics_listen);
+    }
     if (c->tls.on && c->tls.clients == NH_TLS_CLIENTS_NONE) {
         for (size_t i = 0; i < c->peer_count; i++) {
             if (c->peers[i].id != c->node_id) {

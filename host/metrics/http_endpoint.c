@@ -54,7 +54,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     static const char text[] = "text/plain; charset=utf-8";
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         static const char msg[] = "only GET and HEAD\n";
-        return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, (char *)msg, sizeof msg - 1, false);
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", text);
+        MHD_add_response_header(r, "Allow", "GET, HEAD");
+        enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+        MHD_destroy_response(r);
+        return ok;
     }
     if (!strcmp(url, "/metrics")) {
         char *body = NULL;

@@ -77,8 +77,8 @@ NH_API void nh_metric_observe(nh_metric *m, double v);
 typedef void (*nh_metrics_collect_fn)(void *arg);
 
 /** Adds a collector; returns a handle for nh_metrics_remove_collector(), 0 when out of
- * memory. Collectors run under the registry's lock, which is recursive: they may set and
- * register series. They must not block. */
+ * memory. Collectors run one rendering at a time, outside the registry's lock: they may set
+ * and register series, and may wait briefly for another thread. */
 NH_API unsigned long nh_metrics_add_collector(nh_metrics_collect_fn fn, void *arg);
 
 /** Removes a collector (waits for a rendering in progress). */

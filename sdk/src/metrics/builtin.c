@@ -46,10 +46,12 @@ nh_method_stats *nh_metrics_method(const char *method) {
             s = NULL;
         } else {
             nh_metric_label l = {"method", method};
-            s->duration = nh_metric_histogram(
-                "nodehost_request_duration_seconds",
-                "Time from a request's handler start to the end of its call, by method.", &l, 1,
-                NULL, 0, NULL);
+            /* Unknown methods are refused before any handler: counted, never timed. */
+            if (strcmp(method, "(unknown)") != 0)
+                s->duration = nh_metric_histogram(
+                    "nodehost_request_duration_seconds",
+                    "Time from a request's handler start to the end of its call, by method.", &l, 1,
+                    NULL, 0, NULL);
             s->next = g_methods;
             g_methods = s;
         }

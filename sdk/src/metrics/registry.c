@@ -48,6 +48,9 @@ typedef struct collector {
 
 static pthread_mutex_t g_mu;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Collectors run under this one, not under g_mu: a collector may wait for another thread (the
+ * owner thread) that registers a series meanwhile (g_mu). It also serializes renderings. */
+static pthread_mutex_t g_collect_mu = PTHREAD_MUTEX_INITIALIZER;
 static family *g_families, **g_ftail = &g_families;
 static collector *g_collectors;
 static unsigned long g_next_collector = 1;
@@ -302,16 +305,16 @@ unsigned long nh_metrics_add_collector(nh_metrics_collect_fn fn, void *arg) {
     if (!c) return 0;
     c->fn = fn;
     c->arg = arg;
-    lock();
+    pthread_mutex_lock(&g_collect_mu);
     c->id = g_next_collector++;
     c->next = g_collectors;
     g_collectors = c;
-    unlock();
+    pthread_mutex_unlock(&g_collect_mu);
     return c->id;
 }
 
 void nh_metrics_remove_collector(unsigned long id) {
-    lock();
+    pthread_mutex_lock(&g_collect_mu);
     for (collector **p = &g_collectors; *p; p = &(*p)->next) {
         if ((*p)->id == id) {
             collector *c = *p;
@@ -320,7 +323,7 @@ void nh_metrics_remove_collector(unsigned long id) {
             break;
         }
     }
-    unlock();
+    pthread_mutex_unlock(&g_collect_mu);
 }
 
 /* ---- rendering ---------------------------------------------------------------------------- */
@@ -426,12 +429,14 @@ static void render_family(sbuf *b, const family *f) {
 size_t nh_metrics_render(char **out) {
     *out = NULL;
     sbuf b = {0};
-    lock();
+    pthread_mutex_lock(&g_collect_mu);
     for (collector *c = g_collectors; c; c = c->next)
         c->fn(c->arg);
+    lock();
     for (const family *f = g_families; f; f = f->next)
         render_family(&b, f);
     unlock();
+    pthread_mutex_unlock(&g_collect_mu);
     if (!b.p) sb_put(&b, "", 0);
     if (b.oom) {
         free(b.p);
