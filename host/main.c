@@ -1,6 +1,7 @@
 /* nodehost: runs one node of a Gorums cluster from a YAML file, with handler plugins.
  *
  *   nodehost --config FILE [--id N] [options]     run a node
+ *   nodehost --config FILE --id-from-hostname     the same, node ID = host name's ordinal + 1
  *   nodehost --config FILE --check-config         validate the file and its plugins, start nothing
  *   nodehost status ADDRESS [--json]              ask a running node for its status
  *   nodehost reload ADDRESS [--json]              make a running node reload its plugins
@@ -23,8 +24,9 @@
 static void usage(FILE *out) {
     fprintf(out,
             "Usage:\n"
-            "  nodehost --config FILE [--id N] [options]   run a node\n"
-            "  nodehost --config FILE [--id N] --check-config\n"
+            "  nodehost --config FILE [--id N | --id-from-hostname] [options]\n"
+            "                                               run a node\n"
+            "  nodehost --config FILE [--id N | --id-from-hostname] --check-config\n"
             "                                               validate the file and every plugin it\n"
             "                                               names (load and descriptor check, no "
             "init)\n"
@@ -50,6 +52,11 @@ static void usage(FILE *out) {
             "  -c, --config FILE       the YAML configuration (see conf/reference.yaml)\n"
             "  -i, --id N              which node of a shared cluster file to run (overrides "
             "node.id)\n"
+            "      --id-from-hostname  the same, with N taken from the host name's trailing\n"
+            "                          ordinal plus one, as a StatefulSet names its pods:\n"
+            "                          nodehost-0 runs node 1, nodehost-2 node 3 ($HOSTNAME,\n"
+            "                          else gethostname(); only its first label counts;\n"
+            "                          not with --id)\n"
             "      --check-config      validate and exit: 0 when valid, 1 with the errors\n"
             "      --log-level L       error, warn, info or debug (overrides log.level)\n"
             "      --log-format F      text or json (overrides log.format)\n"
@@ -90,6 +97,48 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *out) {
     unsigned long v = strtoul(s, &end, 10);
     if (errno || end == s || *end || v == 0 || v > max || s[0] == '-') return -1;
     *out = (uint32_t)v;
+    return 0;
+}
+
+/* --id-from-hostname: the node ID from a StatefulSet-style host name, "<name>-<ordinal>" ->
+ * ordinal + 1 (IDs start at 1). The host name is $HOSTNAME when set (Kubernetes sets it to the
+ * pod name), else gethostname(); only its first label counts ("nodehost-1.nodehost.ns.svc"
+ * is "nodehost-1"). Returns 0, or 2 (bad usage) after printing why. */
+static int id_from_hostname(uint32_t *id, char *host, size_t host_size) {
+    const char *env = getenv("HOSTNAME");
+    if (env && *env) {
+        snprintf(host, host_size, "%s", env);
+    } else if (gethostname(host, host_size) != 0) {
+        fprintf(stderr, "nodehost: --id-from-hostname: cannot read the host name: %s\n",
+                strerror(errno));
+        return 2;
+    } else {
+        host[host_size - 1] = '\0';
+    }
+    char *dot = strchr(host, '.');
+    if (dot) *dot = '\0';
+    size_t len = strlen(host), digits = 0;
+    while (digits < len && host[len - 1 - digits] >= '0' && host[len - 1 - digits] <= '9')
+        digits++;
+    if (digits == 0 || digits + 1 >= len || host[len - 1 - digits] != '-') {
+        fprintf(stderr,
+                "nodehost: --id-from-hostname: host name '%s' does not end in -<ordinal> (a "
+                "StatefulSet pod name like nodehost-0)\n",
+                host);
+        return 2;
+    }
+    const char *ord = host + len - digits;
+    uint64_t v = 0;
+    for (const char *p = ord; *p && v <= NH_HOST_MAX_NODE_ID; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (v + 1 > NH_HOST_MAX_NODE_ID) {
+        fprintf(stderr,
+                "nodehost: --id-from-hostname: host name '%s': ordinal %s is too big (node IDs "
+                "go up to %u, so ordinals up to %u)\n",
+                host, ord, NH_HOST_MAX_NODE_ID, NH_HOST_MAX_NODE_ID - 1);
+        return 2;
+    }
+    *id = (uint32_t)v + 1;
     return 0;
 }
 
@@ -164,10 +213,11 @@ int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "reload"))
         return cmd_admin(argc, argv, 30000, nh_admin_print_reload);
 
-    enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_STATE_DIR };
+    enum { OPT_CHECK = 256, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_STATE_DIR, OPT_ID_FROM_HOSTNAME };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"id", required_argument, NULL, 'i'},
+        {"id-from-hostname", no_argument, NULL, OPT_ID_FROM_HOSTNAME},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -178,7 +228,7 @@ int main(int argc, char **argv) {
     };
     const char *config = NULL, *state_dir = NULL;
     uint32_t id = 0;
-    bool check = false;
+    bool check = false, id_given = false, id_from_host = false;
     int log_level = -1, log_format = -1;
     int c;
     while ((c = getopt_long(argc, argv, "c:i:hV", opts, NULL)) != -1) {
@@ -193,6 +243,10 @@ int main(int argc, char **argv) {
                             optarg);
                     return 2;
                 }
+                id_given = true;
+                break;
+            case OPT_ID_FROM_HOSTNAME:
+                id_from_host = true;
                 break;
             case OPT_CHECK:
                 check = true;
@@ -235,10 +289,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nodehost: missing --config FILE (see --help)\n");
         return 2;
     }
+    char host[256] = "";
+    if (id_from_host) {
+        if (id_given) {
+            fprintf(stderr, "nodehost: --id and --id-from-hostname exclude each other\n");
+            return 2;
+        }
+        int rc = id_from_hostname(&id, host, sizeof host);
+        if (rc != 0) return rc;
+    }
+    /* From here on, --id-from-hostname is exactly --id N. */
     nh_error err = {0};
     nh_host_config *cfg = NULL;
     if (nh_host_config_load(config, id, &cfg, &err) != 0) {
         fprintf(stderr, "%s\n", err.message);
+        if (id_from_host)
+            fprintf(stderr, "nodehost: (--id %u came from --id-from-hostname: host name '%s')\n",
+                    id, host);
         return 1;
     }
     nh_log_set_level(log_level >= 0 ? (nh_log_level)log_level : (nh_log_level)cfg->log_level);

@@ -161,19 +161,65 @@ static void test_new_from_node_map_sorts_by_id(void **state) {
     nh_config_unref(c);
 }
 
-static void test_new_resolves_host_names_and_dials_the_resolved_address(void **state) {
+static void test_new_keeps_host_names_and_dials_them(void **state) {
     fixture *f = *state;
-    char local[32], v6[32];
+    char local[32], v6[32], v4[32], name[64];
     snprintf(local, sizeof local, "localhost:%d", f->port[0]);
     snprintf(v6, sizeof v6, "[::1]:%d", f->port[1]);
-    const char *a[] = {local, v6};
+    snprintf(v4, sizeof v4, "127.000.000.001:%d", f->port[2]);
+    snprintf(name, sizeof name, "Node-4.Example.test.:%d", f->port[3]);
+    const char *a[] = {local, v6, v4, name};
+    nh_config_opts o = list_opts(a, 4);
+    nh_config *c;
+    nh_error err;
+    assert_int_equal(nh_config_new(f->rt, &o, &c, &err), 0);
+    /* Names are dialed as written (gRPC resolves them at every connect); IP literals in their
+     * canonical form, and localhost as 127.0.0.1. */
+    assert_string_equal(nh_node_address(nh_config_find(c, 1)), f->addr[0]);
+    assert_string_equal(nh_node_address(nh_config_find(c, 2)), v6);
+    assert_string_equal(nh_node_address(nh_config_find(c, 3)), f->addr[2]);
+    assert_string_equal(nh_node_address(nh_config_find(c, 4)), name);
+    nh_config_unref(c);
+}
+
+static void test_new_accepts_a_name_that_does_not_resolve(void **state) {
+    fixture *f = *state;
+    /* The peer may not exist yet (a pod not scheduled): its node is created, not connected,
+     * and keeps trying. */
+    const char *a[] = {f->addr[0], "nonexistent.invalid:9000"};
     nh_config_opts o = list_opts(a, 2);
     nh_config *c;
     nh_error err;
     assert_int_equal(nh_config_new(f->rt, &o, &c, &err), 0);
-    assert_string_equal(nh_node_address(nh_config_find(c, 1)), f->addr[0]);
-    assert_string_equal(nh_node_address(nh_config_find(c, 2)), v6);
+    nh_node *n = nh_config_find(c, 2);
+    assert_string_equal(nh_node_address(n), "nonexistent.invalid:9000");
+    assert_false(nh_node_connected(n));
+    nh_buf resp;
+    nh_call_opts co = {.timeout_ms = 200};
+    assert_int_equal(nh_rpc(n, "test.Echo.Echo", "x", 1, &co, &resp, &err), -1);
+    assert_true(err.code == NH_UNAVAILABLE || err.code == NH_DEADLINE_EXCEEDED);
     nh_config_unref(c);
+}
+
+static void test_new_compares_host_names_without_case_or_trailing_dot(void **state) {
+    fixture *f = *state;
+    nh_node_addr same[] = {{.id = 4, .address = "db.example.test:9000"},
+                           {.id = 4, .address = "DB.Example.Test.:9000"}};
+    nh_config_opts o = map_opts(same, 2);
+    nh_config *c;
+    nh_error err;
+    assert_int_equal(nh_config_new(f->rt, &o, &c, &err), 0);
+    EXPECT_IDS(c, 4);
+    assert_string_equal(nh_node_address(nh_config_find(c, 4)), "db.example.test:9000");
+    nh_config_unref(c);
+    nh_node_addr two[] = {{.id = 1, .address = "db.example.test:9000"},
+                          {.id = 2, .address = "DB.EXAMPLE.TEST:9000"}};
+    o = map_opts(two, 2);
+    expect_new_error(f, &o, "address \"db.example.test:9000\" already in use by node 1");
+    nh_node_addr moved[] = {{.id = 1, .address = "db.example.test:9000"},
+                            {.id = 1, .address = "db.example.test:9001"}};
+    o = map_opts(moved, 2);
+    expect_new_error(f, &o, "node 1 already in use by \"db.example.test:9000\"");
 }
 
 static void test_new_rejects_missing_nodes_with_exact_messages(void **state) {
@@ -251,15 +297,23 @@ static void test_new_treats_a_repeated_id_and_address_as_one_node(void **state) 
 
 static void test_new_rejects_invalid_addresses(void **state) {
     fixture *f = *state;
-    const char *bad[] = {"nonexistent.invalid:9000",
-                         "127.0.0.1",
-                         "127.0.0.1:0",
-                         "127.0.0.1:65536",
-                         "127.0.0.1:http",
-                         ":9000",
-                         "[::1:9000",
-                         "::1:9000",
-                         ""};
+    const char *bad[] = {
+        "bad host:9000",
+        "-dash.example:9000",
+        "dash-.example:9000",
+        "a..b:9000",
+        "under$core:9000",
+        "[not-v6]:9000",
+        "1.2.3.4.5:9000",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example:9000",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:http",
+        ":9000",
+        "[::1:9000",
+        "::1:9000",
+        ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *a[] = {f->addr[0], bad[i]};
         nh_config_opts o = list_opts(a, 2);
@@ -269,7 +323,7 @@ static void test_new_rejects_invalid_addresses(void **state) {
         assert_null(c);
         assert_int_equal(err.code, NH_INVALID_ARGUMENT);
         assert_int_equal(err.kind, NH_ERR_LOCAL);
-        char prefix[96];
+        char prefix[160];
         snprintf(prefix, sizeof prefix, "invalid address \"%s\": ", bad[i]);
         if (strncmp(err.message, prefix, strlen(prefix)) != 0 ||
             strlen(err.message) == strlen(prefix))
@@ -934,7 +988,9 @@ int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_new_from_address_list_numbers_nodes_from_one),
         T(test_new_from_node_map_sorts_by_id),
-        T(test_new_resolves_host_names_and_dials_the_resolved_address),
+        T(test_new_keeps_host_names_and_dials_them),
+        T(test_new_accepts_a_name_that_does_not_resolve),
+        T(test_new_compares_host_names_without_case_or_trailing_dot),
         T(test_new_rejects_missing_nodes_with_exact_messages),
         T(test_new_rejects_node_zero),
         T(test_new_rejects_a_duplicate_address),

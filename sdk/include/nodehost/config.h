@@ -59,12 +59,26 @@ typedef struct nh_config_opts {
  * the background). Validation, with these messages:
  * - no nodes: "missing required node addresses" / "missing required node map";
  * - ID 0: "node 0 is reserved";
- * - an address that does not resolve: "invalid address \"<a>\": <cause>";
- * - two nodes on one address (after resolution): "address \"<a>\" already in use by node <id>";
+ * - an address that is not host:port with a port from 1 to 65535, an IPv6 address outside
+ *   brackets, a host that is neither an IP address nor a well-formed host name (labels of 1 to
+ *   63 letters, digits, '-' and '_', not starting or ending with '-'; 253 characters at most):
+ *   "invalid address \"<a>\": <cause>";
+ * - two nodes on one address: "address \"<a>\" already in use by node <id>", where <a> is the
+ *   address compared (see below);
  * - one ID with two addresses: "node <id> already in use by \"<a>\"".
  * Set exactly one of opts->nodes and opts->addresses. The same ID with the same address given
- * twice is one node. Nodes dial the resolved address ("localhost:9081" dials
- * "127.0.0.1:9081"). Everything is validated before the first node is opened.
+ * twice is one node. Everything is validated before the first node is opened.
+ *
+ * Host names are not looked up here. A node addressed by name dials the name, and gRPC
+ * resolves it at every connect: after a stream ends, the node's next attempt resolves the
+ * name afresh, so a peer that came back at another IP address (a rescheduled pod) is found
+ * again. A name that does not resolve (yet) is no error: its node stays unreachable
+ * ("not connected, reconnecting (last: ...DNS resolution failed...)") and keeps retrying with
+ * backoff. IP literals are dialed in canonical form ("127.000.000.001:80" dials
+ * "127.0.0.1:80"), and "localhost" is the loopback address 127.0.0.1 ("localhost:9081" dials
+ * "127.0.0.1:9081"). Addresses are compared for duplicates in that form, host names without
+ * case and trailing dot ("localhost:9081" and "127.0.0.1:9081" are one address; other names
+ * are never compared with IP addresses).
  * Returns 0, or -1 with err set (code NH_INVALID_ARGUMENT, kind NH_ERR_LOCAL; nothing is
  * created then). The result is sorted by ID.
  */

@@ -31,7 +31,8 @@ struct nh_config {
  * is opening it (other threads wait on the registry's condition variable for it). */
 typedef struct nh_reg_entry {
     uint32_t id;
-    char *addr;           /* normalized "a.b.c.d:port" or "[v6]:port" */
+    char *addr;           /* what the node dials (nh_addr_norm.dial) */
+    char *key;            /* what its address is compared by (nh_addr_norm.key) */
     struct nh_node *node; /* the user handle (closed with nh_node_close when the registry goes) */
 } nh_reg_entry;
 
@@ -50,12 +51,26 @@ struct nh_registry {
     struct nh_tls *tls; /* a reference; NULL: plaintext */
 };
 
-/** Largest normalized address, including the NUL. */
-#define NH_ADDR_NORM_MAX 96
+/** Largest normalized address, including the NUL (a 253-character host name and a port). */
+#define NH_ADDR_NORM_MAX 264
 
-/** Normalizes "host:port" (spec 5.1): resolves the host (first IPv4 result preferred) and
- * writes "a.b.c.d:port" or "[v6]:port" to out. Returns false with the reason in why. */
-bool nh_address_normalize(const char *addr, char out[NH_ADDR_NORM_MAX], char *why, size_t why_len);
+/** An address after validation (spec 5.1, with host names kept as names). */
+typedef struct nh_addr_norm {
+    /** What the node dials and shows: an IP literal written canonically ("a.b.c.d:port",
+     * "[v6]:port", "[v6%zone]:port"; localhost counts as 127.0.0.1), or a host name as
+     * written ("db-1.example:7001"), which gRPC resolves at every connect (so a peer that
+     * moved to another IP is found again). */
+    char dial[NH_ADDR_NORM_MAX];
+    /** What two addresses are compared by (duplicates, the same node given twice): dial for
+     * an IP literal; for a host name its lower-case form without a trailing dot. No name is
+     * looked up. */
+    char key[NH_ADDR_NORM_MAX];
+} nh_addr_norm;
+
+/** Checks "host:port" (spec 5.1) and normalizes it into *out without looking names up: the
+ * host is an IP literal (IPv6 in brackets) or a well-formed host name (RFC 1123 labels; '_'
+ * allowed), the port 1 to 65535. Returns false with the reason in why. */
+bool nh_address_normalize(const char *addr, nh_addr_norm *out, char *why, size_t why_len);
 
 /** A new registry on rt with opts' metadata and backoff (copied), one reference. NULL with err
  * set on a bad metadata key or out of memory. */

@@ -19,11 +19,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* ---- address normalization ---------------------------------------------------------------- */
 
-bool nh_address_normalize(const char *addr, char out[NH_ADDR_NORM_MAX], char *why, size_t why_len) {
+/* A host name's form (RFC 1123, plus '_'): labels of 1 to 63 letters, digits, '-' and '_', not
+ * starting or ending with '-', 253 characters at most; one trailing dot (a fully qualified
+ * name) is allowed. NULL when the name is well formed, else why not. */
+static const char *host_name_problem(const char *h, size_t len) {
+    if (len > 0 && h[len - 1] == '.') len--;
+    if (len == 0 || len > 253) return "invalid host name: 1 to 253 characters expected";
+    bool all_digits = true;
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char c = i < len ? h[i] : '.';
+        if (c == '.') {
+            if (label == 0) return "invalid host name: empty label";
+            if (h[i - 1] == '-') return "invalid host name: a label ends with '-'";
+            label = 0;
+            continue;
+        }
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && c != '-' && c != '_')
+            return "invalid host name: letters, digits, '-', '_' and '.' expected";
+        if (c == '-' && label == 0) return "invalid host name: a label starts with '-'";
+        if (++label > 63) return "invalid host name: a label is longer than 63 characters";
+        if (c < '0' || c > '9') all_digits = false;
+    }
+    if (all_digits) return "invalid IPv4 address";
+    return NULL;
+}
+
+/* "localhost" (any case, with or without the trailing dot): the loopback host. */
+static bool is_localhost(const char *h, size_t len) {
+    if (len > 0 && h[len - 1] == '.') len--;
+    return len == 9 && strncasecmp(h, "localhost", 9) == 0;
+}
+
+/* An IP literal (IPv4 in any inet_aton form, IPv6 with an optional %zone) written canonically
+ * as "a.b.c.d:port" or "[v6]:port". No name lookup. False when host is not a literal. */
+static bool ip_literal(const char *host, long port, char out[NH_ADDR_NORM_MAX]) {
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return false;
+    bool ok = false;
+    char ip[INET6_ADDRSTRLEN];
+    if (res->ai_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)res->ai_addr;
+        ok = inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL;
+        if (ok) snprintf(out, NH_ADDR_NORM_MAX, "%s:%ld", ip, port);
+    } else if (res->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)res->ai_addr;
+        ok = inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip) != NULL;
+        if (ok && sin6->sin6_scope_id) {
+            char ifname[IF_NAMESIZE];
+            if (if_indextoname(sin6->sin6_scope_id, ifname))
+                snprintf(out, NH_ADDR_NORM_MAX, "[%s%%%s]:%ld", ip, ifname, port);
+            else
+                snprintf(out, NH_ADDR_NORM_MAX, "[%s%%%u]:%ld", ip, (unsigned)sin6->sin6_scope_id,
+                         port);
+        } else if (ok) {
+            snprintf(out, NH_ADDR_NORM_MAX, "[%s]:%ld", ip, port);
+        }
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+bool nh_address_normalize(const char *addr, nh_addr_norm *out, char *why, size_t why_len) {
     if (!addr || !*addr) {
         snprintf(why, why_len, "missing address");
         return false;
@@ -34,7 +99,8 @@ bool nh_address_normalize(const char *addr, char out[NH_ADDR_NORM_MAX], char *wh
         return false;
     }
     const char *hs = addr, *he = colon;
-    if (*hs == '[') {
+    bool bracketed = *hs == '[';
+    if (bracketed) {
         if (he - hs < 2 || he[-1] != ']') {
             snprintf(why, why_len, "missing ']' in address");
             return false;
@@ -63,49 +129,42 @@ bool nh_address_normalize(const char *addr, char out[NH_ADDR_NORM_MAX], char *wh
         snprintf(why, why_len, "invalid port \"%s\": expected 1 to 65535", port_s);
         return false;
     }
-    char *host = strndup(hs, (size_t)(he - hs));
-    if (!host) {
-        snprintf(why, why_len, "out of memory");
+    char host[NH_ADDR_NORM_MAX - 8]; /* room left for ":port" */
+    size_t hlen = (size_t)(he - hs);
+    if (hlen >= sizeof host) {
+        snprintf(why, why_len, "invalid host name: 1 to 253 characters expected");
         return false;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, NULL, &hints, &res);
-    free(host);
-    if (rc != 0) {
-        snprintf(why, why_len, "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    memcpy(host, hs, hlen);
+    host[hlen] = '\0';
+    if (ip_literal(host, port, out->dial)) {
+        memcpy(out->key, out->dial, sizeof out->key);
+        return true;
+    }
+    if (bracketed) {
+        snprintf(why, why_len, "invalid IPv6 address");
         return false;
     }
-    const struct addrinfo *pick = NULL;
-    for (const struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) pick = ai;
-    for (const struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET6) pick = ai;
-    bool ok = false;
-    char ip[INET6_ADDRSTRLEN];
-    if (!pick) {
-        snprintf(why, why_len, "no IPv4 or IPv6 address");
-    } else if (pick->ai_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)pick->ai_addr;
-        ok = inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip) != NULL;
-        if (ok) snprintf(out, NH_ADDR_NORM_MAX, "%s:%ld", ip, port);
-    } else {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)pick->ai_addr;
-        ok = inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip) != NULL;
-        if (ok && sin6->sin6_scope_id) {
-            char ifname[IF_NAMESIZE];
-            if (if_indextoname(sin6->sin6_scope_id, ifname))
-                snprintf(out, NH_ADDR_NORM_MAX, "[%s%%%s]:%ld", ip, ifname, port);
-            else
-                snprintf(out, NH_ADDR_NORM_MAX, "[%s%%%u]:%ld", ip, (unsigned)sin6->sin6_scope_id,
-                         port);
-        } else if (ok) {
-            snprintf(out, NH_ADDR_NORM_MAX, "[%s]:%ld", ip, port);
-        }
+    const char *problem = host_name_problem(host, hlen);
+    if (problem) {
+        snprintf(why, why_len, "%s", problem);
+        return false;
     }
-    if (pick && !ok) snprintf(why, why_len, "cannot format the resolved address");
-    freeaddrinfo(res);
-    return ok;
+    /* localhost is the loopback address, like a literal: dialed and compared as 127.0.0.1
+     * (gRPC would try ::1 first, and c-ares 1.18 leaks on that lookup). */
+    if (is_localhost(host, hlen)) {
+        snprintf(out->dial, sizeof out->dial, "127.0.0.1:%ld", port);
+        memcpy(out->key, out->dial, sizeof out->key);
+        return true;
+    }
+    /* A host name: dialed as written (gRPC resolves it at every connect); compared by its
+     * lower-case form without the trailing dot. */
+    snprintf(out->dial, sizeof out->dial, "%s", addr);
+    if (host[hlen - 1] == '.') host[--hlen] = '\0';
+    for (size_t i = 0; i < hlen; i++)
+        if (host[i] >= 'A' && host[i] <= 'Z') host[i] = (char)(host[i] - 'A' + 'a');
+    snprintf(out->key, sizeof out->key, "%s:%ld", host, port);
+    return true;
 }
 
 /* ---- registry life cycle ------------------------------------------------------------------ */
@@ -172,6 +231,7 @@ void nh_registry_unref(nh_registry *r) {
     for (size_t i = 0; i < r->n; i++) {
         nh_node_close(r->entries[i].node);
         free(r->entries[i].addr);
+        free(r->entries[i].key);
     }
     free(r->entries);
     free_md(r->md, r->md_count);
@@ -197,13 +257,13 @@ static size_t entry_search(const nh_registry *r, uint32_t id, bool *found) {
     return lo;
 }
 
-static const nh_reg_entry *entry_by_addr(const nh_registry *r, const char *addr) {
+static const nh_reg_entry *entry_by_key(const nh_registry *r, const char *key) {
     for (size_t i = 0; i < r->n; i++)
-        if (strcmp(r->entries[i].addr, addr) == 0) return &r->entries[i];
+        if (strcmp(r->entries[i].key, key) == 0) return &r->entries[i];
     return NULL;
 }
 
-static int entry_insert(nh_registry *r, uint32_t id, const char *addr) {
+static int entry_insert(nh_registry *r, uint32_t id, const nh_addr_norm *a) {
     bool found;
     size_t at = entry_search(r, id, &found);
     if (r->n == r->cap) {
@@ -213,10 +273,14 @@ static int entry_insert(nh_registry *r, uint32_t id, const char *addr) {
         r->entries = e;
         r->cap = cap;
     }
-    char *copy = strdup(addr);
-    if (!copy) return -1;
+    char *copy = strdup(a->dial), *key = strdup(a->key);
+    if (!copy || !key) {
+        free(copy);
+        free(key);
+        return -1;
+    }
     memmove(&r->entries[at + 1], &r->entries[at], (r->n - at) * sizeof *r->entries);
-    r->entries[at] = (nh_reg_entry){.id = id, .addr = copy, .node = NULL};
+    r->entries[at] = (nh_reg_entry){.id = id, .addr = copy, .key = key, .node = NULL};
     r->n++;
     return 0;
 }
@@ -226,6 +290,7 @@ static void entry_remove(nh_registry *r, uint32_t id) {
     size_t at = entry_search(r, id, &found);
     if (!found) return;
     free(r->entries[at].addr);
+    free(r->entries[at].key);
     memmove(&r->entries[at], &r->entries[at + 1], (r->n - at - 1) * sizeof *r->entries);
     r->n--;
 }
@@ -248,7 +313,7 @@ typedef struct want {
     const char *given;    /* the address as given */
     const char *identity; /* what its certificate must prove (nh_node_opts.server_identity) */
     bool bad;             /* the address does not normalize; why says why */
-    char addr[NH_ADDR_NORM_MAX];
+    nh_addr_norm addr;
     char why[160];
     bool dup;   /* same ID and address as an earlier want: skipped */
     bool fresh; /* reserved by this acquire, to be opened */
@@ -305,20 +370,20 @@ static int validate_locked(nh_registry *r, want *w, size_t n, bool list, bool on
             return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, x->id,
                                 "invalid address \"%s\": %s", x->given ? x->given : "", x->why);
         /* the ID: given earlier in this request (then validated already), or registered */
-        const char *id_addr = NULL;
+        const nh_addr_norm *id_addr = NULL;
         for (size_t j = 0; !id_addr && j < k; j++)
-            if (!w[j].dup && w[j].id == x->id) id_addr = w[j].addr;
+            if (!w[j].dup && w[j].id == x->id) id_addr = &w[j].addr;
         if (id_addr) {
-            if (strcmp(id_addr, x->addr) != 0)
+            if (strcmp(id_addr->key, x->addr.key) != 0)
                 return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, x->id,
-                                    "node %u already in use by \"%s\"", x->id, id_addr);
+                                    "node %u already in use by \"%s\"", x->id, id_addr->dial);
             x->dup = true;
             continue;
         }
         bool found;
         size_t at = entry_search(r, x->id, &found);
         if (found) {
-            if (strcmp(r->entries[at].addr, x->addr) != 0)
+            if (strcmp(r->entries[at].key, x->addr.key) != 0)
                 return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, x->id,
                                     "node %u already in use by \"%s\"", x->id, r->entries[at].addr);
             if (!r->entries[at].node) {
@@ -331,13 +396,13 @@ static int validate_locked(nh_registry *r, want *w, size_t n, bool list, bool on
             continue; /* the same node: reused */
         }
         /* a new ID: its address must be free */
-        const nh_reg_entry *e = entry_by_addr(r, x->addr);
+        const nh_reg_entry *e = entry_by_key(r, x->addr.key);
         uint32_t owner_id = e ? e->id : 0;
         for (size_t j = 0; !owner_id && j < k; j++)
-            if (!w[j].dup && strcmp(w[j].addr, x->addr) == 0) owner_id = w[j].id;
+            if (!w[j].dup && strcmp(w[j].addr.key, x->addr.key) == 0) owner_id = w[j].id;
         if (owner_id)
             return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, x->id,
-                                "address \"%s\" already in use by node %u", x->addr, owner_id);
+                                "address \"%s\" already in use by node %u", x->addr.key, owner_id);
     }
     return 0;
 }
@@ -362,10 +427,11 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
         w[i].identity = list ? "*" : opts->nodes[i].identity;
     }
     if (!list) sort_wants(w, n);
-    /* Resolve outside the mutex (DNS may be slow); errors are reported in order below. */
+    /* Check the addresses' form (names are not looked up: gRPC resolves them when it dials);
+     * errors are reported in order below. */
     for (size_t i = 0; i < n; i++) {
         if (!list && w[i].id == 0) continue; /* reported first: ID 0 sorts first */
-        w[i].bad = !nh_address_normalize(w[i].given, w[i].addr, w[i].why, sizeof w[i].why);
+        w[i].bad = !nh_address_normalize(w[i].given, &w[i].addr, w[i].why, sizeof w[i].why);
     }
 
     bool on_owner = nh_runtime_on_owner(r->rt);
@@ -383,7 +449,7 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
             if (found) {
                 x->node = r->entries[at].node;
                 nh_node_ref(x->node);
-            } else if (entry_insert(r, x->id, x->addr) == 0) {
+            } else if (entry_insert(r, x->id, &x->addr) == 0) {
                 x->fresh = true;
             } else {
                 rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
@@ -392,12 +458,13 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
     }
     pthread_mutex_unlock(&r->mu);
 
-    /* Open the reserved nodes, with the normalized address (dial what was validated). */
+    /* Open the reserved nodes: an IP literal in its canonical form, a host name as written
+     * (resolved at every connect). */
     for (size_t k = 0; k < n && rc == 0; k++) {
         want *x = &w[k];
         if (!x->fresh) continue;
         nh_node_opts no = {.id = x->id,
-                           .address = x->addr,
+                           .address = x->addr.dial,
                            .metadata = r->md,
                            .metadata_count = r->md_count,
                            .backoff_base_ms = r->backoff_base_ms,

@@ -16,6 +16,7 @@
 #include "util/log.h"
 #include "wire/codec.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,9 +108,16 @@ static void schedule_retry(nh_node *n, uint32_t delay_ms) {
 }
 
 /* A channel with the current credentials: after a certificate rotation (nh_tls_update) the
- * next connection is made with the new ones. Streams on the old channel were already gone. */
+ * next connection is made with the new ones. A node addressed by host name also gets a new
+ * channel after every stream that ended (stale_channel): a new channel resolves the name
+ * again, so a peer that came back elsewhere (a rescheduled pod with a new IP) is found at
+ * once. gRPC 1.51 alone re-resolves only 30 s after its previous resolution (its minimum
+ * time between resolutions; resetting the connect backoff does not shorten it) and dials the
+ * old addresses meanwhile. Streams on the old channel were already gone. */
 static void refresh_channel(nh_node *n) {
-    if (!n->tls || nh_tls_generation(n->tls) == n->channel_gen) return;
+    bool rotated = n->tls && nh_tls_generation(n->tls) != n->channel_gen;
+    if (!rotated && !n->stale_channel) return;
+    n->stale_channel = false;
     uint64_t gen = nh_tls_generation(n->tls);
     nh_error err;
     nh_tp_channel *ch =
@@ -124,6 +132,7 @@ static void refresh_channel(nh_node *n) {
 static void open_stream(nh_node *n) {
     refresh_channel(n);
     n->stream_ready = false;
+    n->attempt_ns = nh_now_ns();
     n->stream = nh_tp_channel_open(n->channel, n->md, n->md_count, &node_stream_events, n);
     if (!n->stream) {
         set_last_error(n, NH_INTERNAL, "cannot start a stream");
@@ -171,8 +180,11 @@ static void fail_router(nh_node *n, nh_code code, nh_err_kind kind, const char *
 static void on_closed(void *user, nh_code code, const char *details) {
     nh_node *n = user;
     bool was_ready = n->stream_ready;
+    bool redialing = n->redialing;
+    n->redialing = false;
     if (was_ready) __atomic_add_fetch(&n->breaks, 1, __ATOMIC_RELAXED);
     n->stream = NULL;
+    if (n->by_name) n->stale_channel = true;
     if (n->backchannel) {
         nh_endpoint_close(n->backchannel);
         n->backchannel = NULL;
@@ -182,6 +194,11 @@ static void on_closed(void *user, nh_code code, const char *details) {
     char text[NH_ERROR_MESSAGE_MAX];
     if (n->closing) {
         fail_router(n, NH_UNAVAILABLE, NH_ERR_CLOSED, "node closed");
+    } else if (redialing) {
+        /* nh_node_reconnect_now cancelled a connect attempt that had not succeeded: dial
+         * again at once with a fresh resolution (nothing was sent on it). */
+        fail_router(n, NH_UNAVAILABLE, NH_ERR_TRANSPORT, "not connected yet, redialing");
+        schedule_retry(n, 0);
     } else {
         if (was_ready)
             snprintf(text, sizeof text, "stream broken (%s: %s)", nh_code_name(code), details);
@@ -200,12 +217,29 @@ static void on_closed(void *user, nh_code code, const char *details) {
     nh_node_unref(n);
 }
 
+/* See nh_node_reconnect_now. */
+#define REDIAL_AFTER_MS INT64_C(1000)
+
 void nh_node_reconnect_now(nh_node *n) {
     if (n->kind != NH_NODE_OUTBOUND || n->closing || !n->channel) return;
     if (n->stream && n->stream_ready) return; /* connected */
     nh_backoff_reset(&n->backoff);
     nh_tp_channel_reset_backoff(n->channel); /* a connect waiting for gRPC's backoff goes now */
-    if (n->stream) return; /* an attempt is under way: it connects without waiting */
+    if (n->stream) {
+        /* An attempt is under way. By IP it connects without waiting; by name, one older than
+         * REDIAL_AFTER_MS may be dialing where the peer used to be (an address that no longer
+         * answers: a connect that hangs for the keepalive timeout, or gRPC's 20 s connect
+         * timeout without keepalive): dial again, resolving the name afresh.
+         * A younger one resolved the name a moment ago (a new channel) and is left alone. */
+        if (n->by_name && !n->redialing &&
+            nh_now_ns() - n->attempt_ns > REDIAL_AFTER_MS * 1000000) {
+            n->redialing = true;
+            nh_log(NH_LOG_INFO, "node", "node %u (%s): the peer is back; dialing it again", n->id,
+                   n->address);
+            nh_tp_stream_cancel(n->stream, NH_CANCELLED, "redialing");
+        }
+        return;
+    }
     if (n->retry_open) uv_timer_stop(&n->retry_timer);
     nh_log(NH_LOG_INFO, "node", "node %u (%s): the peer is back; reconnecting now", n->id,
            n->address);
@@ -483,6 +517,20 @@ static void open_on_owner(void *p) {
     a->rc = 0;
 }
 
+/* True when the host of "host:port" is a name rather than an IP literal ("[v6]:port" or an
+ * IPv4 address). */
+static bool host_is_name(const char *a) {
+    const char *colon = strrchr(a, ':');
+    if (a[0] == '[' || !colon) return false;
+    char host[INET_ADDRSTRLEN];
+    size_t len = (size_t)(colon - a);
+    if (len >= sizeof host) return true;
+    memcpy(host, a, len);
+    host[len] = '\0';
+    struct in_addr v4;
+    return inet_pton(AF_INET, host, &v4) != 1;
+}
+
 static bool valid_address(const char *a) {
     const char *colon = strrchr(a, ':');
     if (!colon || colon == a || !colon[1]) return false;
@@ -517,6 +565,7 @@ int nh_node_open(nh_runtime *rt, const nh_node_opts *opts, nh_node **out, nh_err
     n->rt = rt;
     n->id = opts->id;
     n->address = strdup(opts->address);
+    n->by_name = host_is_name(opts->address);
     if (opts->tls) {
         n->tls = nh_tls_ref(opts->tls);
         char uri[40];

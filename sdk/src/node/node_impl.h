@@ -37,6 +37,12 @@ struct nh_node {
     struct nh_tls *tls;   /* OUTBOUND: TLS credentials (a reference), NULL: plaintext */
     char *expect;         /* OUTBOUND with tls: the identity the server must prove (NULL: any) */
     uint64_t channel_gen; /* the tls generation the channel was made with */
+    bool by_name;         /* OUTBOUND: the address's host is a name, not an IP literal */
+    bool stale_channel;   /* OUTBOUND by name: the next stream gets a new channel (a fresh
+                             resolution: the peer may have moved to another address) */
+    bool redialing;       /* OUTBOUND by name: the current attempt was cancelled to dial again
+                             at once (nh_node_reconnect_now) */
+    int64_t attempt_ns;   /* OUTBOUND: when the current stream was opened (nh_now_ns) */
     char *identity;       /* nh_node_identity(): set once (atomic pointer), then immutable */
     nh_tp_stream *stream; /* NULL while waiting to reconnect */
     bool stream_ready;    /* the current stream proved the connection */

@@ -148,7 +148,9 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
                             NH_FIRST_CLIENT_ID);
     /* Validate every peer before creating anything. */
     size_t n = opts->peer_count;
-    char(*addrs)[NH_ADDR_NORM_MAX] = n ? calloc(n, sizeof *addrs) : NULL;
+    /* Names are not looked up: a peer whose name does not resolve yet (its pod may not exist)
+     * is known all the same and connects when it can. */
+    nh_addr_norm *addrs = n ? calloc(n, sizeof *addrs) : NULL;
     if (n && !addrs)
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     int rc = 0;
@@ -161,17 +163,17 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
             rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, p->id,
                               "peer %u: IDs from %u up are reserved for client peers", p->id,
                               NH_FIRST_CLIENT_ID);
-        } else if (!p->address || !nh_address_normalize(p->address, addrs[i], why, sizeof why)) {
+        } else if (!p->address || !nh_address_normalize(p->address, &addrs[i], why, sizeof why)) {
             rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, p->id,
                               "invalid address \"%s\": %s", p->address ? p->address : "", why);
         }
         for (size_t j = 0; j < i && rc == 0; j++) {
-            if (opts->peers[j].id == p->id && strcmp(addrs[j], addrs[i]) != 0)
+            if (opts->peers[j].id == p->id && strcmp(addrs[j].key, addrs[i].key) != 0)
                 rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, p->id,
-                                  "node %u already in use by \"%s\"", p->id, addrs[j]);
-            else if (opts->peers[j].id != p->id && !strcmp(addrs[j], addrs[i]))
+                                  "node %u already in use by \"%s\"", p->id, addrs[j].dial);
+            else if (opts->peers[j].id != p->id && !strcmp(addrs[j].key, addrs[i].key))
                 rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, p->id,
-                                  "address \"%s\" already in use by node %u", addrs[i],
+                                  "address \"%s\" already in use by node %u", addrs[i].key,
                                   opts->peers[j].id);
         }
     }
@@ -200,12 +202,12 @@ int nh_inbound_new(nh_server *srv, const nh_server_opts *opts, nh_error *err) {
      * the peer list, or "self". */
     const char *self_addr = "self";
     for (size_t i = 0; i < n; i++)
-        if (opts->peers[i].id == my_id) self_addr = addrs[i];
+        if (opts->peers[i].id == my_id) self_addr = addrs[i].dial;
     ib->self = nh_node_new_local(ib->rt, my_id, self_addr, srv);
     for (size_t i = 0; i < n; i++) {
         uint32_t id = opts->peers[i].id;
         if (id == my_id || nh_u64map_get(&ib->known, id)) continue;
-        nh_node *node = nh_node_new_inbound(ib->rt, id, addrs[i]);
+        nh_node *node = nh_node_new_inbound(ib->rt, id, addrs[i].dial);
         if (node && ib->tls) {
             /* What this peer's certificate must prove to take its ID. */
             char uri[40];
