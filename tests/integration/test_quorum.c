@@ -307,7 +307,9 @@ static void test_late_replies_after_completion_are_dropped(void **state) {
 static void test_fire_and_forget_multicasts_leave_nothing_pending_or_growing(void **state) {
     fixture *f = *state;
     nh_error err;
-    for (int i = 0; i < 1000; i++)
+    /* Warm-up as long as the measured run: gRPC's buffers (a burst of sends is buffered and
+     * written together) reach their high-water mark here, not in the measurement. */
+    for (int i = 0; i < 10000; i++)
         assert_int_equal(
             nh_multicast_async(f->cfg3, "test.Echo.Count", "", 0, NULL, NULL, NULL, &err), 0);
     nh_qc_outcome o;
@@ -325,7 +327,7 @@ static void test_fire_and_forget_multicasts_leave_nothing_pending_or_growing(voi
     struct mallinfo2 after = mallinfo2();
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(nh_node_pending(nh_config_node(f->cfg3, i)), 0);
-    assert_int_equal(nh_echo_count(), 3 * 11000);
+    assert_int_equal(nh_echo_count(), 3 * 20000);
     long grew = (long)after.uordblks - (long)before.uordblks;
     if (grew > 1024 * 1024) fail_msg("heap grew by %ld bytes over 10000 multicasts", grew);
 }
