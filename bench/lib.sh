@@ -237,3 +237,22 @@ ratio_summary() {
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         if (brief == "brief" && NR == 1) printf "%.2f", m; else printf "%.2f [%.2f–%.2f]", m, v[1], v[NR] }'
 }
+
+# case_ratio <caseA> <caseB> <field> <full|brief>: A/B per repetition (same repetition paired),
+# median [min–max].
+case_ratio() {
+    paste <(case_values "$1" "$3") <(case_values "$2" "$3") |
+        awk '$2 > 0 {print $1 / $2}' | ratio_summary "$4"
+}
+
+# case_cpu_values <case>: client + servers CPU µs per call, one value per repetition.
+case_cpu_values() {
+    paste <(case_values "$1" cpu_us_per_op) <(case_values "$1" srv_cpu_us_per_op) |
+        awk '{print ($2 < 0 ? -1 : $1 + $2)}'
+}
+
+# case_cpu_ratio <caseA> <caseB>: A/B of the total CPU per call, per repetition, median [min–max].
+case_cpu_ratio() {
+    paste <(case_cpu_values "$1") <(case_cpu_values "$2") |
+        awk '$1 > 0 && $2 > 0 {print $1 / $2}' | ratio_summary brief
+}

@@ -188,22 +188,9 @@ log "load average after: $LOAD_AFTER"
 values() { case_values "$@"; }
 errors() { values "$1" errors | sum; }
 range() { values "$1" ops_per_s | min_max_k; }
-# ratio <caseA> <caseB> <field> <full|brief>: A/B per repetition (same repetition paired),
-# median [min–max].
-ratio() {
-    paste <(values "$1" "$3") <(values "$2" "$3") |
-        awk '$2 > 0 {print $1 / $2}' | ratio_summary "$4"
-}
-# cpu_values <case>: client + servers CPU µs per call, one value per repetition.
-cpu_values() {
-    paste <(values "$1" cpu_us_per_op) <(values "$1" srv_cpu_us_per_op) |
-        awk '{print ($2 < 0 ? -1 : $1 + $2)}'
-}
-# cpu_ratio <caseA> <caseB>: A/B of the total CPU per call, per repetition, median [min–max].
-cpu_ratio() {
-    paste <(cpu_values "$1") <(cpu_values "$2") | awk '$1 > 0 && $2 > 0 {print $1 / $2}' |
-        ratio_summary brief
-}
+ratio() { case_ratio "$@"; }          # lib.sh
+cpu_values() { case_cpu_values "$@"; } # lib.sh
+cpu_ratio() { case_cpu_ratio "$@"; }   # lib.sh
 name_of() {
     case $1 in
         plain) echo "plaintext" ;;

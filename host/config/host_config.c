@@ -191,7 +191,7 @@ static bool plugin_name_ok(const char *s) {
     return true;
 }
 
-static char *join_path(const char *dir, const char *rel) {
+char *nh_host_join_path(const char *dir, const char *rel) {
     if (rel[0] == '/') return strdup(rel);
     size_t dl = strlen(dir);
     bool slash = dl > 0 && dir[dl - 1] == '/';
@@ -283,7 +283,7 @@ static int read_plugins(nh_host_config *c, const nh_conf_node *plugins, nh_error
         pl->where = p;
         pl->config = member(p, "config");
         pl->name = strdup(name);
-        pl->path = join_path(c->dir, rel);
+        pl->path = nh_host_join_path(c->dir, rel);
         c->plugin_count++;
         if (pl->name == NULL || pl->path == NULL) return oom(err);
         if (nh_host_read_allow(p, "allow", &pl->allow, err) != 0) return -1;

@@ -139,6 +139,10 @@ typedef struct nh_host_config {
                                         (off: 0, the default; all: 1) */
 } nh_host_config;
 
+/** dir joined with rel (rel as is when absolute); malloc'ed, NULL when out of memory. Relative
+ * paths of the file (plugins, TLS files) are resolved with it. */
+char *nh_host_join_path(const char *dir, const char *rel);
+
 /**
  * Reads and checks the configuration file at path. id_override: 0 uses node.id from the file;
  * otherwise it selects the node (--id N), winning over node.id; it must be 1..1048575.

@@ -25,15 +25,6 @@ static bool is_null(const nh_conf_node *n) {
     return n && n->kind == NH_CONF_SCALAR && !n->quoted && n->value[0] == '\0';
 }
 
-/* The file's directory joined with a relative path (absolute paths stay). */
-static char *join(const char *dir, const char *rel) {
-    if (rel[0] == '/') return strdup(rel);
-    size_t n = strlen(dir) + strlen(rel) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, rel);
-    return p;
-}
-
 /* A required non-empty string member of the tls map, as an absolute path. */
 static int tls_file(const nh_host_config *c, const nh_conf_node *tls, const char *key, char **out,
                     const nh_conf_node **where, nh_error *err) {
@@ -43,7 +34,7 @@ static int tls_file(const nh_host_config *c, const nh_conf_node *tls, const char
     const char *s;
     if (nh_conf_string(tls, key, NULL, &s, err) != 0) return -1;
     if (!*s) return nh_conf_error(n, err, "must not be empty");
-    *out = join(c->dir, s);
+    *out = nh_host_join_path(c->dir, s);
     *where = n;
     return *out ? 0 : oom(err);
 }

@@ -170,7 +170,7 @@ static STACK_OF(X509) * pem_certs(const char *pem, size_t len) {
     return sk;
 }
 
-static void time_text(const ASN1_TIME *t, char *buf, size_t size) {
+void nh_tls_time_text(const ASN1_TIME *t, char *buf, size_t size) {
     buf[0] = '\0';
     BIO *b = BIO_new(BIO_s_mem());
     if (b && ASN1_TIME_print(b, t)) {
@@ -203,10 +203,10 @@ nh_identity *nh_tls_verify_peer(nh_tls *tls, const char *leaf_pem, size_t leaf_l
             int e = X509_STORE_CTX_get_error(ctx);
             char t[64];
             if (e == X509_V_ERR_CERT_HAS_EXPIRED) {
-                time_text(X509_get0_notAfter(leaf), t, sizeof t);
+                nh_tls_time_text(X509_get0_notAfter(leaf), t, sizeof t);
                 snprintf(why, why_size, "the certificate has expired (notAfter %s)", t);
             } else if (e == X509_V_ERR_CERT_NOT_YET_VALID) {
-                time_text(X509_get0_notBefore(leaf), t, sizeof t);
+                nh_tls_time_text(X509_get0_notBefore(leaf), t, sizeof t);
                 snprintf(why, why_size, "the certificate is not valid yet (notBefore %s)", t);
             } else if (e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
                        e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||

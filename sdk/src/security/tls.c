@@ -77,16 +77,6 @@ static int fail(nh_error *err, nh_tls_field *which, nh_tls_field f, const char *
     return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "%s", why);
 }
 
-static void time_text(const ASN1_TIME *t, char *buf, size_t size) {
-    buf[0] = '\0';
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b && ASN1_TIME_print(b, t)) {
-        int n = BIO_read(b, buf, (int)size - 1);
-        buf[n > 0 ? n : 0] = '\0';
-    }
-    BIO_free(b);
-}
-
 /* Loads and checks opts into a new snapshot. */
 static nh_tls_snap *load(const nh_tls_opts *o, nh_tls_field *which, nh_error *err) {
     char why[600];
@@ -195,14 +185,14 @@ static nh_tls_snap *load(const nh_tls_opts *o, nh_tls_field *which, nh_error *er
     char t[64];
     if (!o->node_id) goto identity;
     if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) {
-        time_text(X509_get0_notAfter(leaf), t, sizeof t);
+        nh_tls_time_text(X509_get0_notAfter(leaf), t, sizeof t);
         snprintf(why, sizeof why, "the certificate \"%s\" has expired (notAfter %s)", o->cert_file,
                  t);
         bad = NH_TLS_FIELD_CERT;
         goto out;
     }
     if (X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0) {
-        time_text(X509_get0_notBefore(leaf), t, sizeof t);
+        nh_tls_time_text(X509_get0_notBefore(leaf), t, sizeof t);
         snprintf(why, sizeof why, "the certificate \"%s\" is not valid yet (notBefore %s)",
                  o->cert_file, t);
         bad = NH_TLS_FIELD_CERT;

@@ -60,6 +60,9 @@ bool nh_identity_has(const nh_identity *id, const char *name);
 /** Parses `nodehost://node/N` (N decimal, 1..2^32-1, no sign or leading zeros); 0 if not. */
 uint32_t nh_identity_parse_node_uri(const char *uri);
 
+/** A certificate time as OpenSSL prints it ("Jan  2 00:00:00 2020 GMT"); "" on failure. */
+void nh_tls_time_text(const ASN1_TIME *t, char *buf, size_t size);
+
 /** An OpenSSL error queue's newest reason ("" when empty); clears the queue. */
 const char *nh_tls_ssl_reason(char *buf, size_t size);
 
