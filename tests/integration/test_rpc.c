@@ -545,6 +545,53 @@ static void test_failing_call_reissued_from_its_callback_never_recurses(void **s
     nh_node_close(dead);
 }
 
+/* A call failed by its runtime's stop: the callback runs on the owner thread while the runtime
+ * is stopping. A one-shot timer started there without a handle is taken (0) but never fires,
+ * and nothing is used after it was freed (ASan; the storage plugin's catch-up retry does exactly
+ * this when its node stops). */
+typedef struct stop_retry {
+    nh_runtime *rt;
+    int done;  /* atomic */
+    int rc;    /* nh_timer_start's */
+    int fired; /* atomic */
+    nh_code code;
+} stop_retry;
+
+static void never_fires(void *arg) {
+    __atomic_add_fetch(&((stop_retry *)arg)->fired, 1, __ATOMIC_SEQ_CST);
+}
+
+static void retry_from_failed_call(const nh_reply *r, void *user) {
+    stop_retry *sr = user;
+    sr->code = r->err.code;
+    nh_error err;
+    sr->rc = nh_timer_start(sr->rt, 1, 0, never_fires, sr, NULL, &err);
+    __atomic_store_n(&sr->done, 1, __ATOMIC_RELEASE);
+}
+
+static void test_timer_started_by_a_call_failed_at_runtime_stop(void **state) {
+    fixture *f = *state;
+    nh_error err;
+    nh_runtime *rt;
+    nh_runtime_opts ro = {.name = "stopping"};
+    assert_int_equal(nh_runtime_new(&ro, &rt, &err), 0);
+    nh_node *n;
+    nh_node_opts no = {.id = 12, .address = f->addr};
+    assert_int_equal(nh_node_open(rt, &no, &n, &err), 0);
+    stop_retry sr = {.rt = rt, .rc = -2};
+    assert_int_equal(
+        nh_rpc_async(n, "test.Echo.Hold", "", 0, NULL, retry_from_failed_call, &sr, &err), 0);
+    for (int i = 0; i < 500 && nh_node_pending(n) < 1; i++)
+        nh_test_sleep_ms(10);
+    assert_int_equal(nh_node_pending(n), 1);
+    nh_runtime_free(rt); /* fails the held call on the owner thread, stopping */
+    assert_int_equal(__atomic_load_n(&sr.done, __ATOMIC_ACQUIRE), 1);
+    assert_int_not_equal(sr.code, NH_OK);
+    assert_int_equal(sr.rc, 0);
+    assert_int_equal(__atomic_load_n(&sr.fired, __ATOMIC_SEQ_CST), 0);
+    /* n went with its runtime. */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rpc_round_trips_return_the_handlers_reply, setup,
@@ -588,6 +635,8 @@ int main(void) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_calls_from_many_threads_each_get_their_own_reply,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_started_by_a_call_failed_at_runtime_stop, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
 }

@@ -55,6 +55,8 @@ static void disarm(nh_timer *t) {
     if (t->stopped) return;
     t->stopped = true;
     release_scope(t);
+    /* Before the reference goes: a timer without a user handle is freed by the unref below. */
+    __atomic_store_n(&t->detached, true, __ATOMIC_RELEASE);
     if (t->armed) {
         t->armed = false;
         unlist(t);
@@ -63,7 +65,6 @@ static void disarm(nh_timer *t) {
     } else {
         timer_unref(t); /* never armed: the loop side never took its reference into a handle */
     }
-    __atomic_store_n(&t->detached, true, __ATOMIC_RELEASE);
 }
 
 static void on_fire(uv_timer_t *h) {
