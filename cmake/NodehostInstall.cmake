@@ -3,6 +3,8 @@
 #
 #   bin/nodehost, bin/nodehost-demo, bin/nh-storage-client   programs (RPATH $ORIGIN/../<libdir>)
 #   include/nodehost/*.h                                     the public headers
+#   bin/protoc-gen-nodehost                                  the typed-stub generator (protoc plugin)
+#   share/nodehost/proto/gorums.proto                        Gorums' call-type options
 #   share/nodehost/proto/nodehost/admin.proto                the admin service's messages
 #                          (import "nodehost/admin.proto" with -I <prefix>/share/nodehost/proto)
 #   <libdir>/libnodehost.so.<version>, .so.<major>, .so      the SDK library
@@ -50,6 +52,13 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/sdk/include/nodehost DESTINATION ${NH_INST
 # decode the responses; the package directory is kept so that the import path is the same.
 install(FILES ${CMAKE_SOURCE_DIR}/host/proto/nodehost/admin.proto
   DESTINATION ${CMAKE_INSTALL_DATADIR}/nodehost/proto/nodehost)
+# gorums.proto (the call-type options, import "gorums.proto") and the stub generator that reads
+# them: protoc --plugin=protoc-gen-nodehost ... (on PATH as bin/protoc-gen-nodehost).
+install(FILES ${CMAKE_SOURCE_DIR}/sdk/proto/gorums/gorums.proto
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/nodehost/proto)
+if(TARGET protoc-gen-nodehost)
+  install(TARGETS protoc-gen-nodehost RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 
 # ---- programs and bundled plugins -----------------------------------------------------------
 # The programs find the installed library through their RPATH (host/ installs them to bin/).
@@ -97,10 +106,12 @@ install(FILES ${CMAKE_BINARY_DIR}/nodehost.pc.install DESTINATION ${NH_INSTALL_P
 
 # ---- the CMake package ----------------------------------------------------------------------
 install(EXPORT NodehostTargets NAMESPACE Nodehost:: DESTINATION ${NH_INSTALL_CMAKEDIR})
+set(NH_INSTALL_PROTODIR ${CMAKE_INSTALL_DATADIR}/nodehost/proto)
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/NodehostConfig.cmake.in
   ${CMAKE_BINARY_DIR}/NodehostConfig.cmake
   INSTALL_DESTINATION ${NH_INSTALL_CMAKEDIR}
-  PATH_VARS NH_INSTALL_INCLUDEDIR NH_INSTALL_LIBDIR NH_INSTALL_PLUGINDIR CMAKE_INSTALL_BINDIR)
+  PATH_VARS NH_INSTALL_INCLUDEDIR NH_INSTALL_LIBDIR NH_INSTALL_PLUGINDIR CMAKE_INSTALL_BINDIR
+  NH_INSTALL_PROTODIR)
 # libnodehost.so.<major>: versions with the same major number are compatible.
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/NodehostConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)

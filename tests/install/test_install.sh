@@ -13,7 +13,8 @@
 #  2. copies plugins/hello (hello.c, hello.proto, standalone/CMakeLists.txt) to a temporary
 #     directory outside the source tree and builds it against the prefix two ways:
 #       a. CMake: find_package(Nodehost) + nh_add_plugin (standalone/CMakeLists.txt),
-#       b. pkg-config only: protoc-c + cc -shared -fPIC $(pkg-config --cflags --libs nodehost);
+#       b. pkg-config only: protoc with protoc-gen-c and the installed protoc-gen-nodehost
+#          (pkg-config variables protodir, protoc_gen_nodehost) + cc -shared -fPIC;
 #     each hello.so must need libnodehost.so.0 and export nh_plugin_entry only;
 #  3. for each build: nodehost --check-config passes (and rejects an empty greeting with its
 #     position), a real node serves the plugin: hello.Greeter.SayHello and SayHelloQC over
@@ -159,6 +160,21 @@ cp -R "$src/plugins/hello" "$tmp/src/hello"
 hello_src=$tmp/src/hello
 [ -f "$hello_src/standalone/CMakeLists.txt" ] || fail "plugins/hello/standalone/CMakeLists.txt missing"
 
+# The promise of the typed stubs: hello.c in at most 40 lines of C without comments and blank
+# lines, built out of tree with at most 5 lines of CMake.
+c_lines=$("$python" - "$hello_src/hello.c" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+text = re.sub(r"//[^\n]*", "", text)
+print(sum(1 for line in text.splitlines() if line.strip()))
+PY
+)
+cmake_lines=$(grep -cv -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$hello_src/standalone/CMakeLists.txt")
+echo "   hello.c: $c_lines lines of C; standalone/CMakeLists.txt: $cmake_lines lines of CMake"
+[ "$c_lines" -le 40 ] || fail "plugins/hello/hello.c has $c_lines lines of C (at most 40)"
+[ "$cmake_lines" -le 5 ] || fail "hello's standalone CMakeLists.txt has $cmake_lines lines (at most 5)"
+
 step "(a) CMake: find_package(Nodehost) + nh_add_plugin"
 run cmake-configure cmake -S "$hello_src/standalone" -B "$tmp/build-cmake" \
   -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
@@ -173,14 +189,23 @@ if grep -rqsF -e "$src/" -e "$build/" "$tmp/build-cmake" --include='*.make' --in
   fail "the out-of-tree CMake build refers to the source or build tree"
 fi
 
-step "(b) pkg-config: protoc-c + cc -shared -fPIC"
+step "(b) pkg-config: protoc (protoc-gen-c + protoc-gen-nodehost) + cc -shared -fPIC"
 mkdir -p "$tmp/build-pc/gen"
-run protoc-c protoc-c -I"$hello_src" --c_out="$tmp/build-pc/gen" "$hello_src/hello.proto"
+protodir=$(pkg-config --variable=protodir nodehost)
+stubgen=$(pkg-config --variable=protoc_gen_nodehost nodehost)
+[ "$protodir" = "$prefix/share/nodehost/proto" ] || fail "pkg-config protodir is '$protodir'"
+[ -x "$stubgen" ] || fail "pkg-config protoc_gen_nodehost '$stubgen' is not an installed program"
+# gorums.proto and descriptor.proto: hello.pb-c.h includes their headers.
+run protoc protoc -I"$hello_src" -I"$protodir" -I/usr/include \
+  --plugin=protoc-gen-nodehost="$stubgen" --c_out="$tmp/build-pc/gen" \
+  --nodehost_out="$tmp/build-pc/gen" "$hello_src/hello.proto" gorums.proto \
+  google/protobuf/descriptor.proto
 so_pc=$tmp/build-pc/hello.so
 # shellcheck disable=SC2046
 run cc cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -shared -fPIC -fvisibility=hidden \
-  -Wl,-z,defs -I"$tmp/build-pc/gen" -o "$so_pc" \
-  "$hello_src/hello.c" "$tmp/build-pc/gen/hello.pb-c.c" $(pkg-config --cflags --libs nodehost)
+  -Wl,-z,defs -I"$tmp/build-pc/gen" -o "$so_pc" "$hello_src/hello.c" \
+  "$tmp/build-pc/gen/hello.pb-c.c" "$tmp/build-pc/gen/hello.nh.c" \
+  $(pkg-config --cflags --libs nodehost)
 
 for so in "$so_cmake" "$so_pc"; do
   readelf -d "$so" | grep -q 'NEEDED.*\[libnodehost\.so\.0\]' ||

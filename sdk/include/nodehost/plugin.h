@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include <nodehost/conf.h>
+#include <nodehost/message.h>
 #include <nodehost/config.h>
 #include <nodehost/quorum.h>
 #include <nodehost/runtime.h>
@@ -121,45 +122,28 @@ typedef const nh_plugin_descriptor *(*nh_plugin_entry_fn)(void);
         return &(desc);                                                                            \
     }
 
-/* ---- helpers for handlers ----------------------------------------------------------------- */
-
-/** Sends msg, serialized, as the successful response and ends the call (see nh_ctx_reply()).
- * Returns 0, or -1 when the call already ended or out of memory. */
-NH_API int nh_ctx_reply_msg(nh_server_ctx *ctx, const ProtobufCMessage *msg);
-
-/** Sends msg as one more response of a correctable call (see nh_ctx_send()). */
-NH_API int nh_ctx_send_msg(nh_server_ctx *ctx, const ProtobufCMessage *msg);
-
-/** Serializes msg into a new buffer (release with nh_buf_free()). Returns 0, -1 when out of
- * memory. */
-NH_API int nh_msg_pack(const ProtobufCMessage *msg, nh_buf *out);
-
-/* ---- helpers for custom quorum functions --------------------------------------------------- */
-
 /**
- * The replies of one quorum call, decoded once each. A custom quorum function is called after
- * every reply with all replies so far; decoding each of them at every call costs O(n^2)
- * decodes. Keep one nh_reply_msgs per call (in the function's user data) and ask it for reply
- * i: the first request decodes it, later ones return the same message. Replies keep their
- * index between calls (they are appended in arrival order), which is what makes this valid.
- * Owner thread (where quorum functions run). Free it after the call completed.
+ * Defines and exports a plugin's descriptor from a method table of generated stubs and
+ * designated initialisers of the other fields (name, version and the hooks):
+ *
+ *     NH_PLUGIN(HELLO_GREETER_NH_METHODS, .name = "hello", .version = "1.0.0",
+ *               .init = hello_init, .fini = hello_fini);
+ *
+ * method_table is a `<SERVICE>_NH_METHODS` or `<FILE>_PROTO_NH_METHODS` macro of a `<name>.nh.h`
+ * that protoc-gen-nodehost generated (or a list of nh_plugin_method initialisers). Use once per
+ * plugin, at file scope.
  */
-typedef struct nh_reply_msgs nh_reply_msgs;
-
-/** A cache for replies of type `type` (the method's response descriptor). NULL when out of
- * memory. */
-NH_API nh_reply_msgs *nh_reply_msgs_new(const ProtobufCMessageDescriptor *type);
-
-/** Reply i (i < n) of replies, decoded: NULL when that reply is a node's error or does not
- * decode as the type. Borrowed: valid until nh_reply_msgs_free(). */
-NH_API const ProtobufCMessage *nh_reply_msgs_get(nh_reply_msgs *m, const nh_node_reply *replies,
-                                                 size_t n, size_t i);
-
-/** How many replies were decoded so far (each at most once). */
-NH_API size_t nh_reply_msgs_decoded(const nh_reply_msgs *m);
-
-/** Frees the cache and every message it decoded. Accepts NULL. */
-NH_API void nh_reply_msgs_free(nh_reply_msgs *m);
+#define NH_PLUGIN(method_table, ...)                                                               \
+    static const nh_plugin_method nh_plugin_methods_[] = {method_table};                           \
+    static const nh_plugin_descriptor nh_plugin_descriptor_ = {                                    \
+        .magic = NH_PLUGIN_MAGIC,                                                                  \
+        .size = sizeof(nh_plugin_descriptor),                                                      \
+        .abi_version = NH_PLUGIN_ABI_VERSION,                                                      \
+        .methods = nh_plugin_methods_,                                                             \
+        .method_count = sizeof nh_plugin_methods_ / sizeof nh_plugin_methods_[0],                  \
+        __VA_ARGS__};                                                                              \
+    NH_PLUGIN_DEFINE(nh_plugin_descriptor_)                                                        \
+    struct nh_plugin_defined_ /* takes the semicolon after NH_PLUGIN(...) */
 
 #ifdef __cplusplus
 }

@@ -175,6 +175,12 @@ int nh_runtime_handle(nh_runtime *rt, const char *method, nh_handler_fn fn, void
     return nh_methods_register(rt, &rt->bc_methods, method, fn, user, err);
 }
 
+int nh_runtime_handle_owned(nh_runtime *rt, const char *method, nh_handler_fn fn, void *user,
+                            void (*user_free)(void *user), nh_error *err) {
+    if (!rt) return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "runtime is NULL");
+    return nh_methods_register_owned(rt, &rt->bc_methods, method, fn, user, user_free, err);
+}
+
 typedef struct sync_task {
     void (*fn)(void *);
     void *arg;

@@ -46,6 +46,12 @@ int nh_runtime_post_internal(nh_runtime *rt, nh_task_fn fn, void *arg);
 /** False once the runtime refuses posts (a hint, see nh_tp_loop_accepting()). Any thread. */
 bool nh_runtime_accepting(const nh_runtime *rt);
 
+/** nh_runtime_handle() whose user data the runtime owns: user_free(user) runs when the method
+ * is registered again on rt or rt is freed (nh_methods_put()). On -1 user is still the
+ * caller's. Any thread. */
+int nh_runtime_handle_owned(nh_runtime *rt, const char *method, nh_handler_fn fn, void *user,
+                            void (*user_free)(void *user), nh_error *err);
+
 /** A fresh client-initiated sequence number. Any thread. */
 uint64_t nh_runtime_next_seq(nh_runtime *rt);
 

@@ -14,6 +14,8 @@ typedef struct nh_method {
     char *name;
     nh_handler_fn fn;
     void *user;
+    void (*user_free)(void *user); /* frees user when replaced or at the table's end; NULL:
+                                      user belongs to the caller */
     struct nh_method_stats *stats; /* its request metrics (metrics/metrics_impl.h) */
 } nh_method;
 
@@ -26,8 +28,13 @@ typedef struct nh_method_table {
 /** The registration of a method, or NULL. */
 const nh_method *nh_methods_find(const nh_method_table *t, const char *name);
 
-/** Registers or replaces a method's handler. Returns 0, or -1 when out of memory. */
-int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void *user);
+/** Registers or replaces a method's handler. With user_free, the table owns user: it calls
+ * user_free(user) when the method is registered again (at once) or the table is freed. Dispatch
+ * and registration both run on the owner thread, so no handler reads a replaced user any more,
+ * except a handler that registers its own method again: it must not use its user data after
+ * that. Returns 0, or -1 when out of memory (user is then still the caller's). */
+int nh_methods_put(nh_method_table *t, const char *name, nh_handler_fn fn, void *user,
+                   void (*user_free)(void *user));
 
 struct nh_runtime;
 
@@ -36,7 +43,13 @@ struct nh_runtime;
 int nh_methods_register(nh_runtime *rt, nh_method_table *t, const char *method, nh_handler_fn fn,
                         void *user, nh_error *err);
 
-/** Frees the table's storage. */
+/** nh_methods_register() handing user to the table (see nh_methods_put()). On -1 user is still
+ * the caller's. */
+int nh_methods_register_owned(nh_runtime *rt, nh_method_table *t, const char *method,
+                              nh_handler_fn fn, void *user, void (*user_free)(void *user),
+                              nh_error *err);
+
+/** Frees the table's storage and the user data it owns. */
 void nh_methods_free(nh_method_table *t);
 
 #endif
