@@ -202,6 +202,10 @@ function(nh_add_plugin name)
   nh_target_protos(${name} PROTOS ${P_PROTOS} IMPORT_DIRS ${P_IMPORT_DIRS})
   # C11 with the GNU and POSIX extensions, as the SDK itself is built (asprintf, strndup, ...).
   target_compile_definitions(${name} PRIVATE _GNU_SOURCE)
+  # The generated stubs carry client calls a plugin may not use: drop what nh_plugin_entry does
+  # not reach.
+  target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
+  target_link_options(${name} PRIVATE -Wl,--gc-sections)
   target_link_libraries(${name} PRIVATE ${sdk} PkgConfig::PROTOBUFC ${P_LINK})
   set_target_properties(${name} PROPERTIES
     PREFIX ""

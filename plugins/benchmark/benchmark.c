@@ -10,7 +10,10 @@
  *   SlowServer            QUORUMCALL  Echo -> Echo                    release, 10 ms, echo
  *   Multicast             MULTICAST   TimedMsg -> (nothing)           record now - send_time
  *
- * Multicast's proto declares google.protobuf.Empty as its response (as Gorums); the method
+ * The call types are Gorums' options in benchmark.proto; protoc-gen-nodehost generates from it
+ * benchmark.nh.h: the handlers to define here (benchmark_benchmark_<method>_handler), their
+ * typed reply helpers and the method table BENCHMARK_BENCHMARK_NH_METHODS for NH_PLUGIN.
+ * Multicast's proto declares google.protobuf.Empty as its response (as Gorums); the generated
  * table gives NULL, as for every one-way method: the handler ends the call with nh_ctx_finish()
  * and the server sends nothing back.
  *
@@ -31,9 +34,7 @@
  * but its own request and reply.
  *
  * Configuration: slow_server_ms (0 to 60000, default 10): SlowServer's delay. */
-#include <nodehost/plugin.h>
-
-#include "benchmark.pb-c.h"
+#include "benchmark.nh.h" /* generated from benchmark.proto */
 
 #include <errno.h>
 #include <malloc.h>
@@ -87,10 +88,6 @@ static int bench_init(const nh_plugin_env *env, void **state, nh_error *err) {
     return 0;
 }
 
-static void bench_fini(void *state) {
-    free(state);
-}
-
 /* Gorums' Stats.Clear followed by Stats.Start. */
 static void stats_start(bench *b) {
     b->count = 0;
@@ -112,18 +109,29 @@ static uint64_t heap_growth(const bench *b) {
     return b->heap_end > b->heap_start ? b->heap_end - b->heap_start : 0;
 }
 
-static void reply_or_fail(nh_server_ctx *ctx, const ProtobufCMessage *msg) {
-    if (nh_ctx_reply_msg(ctx, msg) != 0)
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+/* A reply helper's -1 is out of memory (or a call that already ended: the error reply is then a
+ * no-op): the call must still end, with an error. */
+static void fail_if(int rc, nh_server_ctx *ctx) {
+    if (rc != 0) nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
 }
 
-static void h_start(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+void benchmark_benchmark_start_server_benchmark_handler(nh_server_ctx *ctx,
+                                                        const Benchmark__StartRequest *req,
+                                                        void *state) {
     stats_start(state);
     Benchmark__StartResponse resp = BENCHMARK__START_RESPONSE__INIT;
-    reply_or_fail(ctx, &resp.base);
+    fail_if(benchmark_benchmark_start_server_benchmark_reply(ctx, &resp), ctx);
 }
 
-static void h_stop_server(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+/* StartBenchmark resets the same statistics (Gorums: both pairs share them). */
+void benchmark_benchmark_start_benchmark_handler(nh_server_ctx *ctx,
+                                                 const Benchmark__StartRequest *req, void *state) {
+    benchmark_benchmark_start_server_benchmark_handler(ctx, req, state);
+}
+
+void benchmark_benchmark_stop_server_benchmark_handler(nh_server_ctx *ctx,
+                                                       const Benchmark__StopRequest *req,
+                                                       void *state) {
     bench *b = state;
     stats_end(b);
     Benchmark__Result r = BENCHMARK__RESULT__INIT;
@@ -134,27 +142,30 @@ static void h_stop_server(nh_server_ctx *ctx, const ProtobufCMessage *request, v
     r.latency_var = b->count > 1 ? b->m2 / (double)(b->count - 1) : 0;
     r.allocs_per_op = 0;
     r.mem_per_op = b->count ? heap_growth(b) / b->count : 0;
-    reply_or_fail(ctx, &r.base);
+    fail_if(benchmark_benchmark_stop_server_benchmark_reply(ctx, &r), ctx);
 }
 
-static void h_stop(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+void benchmark_benchmark_stop_benchmark_handler(nh_server_ctx *ctx,
+                                                const Benchmark__StopRequest *req, void *state) {
     bench *b = state;
     stats_end(b);
     Benchmark__MemoryStat m = BENCHMARK__MEMORY_STAT__INIT;
     m.allocs = 0;
     m.memory = heap_growth(b);
-    reply_or_fail(ctx, &m.base);
+    fail_if(benchmark_benchmark_stop_benchmark_reply(ctx, &m), ctx);
 }
 
-/* QuorumCall: the response is the request's own bytes (Go returns its input unchanged). */
-static void h_quorum_call(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+/* QuorumCall: the response is the request's own bytes (Go returns its input unchanged), not
+ * req re-encoded: that would cost an encode per call and drop unknown fields. */
+void benchmark_benchmark_quorum_call_handler(nh_server_ctx *ctx, const Benchmark__Echo *req,
+                                             void *state) {
     size_t len;
     const uint8_t *payload = nh_ctx_payload(ctx, &len);
     nh_ctx_reply(ctx, payload, len);
 }
 
 typedef struct slow_work {
-    const ProtobufCMessage *request; /* valid until the call ends, i.e. until our reply */
+    const Benchmark__Echo *req; /* valid until the call ends, i.e. until our reply */
     uint32_t ms;
 } slow_work;
 
@@ -165,18 +176,19 @@ static void slow_run(nh_server_ctx *ctx, void *arg) {
     struct timespec ts = {.tv_sec = w.ms / 1000, .tv_nsec = (long)(w.ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
-    reply_or_fail(ctx, w.request);
+    fail_if(benchmark_benchmark_slow_server_reply(ctx, w.req), ctx);
 }
 
 /* SlowServer: Release, then 10 ms on a worker (the owner thread keeps serving), then echo. */
-static void h_slow_server(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
+void benchmark_benchmark_slow_server_handler(nh_server_ctx *ctx, const Benchmark__Echo *req,
+                                             void *state) {
     const bench *b = state;
     slow_work *w = malloc(sizeof *w);
     if (!w) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    *w = (slow_work){.request = request, .ms = b->slow_ms};
+    *w = (slow_work){.req = req, .ms = b->slow_ms};
     if (nh_ctx_offload(ctx, true, slow_run, w) != 0) {
         free(w);
         nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "SlowServer: cannot queue the work");
@@ -184,10 +196,10 @@ static void h_slow_server(nh_server_ctx *ctx, const ProtobufCMessage *request, v
 }
 
 /* Multicast: one-way; adds now - send_time to the latency statistics (Welford). */
-static void h_multicast(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const Benchmark__TimedMsg *m = (const Benchmark__TimedMsg *)request;
+void benchmark_benchmark_multicast_handler(nh_server_ctx *ctx, const Benchmark__TimedMsg *req,
+                                           void *state) {
     bench *b = state;
-    double l = (double)(clock_ns(CLOCK_REALTIME) - m->send_time);
+    double l = (double)(clock_ns(CLOCK_REALTIME) - req->send_time);
     b->count++;
     double delta = l - b->mean;
     b->mean += delta / (double)b->count;
@@ -195,34 +207,7 @@ static void h_multicast(nh_server_ctx *ctx, const ProtobufCMessage *request, voi
     nh_ctx_finish(ctx); /* ended without a response: nothing goes back */
 }
 
-#define REQ(t) &benchmark__##t##__descriptor
-static const nh_plugin_method bench_methods[] = {
-    {"benchmark.Benchmark.StartServerBenchmark", NH_CALL_QUORUMCALL, REQ(start_request),
-     REQ(start_response), h_start},
-    {"benchmark.Benchmark.StopServerBenchmark", NH_CALL_QUORUMCALL, REQ(stop_request), REQ(result),
-     h_stop_server},
-    {"benchmark.Benchmark.StartBenchmark", NH_CALL_QUORUMCALL, REQ(start_request),
-     REQ(start_response), h_start},
-    {"benchmark.Benchmark.StopBenchmark", NH_CALL_QUORUMCALL, REQ(stop_request), REQ(memory_stat),
-     h_stop},
-    {"benchmark.Benchmark.QuorumCall", NH_CALL_QUORUMCALL, REQ(echo), REQ(echo), h_quorum_call},
-    {"benchmark.Benchmark.SlowServer", NH_CALL_QUORUMCALL, REQ(echo), REQ(echo), h_slow_server},
-    {"benchmark.Benchmark.Multicast", NH_CALL_MULTICAST, REQ(timed_msg), NULL, h_multicast},
-};
-#undef REQ
-
-static const nh_plugin_descriptor bench_descriptor = {
-    .magic = NH_PLUGIN_MAGIC,
-    .size = sizeof(nh_plugin_descriptor),
-    .abi_version = NH_PLUGIN_ABI_VERSION,
-    .name = "benchmark",
-    .version = "1.0.0",
+NH_PLUGIN(
+    BENCHMARK_BENCHMARK_NH_METHODS, .name = "benchmark", .version = "1.0.0",
     .description = "Gorums' benchmark service (benchmark.Benchmark), for Gorums' benchmark tool",
-    .methods = bench_methods,
-    .method_count = sizeof bench_methods / sizeof bench_methods[0],
-    .check_config = bench_check_config,
-    .init = bench_init,
-    .fini = bench_fini,
-};
-
-NH_PLUGIN_DEFINE(bench_descriptor)
+    .check_config = bench_check_config, .init = bench_init, .fini = free);

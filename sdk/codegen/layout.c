@@ -14,8 +14,13 @@ static bool is_comment(const char *line) {
            strcmp(line, "*") == 0 || strncmp(line, "*/", 2) == 0 || strncmp(line, "//", 2) == 0;
 }
 
+/* A line that ends inside an open parenthesis (an argument or parameter list going on). */
 static bool ends_open(const char *line, size_t n) {
-    return n > 0 && (line[n - 1] == ',' || line[n - 1] == '(') && !is_comment(line);
+    if (n == 0 || (line[n - 1] != ',' && line[n - 1] != '(') || is_comment(line)) return false;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++)
+        depth += line[i] == '(' ? 1 : line[i] == ')' ? -1 : 0;
+    return depth > 0;
 }
 
 /* Writes a comment line longer than WIDTH as several, broken at spaces: continuation lines

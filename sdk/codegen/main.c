@@ -82,7 +82,13 @@ static size_t generate(const Google__Protobuf__Compiler__CodeGeneratorRequest *r
     gen_file *models = n ? xmalloc(n * sizeof *models) : NULL;
     int problems = 0;
     for (size_t i = 0; i < n; i++) {
-        const Google__Protobuf__FileDescriptorProto *fd = find_file(req, req->file_to_generate[i]);
+        const char *name = req->file_to_generate[i];
+        if (strcmp(name, "gorums.proto") == 0 || strncmp(name, "google/protobuf/", 16) == 0) {
+            /* Listed only so that protoc-gen-c writes their headers: no services, no stubs. */
+            models[i] = (gen_file){0};
+            continue;
+        }
+        const Google__Protobuf__FileDescriptorProto *fd = find_file(req, name);
         if (!fd) {
             sb_printf(err, "%s: not among the request's files\n", req->file_to_generate[i]);
             models[i] = (gen_file){0};
@@ -97,6 +103,7 @@ static size_t generate(const Google__Protobuf__Compiler__CodeGeneratorRequest *r
     if (problems == 0 && n > 0) {
         files = xmalloc(2 * n * sizeof *files);
         for (size_t i = 0; i < n; i++) {
+            if (!models[i].proto) continue; /* skipped above */
             for (int which = 0; which < 2; which++) {
                 strbuf text = {0};
                 if (which == 0)

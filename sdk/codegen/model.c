@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,12 @@ int gen_file_build(const Google__Protobuf__FileDescriptorProto *fd, gen_file *ou
     free(stem_upper);
 
     const char *pkg = fd->package ? fd->package : "";
+    if (!pkg[0] && fd->n_service > 0)
+        fprintf(stderr,
+                "protoc-gen-nodehost: warning: %s has no package: its methods are named "
+                "Service.Method, which the nodehost program does not serve from a plugin (it "
+                "wants pkg.Service.Method); client calls to other servers work\n",
+                file);
     char *pkg_snake = snake_name(pkg);
     out->n_services = fd->n_service;
     out->services = fd->n_service ? xmalloc(fd->n_service * sizeof *out->services) : NULL;
@@ -281,6 +288,7 @@ int gen_check_clashes(const gen_file *files, size_t n, strbuf *err) {
     size_t nv = 0, cap = 0;
     for (size_t f = 0; f < n; f++) {
         const gen_file *gf = &files[f];
+        if (!gf->proto) continue; /* not generated */
         add_named(&v, &nv, &cap, join3(gf->file_macro, "", "_NH_METHODS"), gf, NULL, gf->proto);
         for (size_t s = 0; s < gf->n_services; s++) {
             const gen_service *gs = &gf->services[s];

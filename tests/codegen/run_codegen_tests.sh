@@ -101,6 +101,8 @@ grep -q 'int storage_storage_read_qc(nh_config \*cfg' "$tmp/gs/gorums_style.nh.h
   fail "gorums_style.nh.h lacks the quorum call storage_storage_read_qc over a configuration"
 grep -q 'int storage_storage_write_multicast(nh_config \*cfg' "$tmp/gs/gorums_style.nh.h" ||
   fail "gorums_style.nh.h lacks the multicast storage_storage_write_multicast"
+[ ! -e "$tmp/gs/gorums.nh.h" ] && [ ! -e "$tmp/gs/google/protobuf/descriptor.nh.h" ] ||
+  fail "stubs were generated for gorums.proto or descriptor.proto (listed for their headers only)"
 echo "   gorums_style.proto: quorum calls, multicast, unicast and RPCs generated"
 
 step "4. bad input is refused with the file, line and method"
@@ -126,6 +128,11 @@ if stubs "$tmp" --nodehost_opt=paths=source_relative everycall.proto >"$tmp/opt.
 fi
 grep -qF "unknown option 'paths=source_relative'" "$tmp/opt.log" || { cat "$tmp/opt.log" >&2; fail "unknown option message"; }
 echo "   --nodehost_opt=paths=source_relative: refused"
+printf 'syntax = "proto3";\nmessage M {}\nservice S { rpc A(M) returns (M); }\n' >"$tmp/nopkg.proto"
+(cd "$tmp" && protoc -I. --plugin=protoc-gen-nodehost="$gen" --nodehost_out="$tmp" nopkg.proto) \
+  >"$tmp/nopkg.log" 2>&1 || { cat "$tmp/nopkg.log" >&2; fail "a .proto without package failed"; }
+grep -q "warning: nopkg.proto has no package" "$tmp/nopkg.log" || fail "no warning without package"
+echo "   a .proto without package: generated, with a warning"
 
 step "5. the program"
 "$gen" --help | grep -q "nodehost_out" || fail "--help"

@@ -110,8 +110,10 @@ typedef void (*nh_qc_done_fn)(const nh_qc_result *r, void *user);
 
 /**
  * Starts a quorum call: the request goes to every node of cfg at once, with one shared
- * message_seq_no, in configuration order; done runs when the quorum rule decides, when it can no
- * longer be met, at the timeout, or at cancellation. Replies that arrive after that are dropped.
+ * message_seq_no, in configuration order; done runs when the quorum rule decides, when every
+ * node answered without it deciding (a rule that can no longer be met still waits for the other
+ * nodes, as Gorums does, so that the error lists every failed node), at the timeout, or at
+ * cancellation. Replies that arrive after that are dropped.
  * Any thread. Returns 0 when started, -1 with err set when refused (empty configuration, bad
  * argument, oversized request).
  */

@@ -9,8 +9,11 @@ static void golden_v1_register_get__done(nh_stub_fn fn, const ProtobufCMessage *
     ((golden_v1_register_get_done_fn)fn)((const Golden__V1__Value *)resp, r, user);
 }
 
-static const nh_stub_call golden_v1_register_get__call = {.method = GOLDEN_V1_REGISTER_GET_METHOD,
-        .request = &golden__v1__key__descriptor, .response = &golden__v1__value__descriptor};
+static const nh_stub_call golden_v1_register_get__call = {
+    .method = GOLDEN_V1_REGISTER_GET_METHOD,
+    .request = &golden__v1__key__descriptor,
+    .response = &golden__v1__value__descriptor,
+};
 
 int golden_v1_register_get_async(nh_node *node, const Golden__V1__Key *req,
                                  const nh_call_opts *opts, golden_v1_register_get_done_fn done,
@@ -38,8 +41,10 @@ static void golden_v1_register_get__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_register_get_serve(nh_runtime *rt, golden_v1_register_get_handler_fn handler,
                                  void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_GET_METHOD,
-                            .request = &golden__v1__key__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_GET_METHOD,
+        .request = &golden__v1__key__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_get__serve, (nh_stub_fn)handler, user, err);
 }
 
@@ -66,9 +71,11 @@ static void golden_v1_register_read__done(nh_stub_fn fn, const ProtobufCMessage 
 }
 
 static void golden_v1_register_read__fill(nh_stub_call *c, const golden_v1_register_read_opts *o) {
-    *c = (nh_stub_call){.method = GOLDEN_V1_REGISTER_READ_METHOD,
-                        .request = &golden__v1__key__descriptor,
-                        .response = &golden__v1__value__descriptor};
+    *c = (nh_stub_call){
+        .method = GOLDEN_V1_REGISTER_READ_METHOD,
+        .request = &golden__v1__key__descriptor,
+        .response = &golden__v1__value__descriptor,
+    };
     if (!o) return;
     c->call = &o->call;
     c->quorum = o->quorum;
@@ -111,8 +118,10 @@ static void golden_v1_register_read__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_register_read_serve(nh_runtime *rt, golden_v1_register_read_handler_fn handler,
                                   void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_READ_METHOD,
-                            .request = &golden__v1__key__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_READ_METHOD,
+        .request = &golden__v1__key__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_read__serve, (nh_stub_fn)handler, user, err);
 }
 
@@ -126,8 +135,11 @@ static nh_map_verdict golden_v1_register_spread__map(nh_stub_fn fn, uint32_t nod
 
 static void golden_v1_register_spread__fill(nh_stub_call *c,
                                             const golden_v1_register_spread_opts *o) {
-    *c = (nh_stub_call){.method = GOLDEN_V1_REGISTER_SPREAD_METHOD,
-                        .request = &golden__v1__value__descriptor, .response = NULL};
+    *c = (nh_stub_call){
+        .method = GOLDEN_V1_REGISTER_SPREAD_METHOD,
+        .request = &golden__v1__value__descriptor,
+        .response = NULL,
+    };
     if (!o) return;
     c->call = &o->call;
     if (o->map) {
@@ -159,15 +171,19 @@ static void golden_v1_register_spread__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_register_spread_serve(nh_runtime *rt, golden_v1_register_spread_handler_fn handler,
                                     void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_SPREAD_METHOD,
-                            .request = &golden__v1__value__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_SPREAD_METHOD,
+        .request = &golden__v1__value__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_spread__serve, (nh_stub_fn)handler, user, err);
 }
 
 /* ---- golden.v1.Register.Tell */
 
-static const nh_stub_call golden_v1_register_tell__call = {.method = GOLDEN_V1_REGISTER_TELL_METHOD,
-        .request = &golden__v1__value__descriptor};
+static const nh_stub_call golden_v1_register_tell__call = {
+    .method = GOLDEN_V1_REGISTER_TELL_METHOD,
+    .request = &golden__v1__value__descriptor,
+};
 
 int golden_v1_register_tell_async(nh_node *node, const Golden__V1__Value *req,
                                   const nh_call_opts *opts, nh_reply_fn done, void *user,
@@ -191,8 +207,10 @@ static void golden_v1_register_tell__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_register_tell_serve(nh_runtime *rt, golden_v1_register_tell_handler_fn handler,
                                   void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_TELL_METHOD,
-                            .request = &golden__v1__value__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_TELL_METHOD,
+        .request = &golden__v1__value__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_tell__serve, (nh_stub_fn)handler, user, err);
 }
 
@@ -211,9 +229,11 @@ static void golden_v1_register_watch__level(nh_stub_fn fn, int level, const Prot
 
 static void golden_v1_register_watch__fill(nh_stub_call *c,
                                            const golden_v1_register_watch_opts *o) {
-    *c = (nh_stub_call){.method = GOLDEN_V1_REGISTER_WATCH_METHOD,
-                        .request = &golden__v1__key__descriptor,
-                        .response = &golden__v1__value__descriptor};
+    *c = (nh_stub_call){
+        .method = GOLDEN_V1_REGISTER_WATCH_METHOD,
+        .request = &golden__v1__key__descriptor,
+        .response = &golden__v1__value__descriptor,
+    };
     if (!o) return;
     c->call = &o->call;
     c->quorum.threshold = o->threshold;
@@ -254,8 +274,10 @@ static void golden_v1_register_watch__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_register_watch_serve(nh_runtime *rt, golden_v1_register_watch_handler_fn handler,
                                    void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_WATCH_METHOD,
-                            .request = &golden__v1__key__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_WATCH_METHOD,
+        .request = &golden__v1__key__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_watch__serve, (nh_stub_fn)handler, user, err);
 }
 
@@ -266,8 +288,11 @@ static void golden_v1_register_get_http_status__done(nh_stub_fn fn, const Protob
     ((golden_v1_register_get_http_status_done_fn)fn)((const Golden__V1__Value *)resp, r, user);
 }
 
-static const nh_stub_call golden_v1_register_get_http_status__call = {.method = GOLDEN_V1_REGISTER_GET_HTTP_STATUS_METHOD,
-        .request = &golden__v1__key__descriptor, .response = &golden__v1__value__descriptor};
+static const nh_stub_call golden_v1_register_get_http_status__call = {
+    .method = GOLDEN_V1_REGISTER_GET_HTTP_STATUS_METHOD,
+    .request = &golden__v1__key__descriptor,
+    .response = &golden__v1__value__descriptor,
+};
 
 int golden_v1_register_get_http_status_async(nh_node *node, const Golden__V1__Key *req,
                                              const nh_call_opts *opts,
@@ -298,8 +323,10 @@ static void golden_v1_register_get_http_status__serve(nh_stub_fn fn, nh_server_c
 int golden_v1_register_get_http_status_serve(nh_runtime *rt,
                                              golden_v1_register_get_http_status_handler_fn handler,
                                              void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_REGISTER_GET_HTTP_STATUS_METHOD,
-                            .request = &golden__v1__key__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_REGISTER_GET_HTTP_STATUS_METHOD,
+        .request = &golden__v1__key__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_register_get_http_status__serve, (nh_stub_fn)handler,
                          user, err);
 }
@@ -311,9 +338,11 @@ static void golden_v1_listener_changed__done(nh_stub_fn fn, const ProtobufCMessa
     ((golden_v1_listener_changed_done_fn)fn)((const Google__Protobuf__Empty *)resp, r, user);
 }
 
-static const nh_stub_call golden_v1_listener_changed__call = {.method = GOLDEN_V1_LISTENER_CHANGED_METHOD,
-        .request = &golden__v1__value__descriptor,
-        .response = &google__protobuf__empty__descriptor};
+static const nh_stub_call golden_v1_listener_changed__call = {
+    .method = GOLDEN_V1_LISTENER_CHANGED_METHOD,
+    .request = &golden__v1__value__descriptor,
+    .response = &google__protobuf__empty__descriptor,
+};
 
 int golden_v1_listener_changed_async(nh_node *node, const Golden__V1__Value *req,
                                      const nh_call_opts *opts,
@@ -343,8 +372,10 @@ static void golden_v1_listener_changed__serve(nh_stub_fn fn, nh_server_ctx *ctx,
 
 int golden_v1_listener_changed_serve(nh_runtime *rt, golden_v1_listener_changed_handler_fn handler,
                                      void *user, nh_error *err) {
-    const nh_stub_call c = {.method = GOLDEN_V1_LISTENER_CHANGED_METHOD,
-                            .request = &golden__v1__value__descriptor};
+    const nh_stub_call c = {
+        .method = GOLDEN_V1_LISTENER_CHANGED_METHOD,
+        .request = &golden__v1__value__descriptor,
+    };
     return nh_stub_serve(rt, &c, golden_v1_listener_changed__serve, (nh_stub_fn)handler, user, err);
 }
 

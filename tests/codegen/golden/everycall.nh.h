@@ -25,13 +25,17 @@ extern "C" {
  */
 #define GOLDEN_V1_REGISTER_GET_METHOD "golden.v1.Register.Get"
 
-/** Completion of golden_v1_register_get_async(): reply is the decoded response, NULL on error
- * (r->err says why); it is freed after the callback returns. Owner thread. */
+/**
+ * Completion of golden_v1_register_get_async(): reply is the decoded response, NULL on error
+ * (r->err says why); it is freed after the callback returns. Owner thread.
+ */
 typedef void (*golden_v1_register_get_done_fn)(const Golden__V1__Value *reply, const nh_reply *r,
                                                void *user);
 
-/** Starts golden.v1.Register.Get on node; done runs once on the owner thread. Any thread.
- * Returns 0 when started, -1 with err set when refused (done is then not called). */
+/**
+ * Starts golden.v1.Register.Get on node; done runs once on the owner thread. Any thread. Returns 0
+ * when started, -1 with err set when refused (done is then not called).
+ */
 int golden_v1_register_get_async(nh_node *node, const Golden__V1__Key *req,
                                  const nh_call_opts *opts, golden_v1_register_get_done_fn done,
                                  void *user, nh_error *err);
@@ -39,8 +43,8 @@ int golden_v1_register_get_async(nh_node *node, const Golden__V1__Key *req,
 /**
  * Reads the value of one node (no option: an RPC).
  *
- * RPC golden.v1.Register.Get: calls node and waits for its response (not on the owner thread).
- * On success returns 0 with *reply decoded (free it with
+ * RPC golden.v1.Register.Get: calls node and waits for its response (not on the owner thread). On
+ * success returns 0 with *reply decoded (free it with
  * protobuf_c_message_free_unpacked(&(*reply)->base, NULL)); -1 with err set otherwise.
  */
 int golden_v1_register_get(nh_node *node, const Golden__V1__Key *req, const nh_call_opts *opts,
@@ -50,24 +54,32 @@ int golden_v1_register_get(nh_node *node, const Golden__V1__Key *req, const nh_c
  * Reads the value of one node (no option: an RPC).
  *
  * Handler of golden.v1.Register.Get, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. Answer with golden_v1_register_get_reply() (now or, after nh_ctx_defer(), later).
+ * request and calls it on the owner thread with the plugin's state; it must not block. Answer with
+ * golden_v1_register_get_reply() (before returning, or later after nh_ctx_defer()).
  */
 void golden_v1_register_get_handler(nh_server_ctx *ctx, const Golden__V1__Key *req, void *state);
 
-/** Answers a golden.v1.Register.Get call with reply and ends it. Returns 0, or -1 when the call
- * already ended or out of memory. */
+/**
+ * Answers a golden.v1.Register.Get call with reply and ends it. Returns 0; or -1 when the call
+ * already ended, or when out of memory (the call then ends with RESOURCE_EXHAUSTED).
+ */
 static inline int golden_v1_register_get_reply(nh_server_ctx *ctx, const Golden__V1__Value *reply) {
-    return nh_ctx_reply_msg(ctx, &reply->base);
+    if (nh_ctx_reply_msg(ctx, &reply->base) == 0) return 0;
+    nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
-/** A handler of golden.v1.Register.Get served by a program with golden_v1_register_get_serve(). */
+/**
+ * A handler of golden.v1.Register.Get served by a program with golden_v1_register_get_serve().
+ */
 typedef void (*golden_v1_register_get_handler_fn)(nh_server_ctx *ctx, const Golden__V1__Key *req,
         void *user);
 
-/** Serves golden.v1.Register.Get on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.Get on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_get_serve(nh_runtime *rt, golden_v1_register_get_handler_fn handler,
                                  void *user, nh_error *err);
 
@@ -86,36 +98,46 @@ static inline void golden_v1_register_get__plugin(nh_server_ctx *ctx, const Prot
  */
 #define GOLDEN_V1_REGISTER_READ_METHOD "golden.v1.Register.Read"
 
-/** Per-node request mapping of golden.v1.Register.Read: return NH_MAP_KEEP, NH_MAP_SKIP, or
- * nh_map_replace(out, &other.base) to send another golden.v1.Key to node_id. Owner thread. */
+/**
+ * Per-node request mapping of golden.v1.Register.Read: return NH_MAP_KEEP, NH_MAP_SKIP, or
+ * nh_map_replace(out, &other.base) to send another golden.v1.Key to node_id. Owner thread.
+ */
 typedef nh_map_verdict (*golden_v1_register_read_map_fn)(uint32_t node_id,
         const Golden__V1__Key *req, void *user, nh_buf *out);
 
-/** A quorum function of golden.v1.Register.Read that sees decoded replies: replies[i] is raw[i]
- * decoded (NULL for a node's error). To decide, point *result at a reply (or a
- * message valid until the function returns) and return NH_QF_DONE; or return
- * NH_QF_MORE, or nh_qf_fail(code, ...). Owner thread. */
+/**
+ * A quorum function of golden.v1.Register.Read over decoded replies: replies[i] is raw[i] decoded
+ * (NULL for a node's error), n of them in arrival order; it also runs once with n = 0 when the call
+ * starts. To decide, point *result at a reply (or a message valid until the function returns) and
+ * return NH_QF_DONE; or return NH_QF_MORE, or nh_qf_fail(code, ...). Owner thread.
+ */
 typedef nh_qf_verdict (*golden_v1_register_read_qf_fn)(const Golden__V1__Value *const *replies,
         const nh_node_reply *raw, size_t n, size_t config_size, void *user,
         const Golden__V1__Value **result);
 
-/** Options of golden.v1.Register.Read calls; zero-initialise (NULL: all defaults). */
+/**
+ * Options of golden.v1.Register.Read calls; zero-initialise (NULL: all defaults).
+ */
 typedef struct golden_v1_register_read_opts {
     nh_call_opts call; /**< timeout, cancellation, metadata */
-    nh_quorum quorum;  /**< built-in rule (default majority) when qf is NULL */
-    golden_v1_register_read_qf_fn qf;        /**< typed quorum function, or NULL */
-    void *qf_user;     /**< passed to qf */
-    golden_v1_register_read_map_fn map;      /**< per-node request mapping, or NULL */
-    void *map_user;    /**< passed to map */
+    nh_quorum quorum; /**< built-in rule (default majority) when qf is NULL */
+    golden_v1_register_read_qf_fn qf; /**< typed quorum function, or NULL */
+    void *qf_user; /**< passed to qf */
+    golden_v1_register_read_map_fn map; /**< per-node request mapping, or NULL */
+    void *map_user; /**< passed to map */
 } golden_v1_register_read_opts;
 
-/** Completion of golden_v1_register_read_async(): value is the decoded quorum value, NULL on error
- * (r->err says why, r->replies has what arrived); freed after the callback. Owner thread. */
+/**
+ * Completion of golden_v1_register_read_async(): value is the decoded quorum value, NULL on error
+ * (r->err says why, r->replies has what arrived); freed after the callback returns. Owner thread.
+ */
 typedef void (*golden_v1_register_read_done_fn)(const Golden__V1__Value *value,
                                                 const nh_qc_result *r, void *user);
 
-/** Starts golden.v1.Register.Read over cfg; done runs once on the owner thread. Any thread.
- * Returns 0 when started, -1 with err set when refused. */
+/**
+ * Starts golden.v1.Register.Read over cfg; done runs once on the owner thread. Any thread. Returns
+ * 0 when started, -1 with err set when refused.
+ */
 int golden_v1_register_read_async(nh_config *cfg, const Golden__V1__Key *req,
                                   const golden_v1_register_read_opts *opts,
                                   golden_v1_register_read_done_fn done, void *user, nh_error *err);
@@ -124,10 +146,9 @@ int golden_v1_register_read_async(nh_config *cfg, const Golden__V1__Key *req,
  * Reads from a quorum; the newest value wins.
  *
  * Quorum call golden.v1.Register.Read over cfg, waiting for the quorum (not on the owner thread).
- * On success returns 0 with *value decoded (when value is not NULL; free with
- * protobuf_c_message_free_unpacked(&(*value)->base, NULL)) and *out filled (when
- * not NULL; nh_qc_outcome_free()). On failure -1 with err set, *value NULL and *out
- * holding what arrived.
+ * On success returns 0 with *value decoded (when value is not NULL; free it with
+ * protobuf_c_message_free_unpacked(&(*value)->base, NULL)) and *out filled (when not NULL;
+ * nh_qc_outcome_free()). On failure -1 with err set, *value NULL and *out holding what arrived.
  */
 int golden_v1_register_read(nh_config *cfg, const Golden__V1__Key *req,
                             const golden_v1_register_read_opts *opts, Golden__V1__Value **value,
@@ -137,26 +158,33 @@ int golden_v1_register_read(nh_config *cfg, const Golden__V1__Key *req,
  * Reads from a quorum; the newest value wins.
  *
  * Handler of golden.v1.Register.Read, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. Answer with golden_v1_register_read_reply() (now or, after nh_ctx_defer(), later).
+ * request and calls it on the owner thread with the plugin's state; it must not block. Answer with
+ * golden_v1_register_read_reply() (before returning, or later after nh_ctx_defer()).
  */
 void golden_v1_register_read_handler(nh_server_ctx *ctx, const Golden__V1__Key *req, void *state);
 
-/** Answers a golden.v1.Register.Read call with reply and ends it. Returns 0, or -1 when the call
- * already ended or out of memory. */
+/**
+ * Answers a golden.v1.Register.Read call with reply and ends it. Returns 0; or -1 when the call
+ * already ended, or when out of memory (the call then ends with RESOURCE_EXHAUSTED).
+ */
 static inline int golden_v1_register_read_reply(nh_server_ctx *ctx,
                                                 const Golden__V1__Value *reply) {
-    return nh_ctx_reply_msg(ctx, &reply->base);
+    if (nh_ctx_reply_msg(ctx, &reply->base) == 0) return 0;
+    nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
-/** A handler of golden.v1.Register.Read served by a program with golden_v1_register_read_serve().
- * */
+/**
+ * A handler of golden.v1.Register.Read served by a program with golden_v1_register_read_serve().
+ */
 typedef void (*golden_v1_register_read_handler_fn)(nh_server_ctx *ctx, const Golden__V1__Key *req,
         void *user);
 
-/** Serves golden.v1.Register.Read on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.Read on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_read_serve(nh_runtime *rt, golden_v1_register_read_handler_fn handler,
                                   void *user, nh_error *err);
 
@@ -175,21 +203,26 @@ static inline void golden_v1_register_read__plugin(nh_server_ctx *ctx, const Pro
  */
 #define GOLDEN_V1_REGISTER_SPREAD_METHOD "golden.v1.Register.Spread"
 
-/** Per-node request mapping of golden.v1.Register.Spread: return NH_MAP_KEEP, NH_MAP_SKIP, or
- * nh_map_replace(out, &other.base) to send another golden.v1.Value to node_id. Owner thread. */
+/**
+ * Per-node request mapping of golden.v1.Register.Spread: return NH_MAP_KEEP, NH_MAP_SKIP, or
+ * nh_map_replace(out, &other.base) to send another golden.v1.Value to node_id. Owner thread.
+ */
 typedef nh_map_verdict (*golden_v1_register_spread_map_fn)(uint32_t node_id,
         const Golden__V1__Value *req, void *user, nh_buf *out);
 
-/** Options of golden.v1.Register.Spread calls; zero-initialise (NULL: all defaults). */
+/**
+ * Options of golden.v1.Register.Spread calls; zero-initialise (NULL: all defaults).
+ */
 typedef struct golden_v1_register_spread_opts {
     nh_call_opts call; /**< timeout, cancellation, metadata */
-    golden_v1_register_spread_map_fn map;      /**< per-node request mapping, or NULL */
-    void *map_user;    /**< passed to map */
+    golden_v1_register_spread_map_fn map; /**< per-node request mapping, or NULL */
+    void *map_user; /**< passed to map */
 } golden_v1_register_spread_opts;
 
-/** Starts golden.v1.Register.Spread (one-way) to every node of cfg; done, when not NULL, runs once
- * every
- * send was confirmed or failed. Any thread. */
+/**
+ * Starts golden.v1.Register.Spread (one-way) to every node of cfg; done, when not NULL, runs once
+ * every send was confirmed or failed. Any thread.
+ */
 int golden_v1_register_spread_async(nh_config *cfg, const Golden__V1__Value *req,
                                     const golden_v1_register_spread_opts *opts, nh_mc_done_fn done,
                                     void *user, nh_error *err);
@@ -207,20 +240,24 @@ int golden_v1_register_spread(nh_config *cfg, const Golden__V1__Value *req,
  * Writes to every node of a configuration without waiting for answers.
  *
  * Handler of golden.v1.Register.Spread, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. One-way: there is no reply (golden_v1_register_spread).
+ * request and calls it on the owner thread with the plugin's state; it must not block. One-way:
+ * there is no reply.
  */
 void golden_v1_register_spread_handler(nh_server_ctx *ctx, const Golden__V1__Value *req,
                                        void *state);
 
-/** A handler of golden.v1.Register.Spread served by a program with
- * golden_v1_register_spread_serve(). */
+/**
+ * A handler of golden.v1.Register.Spread served by a program with
+ * golden_v1_register_spread_serve().
+ */
 typedef void (*golden_v1_register_spread_handler_fn)(nh_server_ctx *ctx,
         const Golden__V1__Value *req, void *user);
 
-/** Serves golden.v1.Register.Spread on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.Spread on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_spread_serve(nh_runtime *rt, golden_v1_register_spread_handler_fn handler,
                                     void *user, nh_error *err);
 
@@ -239,8 +276,10 @@ static inline void golden_v1_register_spread__plugin(nh_server_ctx *ctx,
  */
 #define GOLDEN_V1_REGISTER_TELL_METHOD "golden.v1.Register.Tell"
 
-/** Starts golden.v1.Register.Tell (one-way) on node; done, when not NULL, runs once the request was
- * handed to the transport or failed. Any thread. */
+/**
+ * Starts golden.v1.Register.Tell (one-way) on node; done, when not NULL, runs once the request was
+ * handed to the transport or failed. Any thread.
+ */
 int golden_v1_register_tell_async(nh_node *node, const Golden__V1__Value *req,
                                   const nh_call_opts *opts, nh_reply_fn done, void *user,
                                   nh_error *err);
@@ -258,19 +297,22 @@ int golden_v1_register_tell(nh_node *node, const Golden__V1__Value *req, const n
  * Tells one node about a value.
  *
  * Handler of golden.v1.Register.Tell, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. One-way: there is no reply (golden_v1_register_tell).
+ * request and calls it on the owner thread with the plugin's state; it must not block. One-way:
+ * there is no reply.
  */
 void golden_v1_register_tell_handler(nh_server_ctx *ctx, const Golden__V1__Value *req, void *state);
 
-/** A handler of golden.v1.Register.Tell served by a program with golden_v1_register_tell_serve().
- * */
+/**
+ * A handler of golden.v1.Register.Tell served by a program with golden_v1_register_tell_serve().
+ */
 typedef void (*golden_v1_register_tell_handler_fn)(nh_server_ctx *ctx, const Golden__V1__Value *req,
         void *user);
 
-/** Serves golden.v1.Register.Tell on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.Tell on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_tell_serve(nh_runtime *rt, golden_v1_register_tell_handler_fn handler,
                                   void *user, nh_error *err);
 
@@ -290,27 +332,35 @@ static inline void golden_v1_register_tell__plugin(nh_server_ctx *ctx, const Pro
  */
 #define GOLDEN_V1_REGISTER_WATCH_METHOD "golden.v1.Register.Watch"
 
-/** Per-node request mapping of golden.v1.Register.Watch: return NH_MAP_KEEP, NH_MAP_SKIP, or
- * nh_map_replace(out, &other.base) to send another golden.v1.Key to node_id. Owner thread. */
+/**
+ * Per-node request mapping of golden.v1.Register.Watch: return NH_MAP_KEEP, NH_MAP_SKIP, or
+ * nh_map_replace(out, &other.base) to send another golden.v1.Key to node_id. Owner thread.
+ */
 typedef nh_map_verdict (*golden_v1_register_watch_map_fn)(uint32_t node_id,
         const Golden__V1__Key *req, void *user, nh_buf *out);
 
-/** Options of golden.v1.Register.Watch calls; zero-initialise (NULL: all defaults). */
+/**
+ * Options of golden.v1.Register.Watch calls; zero-initialise (NULL: all defaults).
+ */
 typedef struct golden_v1_register_watch_opts {
     nh_call_opts call; /**< timeout, cancellation, metadata */
-    size_t threshold;  /**< the level that ends the call; 0: the configuration size */
-    golden_v1_register_watch_map_fn map;      /**< per-node request mapping, or NULL */
-    void *map_user;    /**< passed to map */
+    size_t threshold; /**< the level that ends the call; 0: the configuration size */
+    golden_v1_register_watch_map_fn map; /**< per-node request mapping, or NULL */
+    void *map_user; /**< passed to map */
 } golden_v1_register_watch_opts;
 
-/** Level callback of golden_v1_register_watch_start(): runs each time the level rises (value is the
- * decoded newest reply) and once at the end (done true, err the outcome). Owner thread. */
+/**
+ * Level callback of golden_v1_register_watch_start(): runs each time the level rises (value is the
+ * decoded newest reply) and once at the end (done true, err the outcome). Owner thread.
+ */
 typedef void (*golden_v1_register_watch_level_fn)(int level, const Golden__V1__Value *value,
         bool done, const nh_error *err, void *user);
 
-/** Starts the correctable call golden.v1.Register.Watch over cfg (servers stream replies).
- * on_level may be NULL. Returns 0 with *out (nh_correctable_free(); out may be
- * NULL), or -1 with err set. Any thread. */
+/**
+ * Starts the correctable call golden.v1.Register.Watch over cfg (servers stream replies). on_level
+ * may be NULL. Returns 0 with *out (release it with nh_correctable_free(); out may be NULL), or -1
+ * with err set. Any thread.
+ */
 int golden_v1_register_watch_start(nh_config *cfg, const Golden__V1__Key *req,
                                    const golden_v1_register_watch_opts *opts,
                                    golden_v1_register_watch_level_fn on_level, void *user,
@@ -320,9 +370,9 @@ int golden_v1_register_watch_start(nh_config *cfg, const Golden__V1__Key *req,
  * Watches a key: each node streams every new value (a correctable call).
  *
  * Correctable call golden.v1.Register.Watch over cfg, waiting until it ended (not on the owner
- * thread): *value is the newest reply decoded (NULL when none; free with
- * protobuf_c_message_free_unpacked()), *level the level reached (both optional).
- * Returns 0 when the threshold was reached, -1 with err set otherwise.
+ * thread): *value is the newest reply decoded (NULL when none; free it with
+ * protobuf_c_message_free_unpacked()), *level the level reached (both optional). Returns 0 when the
+ * threshold was reached, -1 with err set otherwise.
  */
 int golden_v1_register_watch(nh_config *cfg, const Golden__V1__Key *req,
                              const golden_v1_register_watch_opts *opts, Golden__V1__Value **value,
@@ -332,26 +382,34 @@ int golden_v1_register_watch(nh_config *cfg, const Golden__V1__Key *req,
  * Watches a key: each node streams every new value (a correctable call).
  *
  * Handler of golden.v1.Register.Watch, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. Send replies with golden_v1_register_watch_send() and end with nh_ctx_finish().
+ * request and calls it on the owner thread with the plugin's state; it must not block. Send replies
+ * with golden_v1_register_watch_send() and end with nh_ctx_finish().
  */
 void golden_v1_register_watch_handler(nh_server_ctx *ctx, const Golden__V1__Key *req, void *state);
 
-/** Sends one more reply of a golden.v1.Register.Watch call (end the call with nh_ctx_finish()).
- * Returns 0, or -1 when the call already ended or out of memory. */
+/**
+ * Sends one more reply of a golden.v1.Register.Watch call (end the call with nh_ctx_finish()).
+ * Returns 0; or -1 when the call already ended, or when out of memory (the call then ends with
+ * RESOURCE_EXHAUSTED).
+ */
 static inline int golden_v1_register_watch_send(nh_server_ctx *ctx,
                                                 const Golden__V1__Value *reply) {
-    return nh_ctx_send_msg(ctx, &reply->base);
+    if (nh_ctx_send_msg(ctx, &reply->base) == 0) return 0;
+    nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
-/** A handler of golden.v1.Register.Watch served by a program with golden_v1_register_watch_serve().
- * */
+/**
+ * A handler of golden.v1.Register.Watch served by a program with golden_v1_register_watch_serve().
+ */
 typedef void (*golden_v1_register_watch_handler_fn)(nh_server_ctx *ctx, const Golden__V1__Key *req,
         void *user);
 
-/** Serves golden.v1.Register.Watch on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.Watch on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_watch_serve(nh_runtime *rt, golden_v1_register_watch_handler_fn handler,
                                    void *user, nh_error *err);
 
@@ -370,14 +428,17 @@ static inline void golden_v1_register_watch__plugin(nh_server_ctx *ctx, const Pr
  */
 #define GOLDEN_V1_REGISTER_GET_HTTP_STATUS_METHOD "golden.v1.Register.GetHTTPStatus"
 
-/** Completion of golden_v1_register_get_http_status_async(): reply is the decoded response, NULL on
- * error
- * (r->err says why); it is freed after the callback returns. Owner thread. */
+/**
+ * Completion of golden_v1_register_get_http_status_async(): reply is the decoded response, NULL on
+ * error (r->err says why); it is freed after the callback returns. Owner thread.
+ */
 typedef void (*golden_v1_register_get_http_status_done_fn)(const Golden__V1__Value *reply,
         const nh_reply *r, void *user);
 
-/** Starts golden.v1.Register.GetHTTPStatus on node; done runs once on the owner thread. Any thread.
- * Returns 0 when started, -1 with err set when refused (done is then not called). */
+/**
+ * Starts golden.v1.Register.GetHTTPStatus on node; done runs once on the owner thread. Any thread.
+ * Returns 0 when started, -1 with err set when refused (done is then not called).
+ */
 int golden_v1_register_get_http_status_async(nh_node *node, const Golden__V1__Key *req,
                                              const nh_call_opts *opts,
                                              golden_v1_register_get_http_status_done_fn done,
@@ -387,8 +448,7 @@ int golden_v1_register_get_http_status_async(nh_node *node, const Golden__V1__Ke
  * An explicit RPC: `option (gorums.rpc) = true`, the same as no option.
  *
  * RPC golden.v1.Register.GetHTTPStatus: calls node and waits for its response (not on the owner
-  * thread).
- * On success returns 0 with *reply decoded (free it with
+ * thread). On success returns 0 with *reply decoded (free it with
  * protobuf_c_message_free_unpacked(&(*reply)->base, NULL)); -1 with err set otherwise.
  */
 int golden_v1_register_get_http_status(nh_node *node, const Golden__V1__Key *req,
@@ -399,30 +459,36 @@ int golden_v1_register_get_http_status(nh_node *node, const Golden__V1__Key *req
  * An explicit RPC: `option (gorums.rpc) = true`, the same as no option.
  *
  * Handler of golden.v1.Register.GetHTTPStatus, for a plugin to define (not static): the host
-  * decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. Answer with golden_v1_register_get_http_status_reply() (now or, after nh_ctx_defer(),
-  * later).
+ * decodes the request and calls it on the owner thread with the plugin's state; it must not block.
+ * Answer with golden_v1_register_get_http_status_reply() (before returning, or later after
+ * nh_ctx_defer()).
  */
 void golden_v1_register_get_http_status_handler(nh_server_ctx *ctx, const Golden__V1__Key *req,
                                                 void *state);
 
-/** Answers a golden.v1.Register.GetHTTPStatus call with reply and ends it. Returns 0, or -1 when
- * the call
- * already ended or out of memory. */
+/**
+ * Answers a golden.v1.Register.GetHTTPStatus call with reply and ends it. Returns 0; or -1 when the
+ * call already ended, or when out of memory (the call then ends with RESOURCE_EXHAUSTED).
+ */
 static inline int golden_v1_register_get_http_status_reply(nh_server_ctx *ctx,
         const Golden__V1__Value *reply) {
-    return nh_ctx_reply_msg(ctx, &reply->base);
+    if (nh_ctx_reply_msg(ctx, &reply->base) == 0) return 0;
+    nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
-/** A handler of golden.v1.Register.GetHTTPStatus served by a program with
- * golden_v1_register_get_http_status_serve(). */
+/**
+ * A handler of golden.v1.Register.GetHTTPStatus served by a program with
+ * golden_v1_register_get_http_status_serve().
+ */
 typedef void (*golden_v1_register_get_http_status_handler_fn)(nh_server_ctx *ctx,
         const Golden__V1__Key *req, void *user);
 
-/** Serves golden.v1.Register.GetHTTPStatus on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Register.GetHTTPStatus on rt's back-channel (a client program that servers call
+ * back): each request is decoded and handed to handler on the owner thread; the request is freed
+ * when the call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_register_get_http_status_serve(nh_runtime *rt,
                                              golden_v1_register_get_http_status_handler_fn handler,
                                              void *user, nh_error *err);
@@ -433,8 +499,10 @@ static inline void golden_v1_register_get_http_status__plugin(nh_server_ctx *ctx
     golden_v1_register_get_http_status_handler(ctx, (const Golden__V1__Key *)req, state);
 }
 
-/** Every method of golden.v1.Register as nh_plugin_method entries: a plugin serving the
- * service defines each *_handler() and names this in NH_PLUGIN(). */
+/**
+ * Every method of golden.v1.Register as nh_plugin_method entries: a plugin serving the service
+ * defines each *_handler() and names this in NH_PLUGIN().
+ */
 #define GOLDEN_V1_REGISTER_NH_METHODS \
     {GOLDEN_V1_REGISTER_GET_METHOD, NH_CALL_RPC, \
      &golden__v1__key__descriptor, \
@@ -475,13 +543,17 @@ static inline void golden_v1_register_get_http_status__plugin(nh_server_ctx *ctx
  */
 #define GOLDEN_V1_LISTENER_CHANGED_METHOD "golden.v1.Listener.Changed"
 
-/** Completion of golden_v1_listener_changed_async(): reply is the decoded response, NULL on error
- * (r->err says why); it is freed after the callback returns. Owner thread. */
+/**
+ * Completion of golden_v1_listener_changed_async(): reply is the decoded response, NULL on error
+ * (r->err says why); it is freed after the callback returns. Owner thread.
+ */
 typedef void (*golden_v1_listener_changed_done_fn)(const Google__Protobuf__Empty *reply,
         const nh_reply *r, void *user);
 
-/** Starts golden.v1.Listener.Changed on node; done runs once on the owner thread. Any thread.
- * Returns 0 when started, -1 with err set when refused (done is then not called). */
+/**
+ * Starts golden.v1.Listener.Changed on node; done runs once on the owner thread. Any thread.
+ * Returns 0 when started, -1 with err set when refused (done is then not called).
+ */
 int golden_v1_listener_changed_async(nh_node *node, const Golden__V1__Value *req,
                                      const nh_call_opts *opts,
                                      golden_v1_listener_changed_done_fn done, void *user,
@@ -502,27 +574,35 @@ int golden_v1_listener_changed(nh_node *node, const Golden__V1__Value *req,
  * A change notification from a node.
  *
  * Handler of golden.v1.Listener.Changed, for a plugin to define (not static): the host decodes the
- * request and calls it on the owner thread with the plugin's state; it must not
- * block. Answer with golden_v1_listener_changed_reply() (now or, after nh_ctx_defer(), later).
+ * request and calls it on the owner thread with the plugin's state; it must not block. Answer with
+ * golden_v1_listener_changed_reply() (before returning, or later after nh_ctx_defer()).
  */
 void golden_v1_listener_changed_handler(nh_server_ctx *ctx, const Golden__V1__Value *req,
                                         void *state);
 
-/** Answers a golden.v1.Listener.Changed call with reply and ends it. Returns 0, or -1 when the call
- * already ended or out of memory. */
+/**
+ * Answers a golden.v1.Listener.Changed call with reply and ends it. Returns 0; or -1 when the call
+ * already ended, or when out of memory (the call then ends with RESOURCE_EXHAUSTED).
+ */
 static inline int golden_v1_listener_changed_reply(nh_server_ctx *ctx,
         const Google__Protobuf__Empty *reply) {
-    return nh_ctx_reply_msg(ctx, &reply->base);
+    if (nh_ctx_reply_msg(ctx, &reply->base) == 0) return 0;
+    nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
-/** A handler of golden.v1.Listener.Changed served by a program with
- * golden_v1_listener_changed_serve(). */
+/**
+ * A handler of golden.v1.Listener.Changed served by a program with
+ * golden_v1_listener_changed_serve().
+ */
 typedef void (*golden_v1_listener_changed_handler_fn)(nh_server_ctx *ctx,
         const Golden__V1__Value *req, void *user);
 
-/** Serves golden.v1.Listener.Changed on rt's back-channel (a client program that servers call
- * back): each request is decoded and handed to handler on the owner thread. Returns
- * 0, or -1 with err set. */
+/**
+ * Serves golden.v1.Listener.Changed on rt's back-channel (a client program that servers call back):
+ * each request is decoded and handed to handler on the owner thread; the request is freed when the
+ * call ends. Returns 0, or -1 with err set.
+ */
 int golden_v1_listener_changed_serve(nh_runtime *rt, golden_v1_listener_changed_handler_fn handler,
                                      void *user, nh_error *err);
 
@@ -532,15 +612,19 @@ static inline void golden_v1_listener_changed__plugin(nh_server_ctx *ctx,
     golden_v1_listener_changed_handler(ctx, (const Golden__V1__Value *)req, state);
 }
 
-/** Every method of golden.v1.Listener as nh_plugin_method entries: a plugin serving the
- * service defines each *_handler() and names this in NH_PLUGIN(). */
+/**
+ * Every method of golden.v1.Listener as nh_plugin_method entries: a plugin serving the service
+ * defines each *_handler() and names this in NH_PLUGIN().
+ */
 #define GOLDEN_V1_LISTENER_NH_METHODS \
     {GOLDEN_V1_LISTENER_CHANGED_METHOD, NH_CALL_RPC, \
      &golden__v1__value__descriptor, \
      &google__protobuf__empty__descriptor, \
      golden_v1_listener_changed__plugin}
 
-/** Every method of every service of everycall.proto, for NH_PLUGIN(). */
+/**
+ * Every method of every service of everycall.proto, for NH_PLUGIN().
+ */
 #define EVERYCALL_PROTO_NH_METHODS GOLDEN_V1_REGISTER_NH_METHODS, GOLDEN_V1_LISTENER_NH_METHODS
 
 #ifdef __cplusplus
