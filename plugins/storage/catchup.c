@@ -96,38 +96,35 @@ static void retry(void *arg) {
     page(p);
 }
 
-/* Codes after which asking again cannot help. (UNIMPLEMENTED is not one: a peer that is
- * starting answers it until its plugins registered their methods; the pause grows to 8 s.) */
-static bool permanent(nh_code c) {
+/* Errors after which asking again cannot help: the peer refused the request, or its reply does
+ * not decode (the stubs' local INTERNAL). (UNIMPLEMENTED is not one: a peer that is starting
+ * answers it until its plugins registered their methods; the pause grows to 8 s.) */
+static bool permanent(const nh_error *e) {
+    nh_code c = e->code;
     return c == NH_INVALID_ARGUMENT || c == NH_PERMISSION_DENIED || c == NH_UNAUTHENTICATED ||
-           c == NH_FAILED_PRECONDITION;
+           c == NH_FAILED_PRECONDITION || (c == NH_INTERNAL && e->kind == NH_ERR_LOCAL);
 }
 
-static void page_failed(pull *p, nh_code code, const char *why) {
+static void page_failed(pull *p, const nh_error *e) {
     storage *s = p->s;
-    if (permanent(code)) {
-        nh_logf(NH_LOG_WARN, "storage", "catch-up from node %u given up: %s", p->peer, why);
+    if (permanent(e)) {
+        nh_logf(NH_LOG_WARN, "storage", "catch-up from node %u given up: %s", p->peer, e->message);
         pull_end(p);
         return;
     }
     p->retry_ms = p->retry_ms ? p->retry_ms * 2 : RETRY_MIN_MS;
     if (p->retry_ms > RETRY_MAX_MS) p->retry_ms = RETRY_MAX_MS;
     nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u: page %zu failed (%s); again in %u ms",
-            p->peer, p->pages + 1, why, p->retry_ms);
+            p->peer, p->pages + 1, e->message, p->retry_ms);
     nh_error err;
     if (nh_timer_start(s->rt, p->retry_ms, 0, retry, p, NULL, &err) != 0) pull_end(p);
 }
 
-static void page_done(const nh_reply *r, void *user) {
+static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *user) {
     pull *p = user;
     storage *s = p->s;
-    if (r->err.code != NH_OK) {
-        page_failed(p, r->err.code, r->err.message);
-        return;
-    }
-    Proto__PullResponse *resp = proto__pull_response__unpack(NULL, r->len, r->payload);
     if (!resp) {
-        page_failed(p, NH_INVALID_ARGUMENT, "the reply does not decode as PullResponse");
+        page_failed(p, &r->err);
         return;
     }
     p->pages++;
@@ -137,9 +134,8 @@ static void page_done(const nh_reply *r, void *user) {
     p->entries += resp->n_entries;
     bool more = resp->more && resp->n_entries > 0;
     char *after = more ? strdup(resp->entries[resp->n_entries - 1]->key) : NULL;
-    proto__pull_response__free_unpacked(resp, NULL);
     if (more && !after) {
-        page_failed(p, NH_RESOURCE_EXHAUSTED, "out of memory");
+        page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
         return;
     }
     if (p->restart) { /* the peer left and came back meanwhile: from the first key again */
@@ -171,15 +167,9 @@ static void page(pull *p) {
     Proto__PullRequest req = PROTO__PULL_REQUEST__INIT;
     req.after = p->after;
     req.limit = s->pull_page;
-    nh_buf bytes;
+    nh_call_opts o = {.timeout_ms = s->nested_timeout_ms};
     nh_error err;
-    int rc = -1;
-    if (node && nh_msg_pack(&req.base, &bytes) == 0) {
-        nh_call_opts o = {.timeout_ms = s->nested_timeout_ms};
-        rc = nh_rpc_async(node, "proto.Storage.Pull", bytes.data, bytes.len, &o, page_done, p,
-                          &err);
-        nh_buf_free(&bytes);
-    }
+    int rc = node ? proto_storage_pull_async(node, &req, &o, page_done, p, &err) : -1;
     nh_config_unref(cfg);
     if (rc != 0) {
         nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped: %s", p->peer,
@@ -227,8 +217,8 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     for (size_t i = 0; i < got; i++) {
         uint32_t id = ids[i];
         if (id == s->node_id) continue;
-        bool start = first_after_reload ? has_id(s->pending, s->n_pending, id)
-                                        : !has_id(old, n_old, id);
+        bool start =
+            first_after_reload ? has_id(s->pending, s->n_pending, id) : !has_id(old, n_old, id);
         if (start) start_pull(s, id);
     }
     free(s->pending);
@@ -258,8 +248,7 @@ void storage_catchup_free(storage *s) {
 
 /* ---- the server side: one page ------------------------------------------------------------ */
 
-void storage_h_pull(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const Proto__PullRequest *req = (const Proto__PullRequest *)request;
+void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
     st_store *st = storage_store(state, ctx);
     if (!st) return;
     size_t limit = req->limit ? req->limit : 500;
@@ -272,8 +261,7 @@ void storage_h_pull(nh_server_ctx *ctx, const ProtobufCMessage *request, void *s
         resp.n_entries = l.n;
         resp.entries = l.ptrs;
         resp.more = more;
-        if (nh_ctx_reply_msg(ctx, &resp.base) != 0)
-            nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        proto_storage_pull_reply(ctx, &resp);
     } else {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
     }

@@ -27,7 +27,7 @@ typedef struct op {
     nh_server_ctx *ctx;
     nh_config *members;
     bool is_read;
-    Proto__ReadResponse *best; /* the newest reply (read), owned */
+    Proto__ReadResponse *best; /* the newest ReadQC reply (a copy), NULL before */
     char *key, *value;         /* the write's key and value */
     Google__Protobuf__Timestamp ts;
 } op;
@@ -47,31 +47,55 @@ static void fail(op *o, const char *phase, const nh_error *err) {
     op_free(o);
 }
 
-/* The membership of the serving node, or NULL after answering FAILED_PRECONDITION. */
-static nh_config *members_or_fail(nh_server_ctx *ctx, const char *method) {
+/* A new op over the serving node's membership (key and value copied; value may be NULL), or
+ * NULL after answering the error. */
+static op *op_new(nh_server_ctx *ctx, storage *s, const char *key, const char *value) {
+    bool is_read = !value;
     nh_config *m = nh_ctx_members(ctx);
-    if (nh_config_size(m) > 0) return m;
-    nh_config_unref(m);
-    nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
-                       "%s needs the node's membership (a node ID and its peers)", method);
-    return NULL;
+    if (nh_config_size(m) == 0) {
+        nh_config_unref(m);
+        nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
+                           "%s needs the node's membership (a node ID and its peers)",
+                           is_read ? "ReadNestedQC" : "WriteNestedQC");
+        return NULL;
+    }
+    op *o = calloc(1, sizeof *o);
+    if (o) *o = (op){.s = s, .ctx = ctx, .members = m, .is_read = is_read, .key = strdup(key)};
+    if (o && value) o->value = strdup(value);
+    if (!o || !o->key || (value && !o->value)) {
+        if (o)
+            op_free(o);
+        else
+            nh_config_unref(m);
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    google__protobuf__timestamp__init(&o->ts);
+    /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
+    nh_ctx_release(ctx);
+    nh_ctx_defer(ctx);
+    return o;
 }
 
-/* Starts a quorum call of the op; on refusal answers the error and frees the op. */
-static void call(op *o, const char *method, const ProtobufCMessage *req, nh_qc_done_fn done,
-                 const char *phase) {
-    nh_buf bytes;
+/* ReadQC of the op's key to a majority of the members; on refusal answers the error. */
+static void read_phase(op *o, proto_storage_read_qc_done_fn done, const char *phase) {
+    Proto__ReadRequest rr = PROTO__READ_REQUEST__INIT;
+    rr.key = o->key;
+    proto_storage_read_qc_opts qo = {.call = {.timeout_ms = o->s->nested_timeout_ms}};
     nh_error err;
-    if (nh_msg_pack(req, &bytes) != 0) {
-        nh_error_set(&err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-        fail(o, phase, &err);
-        return;
-    }
-    nh_qc_opts qo = {.call = {.timeout_ms = o->s->nested_timeout_ms},
-                     .quorum = {.kind = NH_QUORUM_MAJORITY}};
-    int rc = nh_quorum_call_async(o->members, method, bytes.data, bytes.len, &qo, done, o, &err);
-    nh_buf_free(&bytes);
-    if (rc != 0) fail(o, phase, &err);
+    if (proto_storage_read_qc_async(o->members, &rr, &qo, done, o, &err) != 0) fail(o, phase, &err);
+}
+
+/* WriteQC of the op's key with value and time to a majority of the members. */
+static void write_phase(op *o, char *value, Google__Protobuf__Timestamp *time,
+                        proto_storage_write_qc_done_fn done, const char *phase) {
+    Proto__WriteRequest w = PROTO__WRITE_REQUEST__INIT;
+    w.key = o->key;
+    w.value = value;
+    w.time = time;
+    proto_storage_write_qc_opts qo = {.call = {.timeout_ms = o->s->nested_timeout_ms}};
+    nh_error err;
+    if (proto_storage_write_qc_async(o->members, &w, &qo, done, o, &err) != 0) fail(o, phase, &err);
 }
 
 static int version_cmp(const Proto__ReadResponse *a, const Proto__ReadResponse *b) {
@@ -82,43 +106,30 @@ static int version_cmp(const Proto__ReadResponse *a, const Proto__ReadResponse *
                           b->time ? b->time->nanos : 0, b->value, strlen(b->value));
 }
 
-/* The newest of the successful ReadQC replies (decoded once each) into o->best; returns
- * whether every reply carried that same version. */
-static bool pick_newest(op *o, const nh_qc_result *r) {
-    Proto__ReadResponse **msgs = calloc(r->n_replies + 1, sizeof *msgs);
-    size_t n = 0;
-    for (size_t i = 0; msgs && i < r->n_replies; i++) {
-        if (r->replies[i].err.code != NH_OK) continue;
-        Proto__ReadResponse *m =
-            proto__read_response__unpack(NULL, r->replies[i].len, r->replies[i].payload);
-        if (m) msgs[n++] = m;
+/* The newest of the decoded ReadQC replies (NULL when none decodes); *agree says whether every
+ * one carried that same version. */
+static const Proto__ReadResponse *newest(const Proto__ReadResponse *const *replies, size_t n,
+                                         bool *agree) {
+    const Proto__ReadResponse *best = NULL;
+    *agree = true;
+    for (size_t i = 0; replies && i < n; i++) {
+        if (!replies[i]) continue;
+        if (best && version_cmp(replies[i], best) != 0) *agree = false;
+        if (!best || version_cmp(replies[i], best) > 0) best = replies[i];
     }
-    size_t best = 0;
-    for (size_t i = 1; i < n; i++)
-        if (version_cmp(msgs[i], msgs[best]) > 0) best = i;
-    bool agree = n > 0;
-    for (size_t i = 0; i < n; i++)
-        if (version_cmp(msgs[i], msgs[best]) != 0) agree = false;
-    for (size_t i = 0; i < n; i++)
-        if (i == best)
-            o->best = msgs[i];
-        else
-            proto__read_response__free_unpacked(msgs[i], NULL);
-    free(msgs);
-    return agree;
+    return best;
 }
 
 /* ---- read --------------------------------------------------------------------------------- */
 
 static void answer_read(op *o) {
-    Proto__ReadResponse empty = PROTO__READ_RESPONSE__INIT;
-    const Proto__ReadResponse *r = o->best ? o->best : &empty;
-    if (nh_ctx_reply_msg(o->ctx, &r->base) != 0)
-        nh_ctx_reply_error(o->ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    proto_storage_read_nested_qc_reply(o->ctx, o->best);
     op_free(o);
 }
 
-static void read_written_back(const nh_qc_result *r, void *user) {
+static void read_written_back(const Proto__WriteResponse *value,
+                              const Proto__WriteResponse *const *replies, const nh_qc_result *r,
+                              void *user) {
     op *o = user;
     if (r->err.code != NH_OK) {
         fail(o, "write-back", &r->err);
@@ -127,16 +138,25 @@ static void read_written_back(const nh_qc_result *r, void *user) {
     answer_read(o);
 }
 
-static void read_collected(const nh_qc_result *r, void *user) {
+static void read_collected(const Proto__ReadResponse *value,
+                           const Proto__ReadResponse *const *replies, const nh_qc_result *r,
+                           void *user) {
     op *o = user;
     if (r->err.code != NH_OK) {
         fail(o, "read", &r->err);
         return;
     }
-    bool agree = pick_newest(o, r);
+    bool agree;
+    const Proto__ReadResponse *best = newest(replies, r->n_replies, &agree);
+    /* The replies go when this returns; the answer (and a write-back) needs a copy. */
+    nh_buf copy = {0};
+    if (best && nh_msg_pack(&best->base, &copy) == 0)
+        o->best = proto__read_response__unpack(NULL, copy.len, copy.data);
+    nh_buf_free(&copy);
     if (!o->best) {
         nh_error e;
-        nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0, "no reply decodes as ReadResponse");
+        nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                     "no reply decodes as ReadResponse (or out of memory)");
         fail(o, "read", &e);
         return;
     }
@@ -145,64 +165,30 @@ static void read_collected(const nh_qc_result *r, void *user) {
         return;
     }
     /* The majority disagrees: make the newest version a majority's before answering it. */
-    Proto__WriteRequest w = PROTO__WRITE_REQUEST__INIT;
-    w.key = o->key;
-    w.value = o->best->value;
-    w.time = o->best->time;
-    call(o, "proto.Storage.WriteQC", &w.base, read_written_back, "write-back");
+    write_phase(o, o->best->value, o->best->time, read_written_back, "write-back");
 }
 
-void storage_h_read_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const Proto__ReadRequest *req = (const Proto__ReadRequest *)request;
-    nh_config *members = members_or_fail(ctx, "ReadNestedQC");
-    if (!members) return;
-    op *o = calloc(1, sizeof *o);
-    if (o) o->key = strdup(req->key);
-    if (!o || !o->key) {
-        free(o);
-        nh_config_unref(members);
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    o->s = state;
-    o->ctx = ctx;
-    o->is_read = true;
-    o->members = members;
-    /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
-    nh_ctx_release(ctx);
-    nh_ctx_defer(ctx);
-    Proto__ReadRequest rr = PROTO__READ_REQUEST__INIT;
-    rr.key = o->key;
-    call(o, "proto.Storage.ReadQC", &rr.base, read_collected, "read");
+void proto_storage_read_nested_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req,
+                                          void *state) {
+    op *o = op_new(ctx, state, req->key, NULL);
+    if (o) read_phase(o, read_collected, "read");
 }
 
 /* ---- write -------------------------------------------------------------------------------- */
 
-static void write_done(const nh_qc_result *r, void *user) {
+static void write_done(const Proto__WriteResponse *value,
+                       const Proto__WriteResponse *const *replies, const nh_qc_result *r,
+                       void *user) {
     op *o = user;
     if (r->err.code != NH_OK) {
         fail(o, "write", &r->err);
         return;
     }
     Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
-    for (size_t i = 0; i < r->n_replies; i++) {
-        if (r->replies[i].err.code != NH_OK) continue;
-        Proto__WriteResponse *m =
-            proto__write_response__unpack(NULL, r->replies[i].len, r->replies[i].payload);
-        if (m && m->new_) resp.new_ = true;
-        if (m) proto__write_response__free_unpacked(m, NULL);
-    }
-    if (nh_ctx_reply_msg(o->ctx, &resp.base) != 0)
-        nh_ctx_reply_error(o->ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < r->n_replies; i++)
+        resp.new_ |= replies[i] && replies[i]->new_;
+    proto_storage_write_nested_qc_reply(o->ctx, &resp);
     op_free(o);
-}
-
-static void write_phase(op *o) {
-    Proto__WriteRequest w = PROTO__WRITE_REQUEST__INIT;
-    w.key = o->key;
-    w.value = o->value;
-    w.time = &o->ts;
-    call(o, "proto.Storage.WriteQC", &w.base, write_done, "write");
 }
 
 /* A timestamp later than (sec, nsec), than the wall clock if possible, and than the last one
@@ -229,60 +215,37 @@ static void pick_timestamp(storage *s, int64_t sec, int32_t nsec, Google__Protob
     t->nanos = s->last_nsec = cn;
 }
 
-static void write_queried(const nh_qc_result *r, void *user) {
+static void write_queried(const Proto__ReadResponse *value,
+                          const Proto__ReadResponse *const *replies, const nh_qc_result *r,
+                          void *user) {
     op *o = user;
     if (r->err.code != NH_OK) {
         fail(o, "query", &r->err);
         return;
     }
-    pick_newest(o, r);
-    if (!o->best) { /* nothing usable: a timestamp from the clock alone might be too old */
+    bool agree;
+    const Proto__ReadResponse *best = newest(replies, r->n_replies, &agree);
+    if (!best) { /* nothing usable: a timestamp from the clock alone might be too old */
         nh_error e;
         nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0,
                      "no reply decodes as ReadResponse (or out of memory)");
         fail(o, "query", &e);
         return;
     }
-    int64_t sec = 0;
-    int32_t nsec = 0;
-    if (o->best->ok && o->best->time) {
-        sec = o->best->time->seconds;
-        nsec = o->best->time->nanos;
-    }
-    pick_timestamp(o->s, sec, nsec, &o->ts);
-    write_phase(o);
+    bool timed = best->ok && best->time;
+    pick_timestamp(o->s, timed ? best->time->seconds : 0, timed ? best->time->nanos : 0, &o->ts);
+    write_phase(o, o->value, &o->ts, write_done, "write");
 }
 
-void storage_h_write_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const Proto__WriteRequest *req = (const Proto__WriteRequest *)request;
-    nh_config *members = members_or_fail(ctx, "WriteNestedQC");
-    if (!members) return;
-    op *o = calloc(1, sizeof *o);
-    if (o) {
-        o->members = members;
-        o->key = strdup(req->key);
-        o->value = strdup(req->value);
-    }
-    if (!o || !o->key || !o->value) {
-        if (o)
-            op_free(o);
-        else
-            nh_config_unref(members);
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+void proto_storage_write_nested_qc_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
+                                           void *state) {
+    op *o = op_new(ctx, state, req->key, req->value);
+    if (!o) return;
+    if (!req->time) {
+        read_phase(o, write_queried, "query");
         return;
     }
-    o->s = state;
-    o->ctx = ctx;
-    google__protobuf__timestamp__init(&o->ts);
-    nh_ctx_release(ctx);
-    nh_ctx_defer(ctx);
-    if (req->time) {
-        o->ts.seconds = req->time->seconds;
-        o->ts.nanos = req->time->nanos;
-        write_phase(o);
-        return;
-    }
-    Proto__ReadRequest rr = PROTO__READ_REQUEST__INIT;
-    rr.key = o->key;
-    call(o, "proto.Storage.ReadQC", &rr.base, write_queried, "query");
+    o->ts.seconds = req->time->seconds;
+    o->ts.nanos = req->time->nanos;
+    write_phase(o, o->value, &o->ts, write_done, "write");
 }

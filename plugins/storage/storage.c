@@ -219,14 +219,9 @@ void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, vo
 
 /* ---- replica handlers --------------------------------------------------------------------- */
 
-static void reply_or_fail(nh_server_ctx *ctx, const ProtobufCMessage *msg) {
-    if (nh_ctx_reply_msg(ctx, msg) != 0)
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-}
-
-/* ReadRPC, ReadQC. */
-static void h_read(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    const Proto__ReadRequest *req = (const Proto__ReadRequest *)request;
+/* ReadRPC; ReadQC answers the same (its caller combines the replies). */
+void proto_storage_read_rpc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req,
+                                    void *state) {
     char why[256];
     if (storage_recovery_status(state, why, sizeof why)) {
         nh_ctx_reply_error(ctx, NH_UNAVAILABLE, "%s", why);
@@ -249,7 +244,11 @@ static void h_read(nh_server_ctx *ctx, const ProtobufCMessage *request, void *st
         t.nanos = e.nsec;
         resp.time = &t;
     }
-    reply_or_fail(ctx, &resp.base);
+    proto_storage_read_rpc_reply(ctx, &resp); /* ReadQC's is the same */
+}
+
+void proto_storage_read_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req, void *state) {
+    proto_storage_read_rpc_handler(ctx, req, state);
 }
 
 /* Answers a failed write; false when the write succeeded (old or new). Any thread. */
@@ -308,13 +307,12 @@ static void write_done(void *arg, st_put_result r) {
     } else if (!write_failed(pw->ctx, pw->s, r)) {
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
         resp.new_ = r == ST_NEW;
-        if (nh_ctx_reply_msg(pw->ctx, &resp.base) != 0)
-            nh_ctx_reply_error(pw->ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+        proto_storage_write_rpc_reply(pw->ctx, &resp); /* or WriteQC */
     }
     free(pw);
 }
 
-static void write_request(nh_server_ctx *ctx, const ProtobufCMessage *request, storage *s,
+static void write_request(nh_server_ctx *ctx, const Proto__WriteRequest *req, storage *s,
                           bool oneway) {
     st_store *st = storage_store(s, ctx);
     if (!st) return;
@@ -333,28 +331,36 @@ static void write_request(nh_server_ctx *ctx, const ProtobufCMessage *request, s
         nh_ctx_release(ctx);
         nh_ctx_defer(ctx);
     }
-    storage_apply(s, (const Proto__WriteRequest *)request, write_done, pw);
+    storage_apply(s, req, write_done, pw);
 }
 
-/* WriteRPC, WriteQC. */
-static void h_write(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    write_request(ctx, request, state, false);
+/* WriteRPC; WriteQC answers the same. */
+void proto_storage_write_rpc_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
+                                     void *state) {
+    write_request(ctx, req, state, false);
 }
 
-/* WriteMulticast: one-way, nothing is sent back (a write that fails is dropped). */
-static void h_write_multicast(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    write_request(ctx, request, state, true);
+void proto_storage_write_qc_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
+                                    void *state) {
+    proto_storage_write_rpc_handler(ctx, req, state);
+}
+
+/* One-way, nothing is sent back (a write that fails is dropped). */
+void proto_storage_write_multicast_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
+                                           void *state) {
+    write_request(ctx, req, state, true);
 }
 
 /* ---- NotifyClients ------------------------------------------------------------------------ */
 
-static nh_qf_verdict all_replied(const nh_node_reply *replies, size_t n, size_t config_size,
-                                 void *user, const uint8_t **result, size_t *result_len) {
-    (void)replies, (void)user;
-    if (n < config_size) return NH_QF_MORE;
-    *result = (const uint8_t *)"";
-    *result_len = 0;
-    return NH_QF_DONE;
+/* Notify's quorum function: done once every client answered (an empty value: the replies say
+ * who acknowledged). */
+static nh_qf_verdict all_replied(const Proto__WriteResponse *const *replies,
+                                 const nh_node_reply *raw, size_t n, size_t config_size, void *user,
+                                 const Proto__WriteResponse **result) {
+    (void)replies, (void)raw, (void)user;
+    *result = NULL;
+    return n < config_size ? NH_QF_MORE : NH_QF_DONE;
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -376,17 +382,19 @@ static void reply_acks(nh_server_ctx *ctx, const nh_node_reply *replies, size_t 
     resp.acked = (uint32_t)k;
     resp.n_clientids = k;
     resp.clientids = ids;
-    reply_or_fail(ctx, &resp.base);
+    proto_storage_notify_clients_reply(ctx, &resp);
     free(ids);
 }
 
 /* Whatever the outcome (all answered, timeout), the replies say who acknowledged. */
-static void notify_done(const nh_qc_result *r, void *user) {
+static void notify_done(const Proto__WriteResponse *value,
+                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
+                        void *user) {
     reply_acks(user, r->replies, r->n_replies);
 }
 
-static void h_notify_clients(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    (void)request;
+void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
+                                          void *state) {
     const storage *s = state;
     nh_config *cc = nh_ctx_client_config(ctx);
     if (nh_config_size(cc) == 0) {
@@ -396,13 +404,10 @@ static void h_notify_clients(nh_server_ctx *ctx, const ProtobufCMessage *request
     }
     nh_ctx_release(ctx);
     nh_ctx_defer(ctx);
-    size_t len;
-    const uint8_t *payload = nh_ctx_payload(ctx, &len);
-    nh_qc_opts o = {.call = {.timeout_ms = s->notify_timeout_ms},
-                    .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = all_replied}};
+    proto_storage_client_notify_opts o = {.call = {.timeout_ms = s->notify_timeout_ms},
+                                          .qf = all_replied};
     nh_error err;
-    if (nh_quorum_call_async(cc, "proto.StorageClient.Notify", payload, len, &o, notify_done, ctx,
-                             &err) != 0)
+    if (proto_storage_client_notify_async(cc, req, &o, notify_done, ctx, &err) != 0)
         nh_ctx_reply_error(ctx, err.code, "Notify: %s", err.message);
     nh_config_unref(cc);
 }
@@ -573,8 +578,9 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
 
 /* ---- Info --------------------------------------------------------------------------------- */
 
-static void h_info(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state) {
-    (void)request;
+void proto_storage_info_handler(nh_server_ctx *ctx, const Google__Protobuf__Empty *req,
+                                void *state) {
+    (void)req;
     storage *s = state;
     st_store *st = storage_store(s, ctx);
     if (!st) return;
@@ -582,47 +588,13 @@ static void h_info(nh_server_ctx *ctx, const ProtobufCMessage *request, void *st
     r.version = (char *)NH_STORAGE_VERSION;
     r.generation = s->generation;
     r.keys = st_count(st);
-    reply_or_fail(ctx, &r.base);
+    proto_storage_info_reply(ctx, &r);
 }
 
-/* ---- descriptor --------------------------------------------------------------------------- */
-
-#define MSG(t) &proto__##t##__descriptor
-static const nh_plugin_method storage_methods[] = {
-    {"proto.Storage.ReadRPC", NH_CALL_RPC, MSG(read_request), MSG(read_response), h_read},
-    {"proto.Storage.WriteRPC", NH_CALL_RPC, MSG(write_request), MSG(write_response), h_write},
-    {"proto.Storage.ReadQC", NH_CALL_QUORUMCALL, MSG(read_request), MSG(read_response), h_read},
-    {"proto.Storage.WriteQC", NH_CALL_QUORUMCALL, MSG(write_request), MSG(write_response), h_write},
-    {"proto.Storage.WriteMulticast", NH_CALL_MULTICAST, MSG(write_request), NULL,
-     h_write_multicast},
-    {"proto.Storage.ReadNestedQC", NH_CALL_QUORUMCALL, MSG(read_request), MSG(read_response),
-     storage_h_read_nested},
-    {"proto.Storage.WriteNestedQC", NH_CALL_QUORUMCALL, MSG(write_request), MSG(write_response),
-     storage_h_write_nested},
-    {"proto.Storage.NotifyClients", NH_CALL_RPC, MSG(write_request), MSG(notify_response),
-     h_notify_clients},
-    {"proto.Storage.Info", NH_CALL_RPC, &google__protobuf__empty__descriptor, MSG(info_response),
-     h_info},
-    {"proto.Storage.Pull", NH_CALL_RPC, MSG(pull_request), MSG(pull_response), storage_h_pull},
-};
-#undef MSG
-
-static const nh_plugin_descriptor storage_descriptor = {
-    .magic = NH_PLUGIN_MAGIC,
-    .size = sizeof(nh_plugin_descriptor),
-    .abi_version = NH_PLUGIN_ABI_VERSION,
-    .name = "storage",
-    .version = NH_STORAGE_VERSION,
+/* proto.Storage only: StorageClient is served by client programs (nh-storage-client listen). */
+NH_PLUGIN(
+    PROTO_STORAGE_NH_METHODS, .name = "storage", .version = NH_STORAGE_VERSION,
     .description = "replicated, durable key-value store (proto.Storage, Gorums' storage example)",
-    .methods = storage_methods,
-    .method_count = sizeof storage_methods / sizeof storage_methods[0],
-    .check_config = storage_check_config,
-    .init = storage_init,
-    .fini = storage_fini,
-    .export_state = storage_export,
-    .import_state = storage_import,
-    .config_changed = storage_config_changed,
-    .retire = storage_retire,
-};
-
-NH_PLUGIN_DEFINE(storage_descriptor)
+    .check_config = storage_check_config, .init = storage_init, .fini = storage_fini,
+    .export_state = storage_export, .import_state = storage_import,
+    .config_changed = storage_config_changed, .retire = storage_retire);

@@ -4,11 +4,7 @@
  *
  * One readable line per operation on stdout, with the node IDs involved and the time taken;
  * errors on stderr. Exit status 0 on success, 1 on any failure. See usage() for the commands. */
-#include <nodehost/nodehost.h>
-#include <nodehost/plugin.h>
-
-#include "storage.pb-c.h"
-#include "storage_newest.h"
+#include "storage.nh.h" /* generated from storage.proto */
 
 #include <ctype.h>
 #include <errno.h>
@@ -221,12 +217,6 @@ static size_t wait_connected(const nh_config *cfg, uint32_t timeout_ms) {
     }
 }
 
-static nh_buf pack(const ProtobufCMessage *m) {
-    nh_buf b = {0};
-    nh_msg_pack(m, &b); /* on failure b stays empty */
-    return b;
-}
-
 static Google__Protobuf__Timestamp now_timestamp(void) {
     Google__Protobuf__Timestamp t = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     int64_t ns = now_ns(CLOCK_REALTIME);
@@ -253,12 +243,11 @@ static int cmd_write(client *c, const char *key, const char *value) {
     wait_connected(cfg, c->timeout_ms);
     Google__Protobuf__Timestamp t = now_timestamp();
     Proto__WriteRequest req = write_request(key, value, &t);
-    nh_buf b = pack(&req.base);
-    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
+    proto_storage_write_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
     nh_qc_outcome out = {0};
     nh_error err;
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    int rc = nh_quorum_call(cfg, "proto.Storage.WriteQC", b.data, b.len, &o, &out, &err);
+    int rc = proto_storage_write_qc(cfg, &req, &o, NULL, &out, &err);
     double ms = ms_since(start);
     uint32_t fresh[MAX_NODES], old[MAX_NODES];
     size_t nf = 0, no = 0;
@@ -284,7 +273,6 @@ static int cmd_write(client *c, const char *key, const char *value) {
     else
         fail("write %s=%s: %s (%.2f ms)", key, value, err.message, ms);
     nh_qc_outcome_free(&out);
-    nh_buf_free(&b);
     nh_config_unref(cfg);
     return rc == 0 ? 0 : 1;
 }
@@ -299,56 +287,67 @@ static void print_read(const char *what, const char *key, const Proto__ReadRespo
         printf("%s %s: not found (%s), %.2f ms\n", what, key, detail, ms);
 }
 
+/* True when a is a better read than b: it found the key and b did not, or both found it and a's
+ * timestamp is newer (a missing one is the zero time, as Go's AsTime of nil). */
+static bool newer(const Proto__ReadResponse *a, const Proto__ReadResponse *b) {
+    if (a->ok != b->ok) return a->ok;
+    int64_t as = a->time ? a->time->seconds : 0, bs = b->time ? b->time->seconds : 0;
+    int32_t an = a->time ? a->time->nanos : 0, bn = b->time ? b->time->nanos : 0;
+    return a->ok && (as != bs ? as > bs : an > bn);
+}
+
+/* ReadQC's quorum function: waits for a majority of the configuration to answer with a
+ * ReadResponse, then decides on the newest of them (the first on ties). user: the winner's
+ * node ID goes there. */
+static nh_qf_verdict newest(const Proto__ReadResponse *const *replies, const nh_node_reply *raw,
+                            size_t n, size_t config_size, void *user,
+                            const Proto__ReadResponse **result) {
+    size_t decoded = 0, best = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!replies[i]) continue; /* an error, or a reply that does not decode */
+        if (decoded++ == 0 || newer(replies[i], replies[best])) best = i;
+    }
+    if (decoded < config_size / 2 + 1) return NH_QF_MORE;
+    *(uint32_t *)user = raw[best].node_id;
+    *result = replies[best];
+    return NH_QF_DONE;
+}
+
 static int cmd_read(client *c, const char *key) {
     nh_config *cfg = open_all(c, NULL);
     if (!cfg) return 1;
     wait_connected(cfg, c->timeout_ms);
     Proto__ReadRequest req = PROTO__READ_REQUEST__INIT;
     req.key = (char *)key;
-    nh_buf b = pack(&req.base);
-    storage_newest sn = {.msgs = nh_reply_msgs_new(&proto__read_response__descriptor)};
-    if (!sn.msgs) {
-        nh_buf_free(&b);
-        nh_config_unref(cfg);
-        fail("read %s: out of memory", key);
-        return 1;
-    }
-    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms},
-                    .quorum = {.kind = NH_QUORUM_CUSTOM, .fn = storage_newest_qf, .fn_user = &sn}};
+    uint32_t winner = 0;
+    proto_storage_read_qc_opts o = {
+        .call = {.timeout_ms = c->timeout_ms}, .qf = newest, .qf_user = &winner};
+    Proto__ReadResponse *r;
     nh_qc_outcome out = {0};
     nh_error err;
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    int rc = nh_quorum_call(cfg, "proto.Storage.ReadQC", b.data, b.len, &o, &out, &err);
+    int rc = proto_storage_read_qc(cfg, &req, &o, &r, &out, &err);
     double ms = ms_since(start);
-    int status = 1;
     if (rc == 0) {
-        Proto__ReadResponse *r = proto__read_response__unpack(NULL, out.value.len, out.value.data);
-        if (r) {
-            uint32_t ids[MAX_NODES];
-            size_t k = 0;
-            for (size_t i = 0; i < out.n_replies && k < MAX_NODES; i++)
-                if (out.replies[i].err.code == NH_OK) ids[k++] = out.replies[i].node_id;
-            char list[256], detail[320];
-            fmt_ids(ids, k, list, sizeof list);
-            if (r->ok)
-                snprintf(detail, sizeof detail, "newest from node %u; replies from nodes %s",
-                         sn.winner, list);
-            else
-                snprintf(detail, sizeof detail, "replies from nodes %s", list);
-            print_read("read", key, r, detail, ms);
-            proto__read_response__free_unpacked(r, NULL);
-            status = 0;
-        } else {
-            fail("read %s: the answer does not decode as proto.ReadResponse", key);
-        }
+        uint32_t ids[MAX_NODES];
+        size_t k = 0;
+        for (size_t i = 0; i < out.n_replies && k < MAX_NODES; i++)
+            if (out.replies[i].err.code == NH_OK) ids[k++] = out.replies[i].node_id;
+        char list[256], detail[320];
+        fmt_ids(ids, k, list, sizeof list);
+        if (r->ok)
+            snprintf(detail, sizeof detail, "newest from node %u; replies from nodes %s", winner,
+                     list);
+        else
+            snprintf(detail, sizeof detail, "replies from nodes %s", list);
+        print_read("read", key, r, detail, ms);
+        proto__read_response__free_unpacked(r, NULL);
     } else {
         fail("read %s: %s (%.2f ms)", key, err.message, ms);
     }
     nh_qc_outcome_free(&out);
-    nh_reply_msgs_free(sn.msgs);
-    nh_buf_free(&b);
     nh_config_unref(cfg);
-    return status;
+    return rc == 0 ? 0 : 1;
 }
 
 static int cmd_multicast(client *c, const char *key, const char *value) {
@@ -357,11 +356,10 @@ static int cmd_multicast(client *c, const char *key, const char *value) {
     wait_connected(cfg, c->timeout_ms);
     Google__Protobuf__Timestamp t = now_timestamp();
     Proto__WriteRequest req = write_request(key, value, &t);
-    nh_buf b = pack(&req.base);
-    nh_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
+    proto_storage_write_multicast_opts o = {.call = {.timeout_ms = c->timeout_ms}};
     nh_error err;
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    int rc = nh_multicast(cfg, "proto.Storage.WriteMulticast", b.data, b.len, &o, &err);
+    int rc = proto_storage_write_multicast(cfg, &req, &o, &err);
     double ms = ms_since(start);
     uint32_t ids[MAX_NODES];
     size_t n = nh_config_ids(cfg, ids, MAX_NODES); /* the size: may exceed MAX_NODES */
@@ -371,81 +369,60 @@ static int cmd_multicast(client *c, const char *key, const char *value) {
                fmt_ids(ids, n < MAX_NODES ? n : MAX_NODES, list, sizeof list), ms);
     else
         fail("multicast %s=%s: %s (%.2f ms)", key, value, err.message, ms);
-    nh_buf_free(&b);
     nh_config_unref(cfg);
     return rc == 0 ? 0 : 1;
 }
 
-/* An RPC to one node; on success *resp holds the answer. */
-static int rpc_one(client *c, nh_config *cfg, const char *method, const ProtobufCMessage *req,
-                   nh_buf *resp, double *ms, nh_error *err) {
-    wait_connected(cfg, c->timeout_ms);
-    nh_buf b = pack(req);
-    nh_call_opts o = {.timeout_ms = c->timeout_ms};
-    int64_t start = now_ns(CLOCK_MONOTONIC);
-    int rc = nh_rpc(nh_config_node(cfg, 0), method, b.data, b.len, &o, resp, err);
-    *ms = ms_since(start);
-    nh_buf_free(&b);
-    return rc;
-}
-
+/* nested: ReadNestedQC on one node (a quorum call over a configuration of that node). */
 static int cmd_nested(client *c, const char *node, const char *key) {
     nh_config *cfg = open_one(c, node);
     if (!cfg) return 1;
     uint32_t id = nh_node_id(nh_config_node(cfg, 0));
+    wait_connected(cfg, c->timeout_ms);
     Proto__ReadRequest req = PROTO__READ_REQUEST__INIT;
     req.key = (char *)key;
-    nh_buf resp = {0};
+    proto_storage_read_nested_qc_opts o = {.call = {.timeout_ms = c->timeout_ms}};
+    Proto__ReadResponse *r;
     nh_error err;
-    double ms;
-    int status = 1;
-    if (rpc_one(c, cfg, "proto.Storage.ReadNestedQC", &req.base, &resp, &ms, &err) == 0) {
-        Proto__ReadResponse *r = proto__read_response__unpack(NULL, resp.len, resp.data);
-        if (r) {
-            char detail[64];
-            snprintf(detail, sizeof detail, "read by node %u from its peers", id);
-            print_read("nested", key, r, detail, ms);
-            proto__read_response__free_unpacked(r, NULL);
-            status = 0;
-        } else {
-            fail("nested %s: the answer does not decode as proto.ReadResponse", key);
-        }
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = proto_storage_read_nested_qc(cfg, &req, &o, &r, NULL, &err);
+    double ms = ms_since(start);
+    if (rc == 0) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "read by node %u from its peers", id);
+        print_read("nested", key, r, detail, ms);
+        proto__read_response__free_unpacked(r, NULL);
     } else {
         fail("nested %s via node %u: %s (%.2f ms)", key, id, err.message, ms);
     }
-    nh_buf_free(&resp);
     nh_config_unref(cfg);
-    return status;
+    return rc == 0 ? 0 : 1;
 }
 
 static int cmd_notify(client *c, const char *node, const char *key, const char *value) {
     nh_config *cfg = open_one(c, node);
     if (!cfg) return 1;
     uint32_t id = nh_node_id(nh_config_node(cfg, 0));
+    wait_connected(cfg, c->timeout_ms);
     Google__Protobuf__Timestamp t = now_timestamp();
     Proto__WriteRequest req = write_request(key, value, &t);
-    nh_buf resp = {0};
+    nh_call_opts o = {.timeout_ms = c->timeout_ms};
+    Proto__NotifyResponse *r;
     nh_error err;
-    double ms;
-    int status = 1;
-    if (rpc_one(c, cfg, "proto.Storage.NotifyClients", &req.base, &resp, &ms, &err) == 0) {
-        Proto__NotifyResponse *r = proto__notify_response__unpack(NULL, resp.len, resp.data);
-        if (r) {
-            char list[512];
-            printf("notify %s=%s via node %u: acked by %u client%s (%s), %.2f ms\n", key, value, id,
-                   r->acked, r->acked == 1 ? "" : "s",
-                   fmt_ids(r->clientids, r->n_clientids, list, sizeof list), ms);
-            proto__notify_response__free_unpacked(r, NULL);
-            status = 0;
-        } else {
-            fail("notify %s: the answer does not decode as proto.NotifyResponse", key);
-        }
+    int64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = proto_storage_notify_clients(nh_config_node(cfg, 0), &req, &o, &r, &err);
+    double ms = ms_since(start);
+    if (rc == 0) {
+        char list[512];
+        printf("notify %s=%s via node %u: acked by %u client%s (%s), %.2f ms\n", key, value, id,
+               r->acked, r->acked == 1 ? "" : "s",
+               fmt_ids(r->clientids, r->n_clientids, list, sizeof list), ms);
+        proto__notify_response__free_unpacked(r, NULL);
     } else {
         fail("notify %s=%s via node %u: %s (%.2f ms)", key, value, id, err.message, ms);
     }
-    nh_buf_free(&resp);
     nh_config_unref(cfg);
-    return status;
+    return rc == 0 ? 0 : 1;
 }
 
 /* info: proto.Storage.Info on every --nodes node, one line each ("node N: storage VERSION
@@ -457,37 +434,31 @@ static int cmd_info(client *c) {
     }
     int status = 0;
     for (size_t i = 0; i < c->n; i++) {
-        nh_config_opts o = {.nodes = &c->nodes[i], .count = 1};
+        nh_config_opts co = {.nodes = &c->nodes[i], .count = 1};
         nh_config *cfg;
         nh_error err;
-        if (nh_config_new(c->rt, &o, &cfg, &err) != 0) {
+        if (nh_config_new(c->rt, &co, &cfg, &err) != 0) {
             fail("info: node %u (%s): %s", c->nodes[i].id, c->nodes[i].address, err.message);
             status = 1;
             continue;
         }
+        wait_connected(cfg, c->timeout_ms);
         Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
-        nh_buf resp = {0};
-        double ms;
-        if (rpc_one(c, cfg, "proto.Storage.Info", &req.base, &resp, &ms, &err) == 0) {
-            Proto__InfoResponse *r = proto__info_response__unpack(NULL, resp.len, resp.data);
-            if (r) {
-                printf("node %u: storage %s generation %llu, %llu keys\n", c->nodes[i].id,
-                       r->version, (unsigned long long)r->generation, (unsigned long long)r->keys);
-                proto__info_response__free_unpacked(r, NULL);
-            } else {
-                fail("info: node %u: the answer does not decode as proto.InfoResponse",
-                     c->nodes[i].id);
-                status = 1;
-            }
+        nh_call_opts o = {.timeout_ms = c->timeout_ms};
+        Proto__InfoResponse *r;
+        int64_t start = now_ns(CLOCK_MONOTONIC);
+        if (proto_storage_info(nh_config_node(cfg, 0), &req, &o, &r, &err) == 0) {
+            printf("node %u: storage %s generation %llu, %llu keys\n", c->nodes[i].id, r->version,
+                   (unsigned long long)r->generation, (unsigned long long)r->keys);
+            proto__info_response__free_unpacked(r, NULL);
         } else {
             if (strstr(err.message, c->nodes[i].address)) /* the error names the node */
-                fail("info: %s (%.2f ms)", err.message, ms);
+                fail("info: %s (%.2f ms)", err.message, ms_since(start));
             else
                 fail("info: node %u (%s): %s (%.2f ms)", c->nodes[i].id, c->nodes[i].address,
-                     err.message, ms);
+                     err.message, ms_since(start));
             status = 1;
         }
-        nh_buf_free(&resp);
         nh_config_unref(cfg);
     }
     return status;
@@ -496,29 +467,21 @@ static int cmd_info(client *c) {
 /* listen: the back-channel handler of proto.StorageClient.Notify (runs on the owner thread). */
 static atomic_uint g_notifications;
 
-static void h_notify(nh_server_ctx *ctx, void *user) {
-    size_t len;
-    const uint8_t *p = nh_ctx_payload(ctx, &len);
-    Proto__WriteRequest *w = proto__write_request__unpack(NULL, len, p);
-    if (!w) {
-        nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT, "Notify: the request does not decode");
-        return;
-    }
+static void on_notify(nh_server_ctx *ctx, const Proto__WriteRequest *w, void *user) {
+    (void)user;
     char tb[64];
     printf("notification from node %u: %s=%s (time %s)\n", nh_ctx_peer_id(ctx), w->key, w->value,
            fmt_time(w->time, tb, sizeof tb));
     fflush(stdout);
     atomic_fetch_add(&g_notifications, 1);
-    proto__write_request__free_unpacked(w, NULL);
     Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
     resp.new_ = true;
-    uint8_t buf[8];
-    nh_ctx_reply(ctx, buf, proto__write_response__pack(&resp, buf));
+    proto_storage_client_notify_reply(ctx, &resp);
 }
 
 static int cmd_listen(client *c, const sigset_t *stop_signals) {
     nh_error err;
-    if (nh_runtime_handle(c->rt, "proto.StorageClient.Notify", h_notify, NULL, &err) != 0) {
+    if (proto_storage_client_notify_serve(c->rt, on_notify, NULL, &err) != 0) {
         fail("%s", err.message);
         return 1;
     }

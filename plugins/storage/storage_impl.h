@@ -1,15 +1,11 @@
 /* storage: the plugin's state and the functions its files share (storage.c: configuration,
  * replica handlers, durability, reload; coordinate.c: ReadNestedQC and WriteNestedQC over the
- * membership; catchup.c: anti-entropy pulls from peers that join Config). Owner thread. */
+ * membership; catchup.c: anti-entropy pulls from peers that join Config). The handlers of
+ * proto.Storage are declared in the generated storage.nh.h. Owner thread. */
 #ifndef NH_STORAGE_IMPL_H
 #define NH_STORAGE_IMPL_H
 
-#include <nodehost/log.h>
-#include <nodehost/plugin.h>
-#include <nodehost/quorum.h>
-#include <nodehost/timer.h>
-
-#include "storage.pb-c.h"
+#include "storage.nh.h" /* generated from storage.proto */
 #include "store.h"
 
 /* One anti-entropy pull from a peer. */
@@ -85,12 +81,7 @@ void entry_list_free(entry_list *l);
 /** Monotonic clock in ns (for logs). */
 int64_t storage_mono_ns(void);
 
-/* coordinate.c */
-void storage_h_read_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
-void storage_h_write_nested(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
-
 /* catchup.c */
-void storage_h_pull(nh_server_ctx *ctx, const ProtobufCMessage *request, void *state);
 void storage_config_changed(void *state, nh_config *cfg, bool client_config);
 void storage_catchup_retire(storage *s);
 /** While a memory store recovers after a start: 1 with the reason in buf (reads are refused);

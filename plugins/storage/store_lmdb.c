@@ -28,7 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define HEADER 12
+#define HEADER       12
 #define WRITER_BATCH 1024
 
 /* The environment: plain data, so that it can outlive the generation that opened it. */
@@ -155,8 +155,8 @@ static size_t lm_scan(st_store *s, const char *after, size_t limit, size_t max_b
     }
     size_t alen = strlen(after);
     MDB_val k = {alen, (void *)after}, v;
-    int rc = alen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int rc =
+        alen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     if (rc == 0 && alen && k.mv_size == alen && memcmp(k.mv_data, after, alen) == 0)
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     size_t given = 0, bytes = 0;
@@ -436,8 +436,7 @@ st_env *st_env_open(const char *dir, size_t map_size, nh_error *err) {
     }
     if (rc) {
         nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                     "storage: cannot open the store in %s (%s: %s)", dir, step,
-                     mdb_strerror(rc));
+                     "storage: cannot open the store in %s (%s: %s)", dir, step, mdb_strerror(rc));
         if (e->env) mdb_env_close(e->env);
         free(e);
         free(path);

@@ -73,11 +73,16 @@ static bool over_config(gen_call c) {
 
 static const char *nh_call_const(gen_call c) {
     switch (c) {
-    case GEN_RPC: return "NH_CALL_RPC";
-    case GEN_UNICAST: return "NH_CALL_UNICAST";
-    case GEN_MULTICAST: return "NH_CALL_MULTICAST";
-    case GEN_QUORUMCALL: return "NH_CALL_QUORUMCALL";
-    case GEN_CORRECTABLE: return "NH_CALL_CORRECTABLE";
+        case GEN_RPC:
+            return "NH_CALL_RPC";
+        case GEN_UNICAST:
+            return "NH_CALL_UNICAST";
+        case GEN_MULTICAST:
+            return "NH_CALL_MULTICAST";
+        case GEN_QUORUMCALL:
+            return "NH_CALL_QUORUMCALL";
+        case GEN_CORRECTABLE:
+            return "NH_CALL_CORRECTABLE";
     }
     return "NH_CALL_RPC";
 }
@@ -112,7 +117,8 @@ static void header_map_and_opts(strbuf *b, const gen_method *m) {
     sb_printf(b, "typedef struct %s_opts {\n", P);
     sb_puts(b, "    nh_call_opts call; /**< timeout, cancellation, metadata */\n");
     if (m->call == GEN_QUORUMCALL) {
-        sb_puts(b, "    nh_quorum quorum; /**< built-in rule (default majority) when qf is NULL */\n");
+        sb_puts(b,
+                "    nh_quorum quorum; /**< built-in rule (default majority) when qf is NULL */\n");
         sb_printf(b, "    %s_qf_fn qf; /**< typed quorum function, or NULL */\n", P);
         sb_puts(b, "    void *qf_user; /**< passed to qf */\n");
     }
@@ -127,125 +133,146 @@ static void header_map_and_opts(strbuf *b, const gen_method *m) {
 static void header_client(strbuf *b, const gen_method *m) {
     const char *P = m->prefix, *Q = m->req.c_type, *R = m->resp.c_type, *F = m->full_name;
     switch (m->call) {
-    case GEN_RPC:
-        docf(b, NULL,
-             "Completion of %s_async(): reply is the decoded response, NULL on error (r->err says "
-             "why); it is freed after the callback returns. Owner thread.",
-             P);
-        sb_printf(b,
-                  "typedef void (*%s_done_fn)(const %s *reply, const nh_reply *r, void *user);\n\n",
-                  P, R);
-        docf(b, NULL,
-             "Starts %s on node; done runs once on the owner thread. Any thread. Returns 0 when "
-             "started, -1 with err set when refused (done is then not called).",
-             F);
-        sb_printf(b,
-                  "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
-                  "%s_done_fn done, void *user, nh_error *err);\n\n",
-                  P, Q, P);
-        docf(b, m->comments,
-             "RPC %s: calls node and waits for its response (not on the owner thread). On success "
-             "returns 0 with *reply decoded (free it with protobuf_c_message_free_unpacked(&(*reply)"
-             "->base, NULL)); -1 with err set otherwise.",
-             F);
-        sb_printf(b,
-                  "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, %s **reply,\n"
-                  "nh_error *err);\n\n",
-                  P, Q, R);
-        break;
-    case GEN_UNICAST:
-        docf(b, NULL,
-             "Starts %s (one-way) on node; done, when not NULL, runs once the request was handed "
-             "to the transport or failed. Any thread.",
-             F);
-        sb_printf(b,
-                  "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
-                  "nh_reply_fn done, void *user, nh_error *err);\n\n",
-                  P, Q);
-        docf(b, m->comments,
-             "Unicast %s: sends to node and waits until the request was handed to the transport "
-             "(not on the owner thread). Returns 0, or -1 with err set.",
-             F);
-        sb_printf(b, "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, nh_error *err);\n\n",
-                  P, Q);
-        break;
-    case GEN_MULTICAST:
-        header_map_and_opts(b, m);
-        docf(b, NULL,
-             "Starts %s (one-way) to every node of cfg; done, when not NULL, runs once every send "
-             "was confirmed or failed. Any thread.",
-             F);
-        sb_printf(b,
-                  "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "nh_mc_done_fn done, void *user, nh_error *err);\n\n",
-                  P, Q, P);
-        docf(b, m->comments,
-             "Multicast %s: sends to every node of cfg and waits for the send confirmations (not "
-             "on the owner thread). Returns 0, or -1 with err set.",
-             F);
-        sb_printf(b, "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, nh_error *err);\n\n",
-                  P, Q, P);
-        break;
-    case GEN_QUORUMCALL:
-        header_map_and_opts(b, m);
-        docf(b, NULL,
-             "Completion of %s_async(): value is the decoded quorum value, NULL on error (r->err "
-             "says why, r->replies has what arrived); freed after the callback returns. Owner "
-             "thread.",
-             P);
-        sb_printf(b,
-                  "typedef void (*%s_done_fn)(const %s *value, const nh_qc_result *r, void *user);\n\n",
-                  P, R);
-        docf(b, NULL,
-             "Starts %s over cfg; done runs once on the owner thread. Any thread. Returns 0 when "
-             "started, -1 with err set when refused.",
-             F);
-        sb_printf(b,
-                  "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "%s_done_fn done, void *user, nh_error *err);\n\n",
-                  P, Q, P, P);
-        docf(b, m->comments,
-             "Quorum call %s over cfg, waiting for the quorum (not on the owner thread). On "
-             "success returns 0 with *value decoded (when value is not NULL; free it with "
-             "protobuf_c_message_free_unpacked(&(*value)->base, NULL)) and *out filled (when not "
-             "NULL; nh_qc_outcome_free()). On failure -1 with err set, *value NULL and *out "
-             "holding what arrived.",
-             F);
-        sb_printf(b,
-                  "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
-                  "nh_qc_outcome *out, nh_error *err);\n\n",
-                  P, Q, P, R);
-        break;
-    case GEN_CORRECTABLE:
-        header_map_and_opts(b, m);
-        docf(b, NULL,
-             "Level callback of %s_start(): runs each time the level rises (value is the decoded "
-             "newest reply) and once at the end (done true, err the outcome). Owner thread.",
-             P);
-        sb_printf(b,
-                  "typedef void (*%s_level_fn)(int level, const %s *value, bool done,\n"
-                  "const nh_error *err, void *user);\n\n",
-                  P, R);
-        docf(b, NULL,
-             "Starts the correctable call %s over cfg (servers stream replies). on_level may be "
-             "NULL. Returns 0 with *out (release it with nh_correctable_free(); out may be NULL), "
-             "or -1 with err set. Any thread.",
-             F);
-        sb_printf(b,
-                  "int %s_start(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "%s_level_fn on_level, void *user, nh_correctable **out,\nnh_error *err);\n\n",
-                  P, Q, P, P);
-        docf(b, m->comments,
-             "Correctable call %s over cfg, waiting until it ended (not on the owner thread): "
-             "*value is the newest reply decoded (NULL when none; free it with "
-             "protobuf_c_message_free_unpacked()), *level the level reached (both optional). "
-             "Returns 0 when the threshold was reached, -1 with err set otherwise.",
-             F);
-        sb_printf(b,
-                  "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
-                  "int *level, nh_error *err);\n\n",
-                  P, Q, P, R);
-        break;
+        case GEN_RPC:
+            docf(b, NULL,
+                 "Completion of %s_async(): reply is the decoded response, NULL on error (r->err "
+                 "says "
+                 "why); it is freed after the callback returns. Owner thread.",
+                 P);
+            sb_printf(
+                b,
+                "typedef void (*%s_done_fn)(const %s *reply, const nh_reply *r, void *user);\n\n",
+                P, R);
+            docf(
+                b, NULL,
+                "Starts %s on node; done runs once on the owner thread. Any thread. Returns 0 when "
+                "started, -1 with err set when refused (done is then not called).",
+                F);
+            sb_printf(b,
+                      "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
+                      "%s_done_fn done, void *user, nh_error *err);\n\n",
+                      P, Q, P);
+            docf(b, m->comments,
+                 "RPC %s: calls node and waits for its response (not on the owner thread). On "
+                 "success "
+                 "returns 0 with *reply decoded (free it with "
+                 "protobuf_c_message_free_unpacked(&(*reply)"
+                 "->base, NULL)); -1 with err set otherwise.",
+                 F);
+            sb_printf(b,
+                      "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, %s **reply,\n"
+                      "nh_error *err);\n\n",
+                      P, Q, R);
+            break;
+        case GEN_UNICAST:
+            docf(b, NULL,
+                 "Starts %s (one-way) on node; done, when not NULL, runs once the request was "
+                 "handed "
+                 "to the transport or failed. Any thread.",
+                 F);
+            sb_printf(b,
+                      "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
+                      "nh_reply_fn done, void *user, nh_error *err);\n\n",
+                      P, Q);
+            docf(
+                b, m->comments,
+                "Unicast %s: sends to node and waits until the request was handed to the transport "
+                "(not on the owner thread). Returns 0, or -1 with err set.",
+                F);
+            sb_printf(b,
+                      "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, nh_error "
+                      "*err);\n\n",
+                      P, Q);
+            break;
+        case GEN_MULTICAST:
+            header_map_and_opts(b, m);
+            docf(b, NULL,
+                 "Starts %s (one-way) to every node of cfg; done, when not NULL, runs once every "
+                 "send "
+                 "was confirmed or failed. Any thread.",
+                 F);
+            sb_printf(b,
+                      "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                      "nh_mc_done_fn done, void *user, nh_error *err);\n\n",
+                      P, Q, P);
+            docf(b, m->comments,
+                 "Multicast %s: sends to every node of cfg and waits for the send confirmations "
+                 "(not "
+                 "on the owner thread). Returns 0, or -1 with err set.",
+                 F);
+            sb_printf(
+                b, "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, nh_error *err);\n\n",
+                P, Q, P);
+            break;
+        case GEN_QUORUMCALL:
+            header_map_and_opts(b, m);
+            docf(b, NULL,
+                 "Completion of %s_async(): value is the decoded quorum value, NULL on error "
+                 "(r->err "
+                 "says why); replies[i] is r->replies[i] decoded (NULL for a node's error), "
+                 "r->n_replies of them in arrival order (replies is NULL only when out of memory). "
+                 "All of it is freed after the callback returns. Owner thread.",
+                 P);
+            sb_printf(b,
+                      "typedef void (*%s_done_fn)(const %s *value, const %s *const *replies,\n"
+                      "const nh_qc_result *r, void *user);\n\n",
+                      P, R, R);
+            docf(b, NULL,
+                 "Starts %s over cfg; done runs once on the owner thread. Any thread. Returns 0 "
+                 "when "
+                 "started, -1 with err set when refused.",
+                 F);
+            sb_printf(b,
+                      "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                      "%s_done_fn done, void *user, nh_error *err);\n\n",
+                      P, Q, P, P);
+            docf(b, m->comments,
+                 "Quorum call %s over cfg, waiting for the quorum (not on the owner thread). On "
+                 "success returns 0 with *value decoded (when value is not NULL; free it with "
+                 "protobuf_c_message_free_unpacked(&(*value)->base, NULL)) and *out filled (when "
+                 "not "
+                 "NULL; nh_qc_outcome_free()). On failure -1 with err set, *value NULL and *out "
+                 "holding what arrived.",
+                 F);
+            sb_printf(b,
+                      "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
+                      "nh_qc_outcome *out, nh_error *err);\n\n",
+                      P, Q, P, R);
+            break;
+        case GEN_CORRECTABLE:
+            header_map_and_opts(b, m);
+            docf(b, NULL,
+                 "Level callback of %s_start(): runs each time the level rises (value is the "
+                 "decoded "
+                 "newest reply) and once at the end (done true, err the outcome). Owner thread.",
+                 P);
+            sb_printf(b,
+                      "typedef void (*%s_level_fn)(int level, const %s *value, bool done,\n"
+                      "const nh_error *err, void *user);\n\n",
+                      P, R);
+            docf(
+                b, NULL,
+                "Starts the correctable call %s over cfg (servers stream replies). on_level may be "
+                "NULL. Returns 0 with *out (release it with nh_correctable_free(); out may be "
+                "NULL), "
+                "or -1 with err set. Any thread.",
+                F);
+            sb_printf(
+                b,
+                "int %s_start(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                "%s_level_fn on_level, void *user, nh_correctable **out,\nnh_error *err);\n\n",
+                P, Q, P, P);
+            docf(b, m->comments,
+                 "Correctable call %s over cfg, waiting until it ended (not on the owner thread): "
+                 "*value is the newest reply decoded (NULL when none; free it with "
+                 "protobuf_c_message_free_unpacked()), *level the level reached (both optional). "
+                 "Returns 0 when the threshold was reached, -1 with err set otherwise.",
+                 F);
+            sb_printf(b,
+                      "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
+                      "int *level, nh_error *err);\n\n",
+                      P, Q, P, R);
+            break;
     }
 }
 
@@ -299,7 +326,8 @@ static void header_server(strbuf *b, const gen_method *m) {
          "request is decoded and handed to handler on the owner thread; the request is freed "
          "when the call ends. Returns 0, or -1 with err set.",
          F);
-    sb_printf(b, "int %s_serve(nh_runtime *rt, %s_handler_fn handler, void *user, nh_error *err);\n\n",
+    sb_printf(b,
+              "int %s_serve(nh_runtime *rt, %s_handler_fn handler, void *user, nh_error *err);\n\n",
               P, P);
     sb_printf(b,
               "/* The plugin method table's entry point of %s (NH_PLUGIN()). */\n"
@@ -404,11 +432,12 @@ static void source_fill(strbuf *b, const gen_method *m) {
 
 static void source_map(strbuf *b, const gen_method *m) {
     const char *P = m->prefix, *Q = m->req.c_type;
-    sb_printf(b,
-              "static nh_map_verdict %s__map(nh_stub_fn fn, uint32_t node_id,\n"
-              "                              const ProtobufCMessage *req, void *user, nh_buf *out) {\n"
-              "    return ((%s_map_fn)fn)(node_id, (const %s *)req, user, out);\n}\n\n",
-              P, P, Q);
+    sb_printf(
+        b,
+        "static nh_map_verdict %s__map(nh_stub_fn fn, uint32_t node_id,\n"
+        "                              const ProtobufCMessage *req, void *user, nh_buf *out) {\n"
+        "    return ((%s_map_fn)fn)(node_id, (const %s *)req, user, out);\n}\n\n",
+        P, P, Q);
 }
 
 /* A request argument as the stubs take it. */
@@ -419,147 +448,162 @@ static void source_method(strbuf *b, const gen_method *m) {
     sb_printf(b, "/* ---- %s */\n\n", m->full_name);
     if (over_config(m->call)) source_map(b, m);
     switch (m->call) {
-    case GEN_RPC:
-        sb_printf(b,
-                  "static void %s__done(nh_stub_fn fn, const ProtobufCMessage *resp, const nh_reply *r,\n"
-                  "                     void *user) {\n"
-                  "    ((%s_done_fn)fn)((const %s *)resp, r, user);\n}\n\n",
-                  P, P, R);
-        sb_printf(b,
-                  "static const nh_stub_call %s__call = {\n"
-                  "    .method = %s_METHOD,\n"
-                  "    .request = &%s,\n"
-                  "    .response = &%s,\n"
-                  "};\n\n",
-                  P, U, m->req.descriptor, m->resp.descriptor);
-        sb_printf(b,
-                  "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
-                  "             %s_done_fn done, void *user, nh_error *err) {\n"
-                  "    nh_stub_call c = %s__call;\n"
-                  "    c.call = opts;\n"
-                  "    return nh_stub_rpc_async(node, &c, " REQ_BASE ", %s__done, (nh_stub_fn)done,\n"
-                  "                             user, err);\n}\n\n",
-                  P, m->req.c_type, P, P, P);
-        sb_printf(b,
-                  "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, %s **reply,\n"
-                  "       nh_error *err) {\n"
-                  "    nh_stub_call c = %s__call;\n"
-                  "    c.call = opts;\n"
-                  "    ProtobufCMessage *m = NULL;\n"
-                  "    int rc = nh_stub_rpc(node, &c, " REQ_BASE ", reply ? &m : NULL, err);\n"
-                  "    if (reply) *reply = (%s *)m;\n"
-                  "    return rc;\n}\n\n",
-                  P, m->req.c_type, R, P, R);
-        break;
-    case GEN_UNICAST:
-        sb_printf(b,
-                  "static const nh_stub_call %s__call = {\n"
-                  "    .method = %s_METHOD,\n"
-                  "    .request = &%s,\n"
-                  "};\n\n",
-                  P, U, m->req.descriptor);
-        sb_printf(b,
-                  "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
-                  "             nh_reply_fn done, void *user, nh_error *err) {\n"
-                  "    nh_stub_call c = %s__call;\n"
-                  "    c.call = opts;\n"
-                  "    return nh_stub_unicast_async(node, &c, " REQ_BASE ", done, user, err);\n}\n\n",
-                  P, m->req.c_type, P);
-        sb_printf(b,
-                  "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, nh_error *err) {\n"
-                  "    nh_stub_call c = %s__call;\n"
-                  "    c.call = opts;\n"
-                  "    return nh_stub_unicast(node, &c, " REQ_BASE ", err);\n}\n\n",
-                  P, m->req.c_type, P);
-        break;
-    case GEN_MULTICAST:
-        source_fill(b, m);
-        sb_printf(b,
-                  "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "             nh_mc_done_fn done, void *user, nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    return nh_stub_multicast_async(cfg, &c, " REQ_BASE ", done, user, err);\n}\n\n",
-                  P, m->req.c_type, P, P);
-        sb_printf(b,
-                  "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    return nh_stub_multicast(cfg, &c, " REQ_BASE ", err);\n}\n\n",
-                  P, m->req.c_type, P, P);
-        break;
-    case GEN_QUORUMCALL:
-        sb_printf(b,
-                  "static nh_qf_verdict %s__qf(nh_stub_fn fn, const ProtobufCMessage *const *replies,\n"
-                  "                            const nh_node_reply *raw, size_t n, size_t config_size,\n"
-                  "                            void *user, const ProtobufCMessage **result) {\n"
-                  "    const %s *value = NULL;\n"
-                  "    nh_qf_verdict v = ((%s_qf_fn)fn)((const %s *const *)replies, raw, n,\n"
-                  "                                     config_size, user, &value);\n"
-                  "    *result = value ? &value->base : NULL;\n"
-                  "    return v;\n}\n\n",
-                  P, R, P, R);
-        sb_printf(b,
-                  "static void %s__done(nh_stub_fn fn, const ProtobufCMessage *value,\n"
-                  "                     const nh_qc_result *r, void *user) {\n"
-                  "    ((%s_done_fn)fn)((const %s *)value, r, user);\n}\n\n",
-                  P, P, R);
-        source_fill(b, m);
-        sb_printf(b,
-                  "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "             %s_done_fn done, void *user, nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    return nh_stub_quorum_call_async(cfg, &c, " REQ_BASE ", %s__done,\n"
-                  "                                     (nh_stub_fn)done, user, err);\n}\n\n",
-                  P, m->req.c_type, P, P, P, P);
-        sb_printf(b,
-                  "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
-                  "       nh_qc_outcome *out, nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    ProtobufCMessage *m = NULL;\n"
-                  "    int rc = nh_stub_quorum_call(cfg, &c, " REQ_BASE ", value ? &m : NULL, out, err);\n"
-                  "    if (value) *value = (%s *)m;\n"
-                  "    return rc;\n}\n\n",
-                  P, m->req.c_type, P, R, P, R);
-        break;
-    case GEN_CORRECTABLE:
-        sb_printf(b,
-                  "static void %s__level(nh_stub_fn fn, int level, const ProtobufCMessage *value,\n"
-                  "                      bool done, const nh_error *err, void *user) {\n"
-                  "    ((%s_level_fn)fn)(level, (const %s *)value, done, err, user);\n}\n\n",
-                  P, P, R);
-        source_fill(b, m);
-        sb_printf(b,
-                  "int %s_start(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
-                  "             %s_level_fn on_level, void *user, nh_correctable **out,\n"
-                  "             nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    return nh_stub_correctable_start(cfg, &c, " REQ_BASE ", true,\n"
-                  "                                     on_level ? %s__level : NULL,\n"
-                  "                                     (nh_stub_fn)on_level, user, out, err);\n}\n\n",
-                  P, m->req.c_type, P, P, P, P);
-        sb_printf(b,
-                  "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
-                  "       int *level, nh_error *err) {\n"
-                  "    nh_stub_call c;\n"
-                  "    %s__fill(&c, opts);\n"
-                  "    ProtobufCMessage *m = NULL;\n"
-                  "    int rc = nh_stub_correctable(cfg, &c, " REQ_BASE ", true, value ? &m : NULL,\n"
-                  "                                 level, err);\n"
-                  "    if (value) *value = (%s *)m;\n"
-                  "    return rc;\n}\n\n",
-                  P, m->req.c_type, P, R, P, R);
-        break;
+        case GEN_RPC:
+            sb_printf(b,
+                      "static void %s__done(nh_stub_fn fn, const ProtobufCMessage *resp, const "
+                      "nh_reply *r,\n"
+                      "                     void *user) {\n"
+                      "    ((%s_done_fn)fn)((const %s *)resp, r, user);\n}\n\n",
+                      P, P, R);
+            sb_printf(b,
+                      "static const nh_stub_call %s__call = {\n"
+                      "    .method = %s_METHOD,\n"
+                      "    .request = &%s,\n"
+                      "    .response = &%s,\n"
+                      "};\n\n",
+                      P, U, m->req.descriptor, m->resp.descriptor);
+            sb_printf(b,
+                      "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
+                      "             %s_done_fn done, void *user, nh_error *err) {\n"
+                      "    nh_stub_call c = %s__call;\n"
+                      "    c.call = opts;\n"
+                      "    return nh_stub_rpc_async(node, &c, " REQ_BASE
+                      ", %s__done, (nh_stub_fn)done,\n"
+                      "                             user, err);\n}\n\n",
+                      P, m->req.c_type, P, P, P);
+            sb_printf(b,
+                      "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, %s **reply,\n"
+                      "       nh_error *err) {\n"
+                      "    nh_stub_call c = %s__call;\n"
+                      "    c.call = opts;\n"
+                      "    ProtobufCMessage *m = NULL;\n"
+                      "    int rc = nh_stub_rpc(node, &c, " REQ_BASE ", reply ? &m : NULL, err);\n"
+                      "    if (reply) *reply = (%s *)m;\n"
+                      "    return rc;\n}\n\n",
+                      P, m->req.c_type, R, P, R);
+            break;
+        case GEN_UNICAST:
+            sb_printf(b,
+                      "static const nh_stub_call %s__call = {\n"
+                      "    .method = %s_METHOD,\n"
+                      "    .request = &%s,\n"
+                      "};\n\n",
+                      P, U, m->req.descriptor);
+            sb_printf(b,
+                      "int %s_async(nh_node *node, const %s *req, const nh_call_opts *opts,\n"
+                      "             nh_reply_fn done, void *user, nh_error *err) {\n"
+                      "    nh_stub_call c = %s__call;\n"
+                      "    c.call = opts;\n"
+                      "    return nh_stub_unicast_async(node, &c, " REQ_BASE
+                      ", done, user, err);\n}\n\n",
+                      P, m->req.c_type, P);
+            sb_printf(
+                b,
+                "int %s(nh_node *node, const %s *req, const nh_call_opts *opts, nh_error *err) {\n"
+                "    nh_stub_call c = %s__call;\n"
+                "    c.call = opts;\n"
+                "    return nh_stub_unicast(node, &c, " REQ_BASE ", err);\n}\n\n",
+                P, m->req.c_type, P);
+            break;
+        case GEN_MULTICAST:
+            source_fill(b, m);
+            sb_printf(b,
+                      "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                      "             nh_mc_done_fn done, void *user, nh_error *err) {\n"
+                      "    nh_stub_call c;\n"
+                      "    %s__fill(&c, opts);\n"
+                      "    return nh_stub_multicast_async(cfg, &c, " REQ_BASE
+                      ", done, user, err);\n}\n\n",
+                      P, m->req.c_type, P, P);
+            sb_printf(
+                b,
+                "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, nh_error *err) {\n"
+                "    nh_stub_call c;\n"
+                "    %s__fill(&c, opts);\n"
+                "    return nh_stub_multicast(cfg, &c, " REQ_BASE ", err);\n}\n\n",
+                P, m->req.c_type, P, P);
+            break;
+        case GEN_QUORUMCALL:
+            sb_printf(b,
+                      "static nh_qf_verdict %s__qf(nh_stub_fn fn, const ProtobufCMessage *const "
+                      "*replies,\n"
+                      "                            const nh_node_reply *raw, size_t n, size_t "
+                      "config_size,\n"
+                      "                            void *user, const ProtobufCMessage **result) {\n"
+                      "    const %s *value = NULL;\n"
+                      "    nh_qf_verdict v = ((%s_qf_fn)fn)((const %s *const *)replies, raw, n,\n"
+                      "                                     config_size, user, &value);\n"
+                      "    *result = value ? &value->base : NULL;\n"
+                      "    return v;\n}\n\n",
+                      P, R, P, R);
+            sb_printf(
+                b,
+                "static void %s__done(nh_stub_fn fn, const ProtobufCMessage *value,\n"
+                "const ProtobufCMessage *const *replies, const nh_qc_result *r, void *user) {\n"
+                "    ((%s_done_fn)fn)((const %s *)value, (const %s *const *)replies, r, "
+                "user);\n}\n\n",
+                P, P, R, R);
+            source_fill(b, m);
+            sb_printf(b,
+                      "int %s_async(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                      "             %s_done_fn done, void *user, nh_error *err) {\n"
+                      "    nh_stub_call c;\n"
+                      "    %s__fill(&c, opts);\n"
+                      "    return nh_stub_quorum_call_async(cfg, &c, " REQ_BASE ", %s__done,\n"
+                      "                                     (nh_stub_fn)done, user, err);\n}\n\n",
+                      P, m->req.c_type, P, P, P, P);
+            sb_printf(b,
+                      "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
+                      "       nh_qc_outcome *out, nh_error *err) {\n"
+                      "    nh_stub_call c;\n"
+                      "    %s__fill(&c, opts);\n"
+                      "    ProtobufCMessage *m = NULL;\n"
+                      "    int rc = nh_stub_quorum_call(cfg, &c, " REQ_BASE
+                      ", value ? &m : NULL, out, err);\n"
+                      "    if (value) *value = (%s *)m;\n"
+                      "    return rc;\n}\n\n",
+                      P, m->req.c_type, P, R, P, R);
+            break;
+        case GEN_CORRECTABLE:
+            sb_printf(
+                b,
+                "static void %s__level(nh_stub_fn fn, int level, const ProtobufCMessage *value,\n"
+                "                      bool done, const nh_error *err, void *user) {\n"
+                "    ((%s_level_fn)fn)(level, (const %s *)value, done, err, user);\n}\n\n",
+                P, P, R);
+            source_fill(b, m);
+            sb_printf(b,
+                      "int %s_start(nh_config *cfg, const %s *req, const %s_opts *opts,\n"
+                      "             %s_level_fn on_level, void *user, nh_correctable **out,\n"
+                      "             nh_error *err) {\n"
+                      "    nh_stub_call c;\n"
+                      "    %s__fill(&c, opts);\n"
+                      "    return nh_stub_correctable_start(cfg, &c, " REQ_BASE ", true,\n"
+                      "                                     on_level ? %s__level : NULL,\n"
+                      "                                     (nh_stub_fn)on_level, user, out, "
+                      "err);\n}\n\n",
+                      P, m->req.c_type, P, P, P, P);
+            sb_printf(b,
+                      "int %s(nh_config *cfg, const %s *req, const %s_opts *opts, %s **value,\n"
+                      "       int *level, nh_error *err) {\n"
+                      "    nh_stub_call c;\n"
+                      "    %s__fill(&c, opts);\n"
+                      "    ProtobufCMessage *m = NULL;\n"
+                      "    int rc = nh_stub_correctable(cfg, &c, " REQ_BASE
+                      ", true, value ? &m : NULL,\n"
+                      "                                 level, err);\n"
+                      "    if (value) *value = (%s *)m;\n"
+                      "    return rc;\n}\n\n",
+                      P, m->req.c_type, P, R, P, R);
+            break;
     }
     /* Serving it from a program's back-channel. */
-    sb_printf(b,
-              "static void %s__serve(nh_stub_fn fn, nh_server_ctx *ctx, const ProtobufCMessage *req,\n"
-              "                      void *user) {\n"
-              "    ((%s_handler_fn)fn)(ctx, (const %s *)req, user);\n}\n\n",
-              P, P, m->req.c_type);
+    sb_printf(
+        b,
+        "static void %s__serve(nh_stub_fn fn, nh_server_ctx *ctx, const ProtobufCMessage *req,\n"
+        "                      void *user) {\n"
+        "    ((%s_handler_fn)fn)(ctx, (const %s *)req, user);\n}\n\n",
+        P, P, m->req.c_type);
     sb_printf(b,
               "int %s_serve(nh_runtime *rt, %s_handler_fn handler, void *user, nh_error *err) {\n"
               "    const nh_stub_call c = {\n"

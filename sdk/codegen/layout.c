@@ -10,8 +10,8 @@ enum { WIDTH = 100, MAX_ALIGN = 48 };
 static bool is_comment(const char *line) {
     while (*line == ' ')
         line++;
-    return strncmp(line, "/*", 2) == 0 || strncmp(line, "* ", 2) == 0 ||
-           strcmp(line, "*") == 0 || strncmp(line, "*/", 2) == 0 || strncmp(line, "//", 2) == 0;
+    return strncmp(line, "/*", 2) == 0 || strncmp(line, "* ", 2) == 0 || strcmp(line, "*") == 0 ||
+           strncmp(line, "*/", 2) == 0 || strncmp(line, "//", 2) == 0;
 }
 
 /* A line that ends inside an open parenthesis (an argument or parameter list going on). */

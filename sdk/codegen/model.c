@@ -11,48 +11,62 @@
 
 /* gorums.proto: MethodOptions extensions. Numbers 50000-50999 are Gorums'; an option there
  * that is not one of these was written for another Gorums version and is refused. */
-enum { GORUMS_RPC = 50001, GORUMS_UNICAST = 50002, GORUMS_MULTICAST = 50003,
-       GORUMS_QUORUMCALL = 50004, GORUMS_FIRST = 50000, GORUMS_LAST = 50999 };
+enum {
+    GORUMS_RPC = 50001,
+    GORUMS_UNICAST = 50002,
+    GORUMS_MULTICAST = 50003,
+    GORUMS_QUORUMCALL = 50004,
+    GORUMS_FIRST = 50000,
+    GORUMS_LAST = 50999
+};
 
 /* Field numbers of descriptor.proto used in SourceCodeInfo paths. */
 enum { FILE_SERVICE = 6, SERVICE_METHOD = 2 };
 
 const char *gen_call_name(gen_call call) {
     switch (call) {
-    case GEN_RPC: return "rpc";
-    case GEN_UNICAST: return "unicast";
-    case GEN_MULTICAST: return "multicast";
-    case GEN_QUORUMCALL: return "quorumcall";
-    case GEN_CORRECTABLE: return "quorumcall (streaming: correctable)";
+        case GEN_RPC:
+            return "rpc";
+        case GEN_UNICAST:
+            return "unicast";
+        case GEN_MULTICAST:
+            return "multicast";
+        case GEN_QUORUMCALL:
+            return "quorumcall";
+        case GEN_CORRECTABLE:
+            return "quorumcall (streaming: correctable)";
     }
     return "?";
 }
 
-static const char *const rpc_suffixes[] = {"",         "_async",       "_done_fn", "_handler",
-                                           "_reply",   "_handler_fn",  "_serve",   "__done",
-                                           "__plugin", "__serve",      "_METHOD",  NULL};
-static const char *const unicast_suffixes[] = {"",           "_async",  "_handler",
-                                               "_handler_fn", "_serve", "__plugin",
-                                               "__serve",     "_METHOD", NULL};
+static const char *const rpc_suffixes[] = {"",         "_async",      "_done_fn", "_handler",
+                                           "_reply",   "_handler_fn", "_serve",   "__done",
+                                           "__plugin", "__serve",     "_METHOD",  NULL};
+static const char *const unicast_suffixes[] = {
+    "", "_async", "_handler", "_handler_fn", "_serve", "__plugin", "__serve", "_METHOD", NULL};
 static const char *const multicast_suffixes[] = {
-    "",       "_async", "_opts",  "_map_fn",  "_handler", "_handler_fn",
-    "_serve", "__map",  "__fill", "__plugin", "__serve",  "_METHOD",     NULL};
+    "",      "_async", "_opts",    "_map_fn", "_handler", "_handler_fn", "_serve",
+    "__map", "__fill", "__plugin", "__serve", "_METHOD",  NULL};
 static const char *const quorumcall_suffixes[] = {
-    "",         "_async",      "_opts",  "_map_fn", "_qf_fn", "_done_fn", "_handler",
-    "_reply",   "_handler_fn", "_serve", "__map",   "__qf",   "__done",   "__fill",
-    "__plugin", "__serve",     "_METHOD", NULL};
+    "",         "_async", "_opts",       "_map_fn", "_qf_fn",  "_done_fn",
+    "_handler", "_reply", "_handler_fn", "_serve",  "__map",   "__qf",
+    "__done",   "__fill", "__plugin",    "__serve", "_METHOD", NULL};
 static const char *const correctable_suffixes[] = {
-    "",            "_start", "_opts", "_map_fn", "_level_fn", "_handler", "_send",
-    "_handler_fn", "_serve", "__map", "__level", "__fill",    "__plugin", "__serve",
-    "_METHOD",     NULL};
+    "",       "_start", "_opts",   "_map_fn", "_level_fn", "_handler", "_send",   "_handler_fn",
+    "_serve", "__map",  "__level", "__fill",  "__plugin",  "__serve",  "_METHOD", NULL};
 
 const char *const *gen_call_suffixes(gen_call call) {
     switch (call) {
-    case GEN_RPC: return rpc_suffixes;
-    case GEN_UNICAST: return unicast_suffixes;
-    case GEN_MULTICAST: return multicast_suffixes;
-    case GEN_QUORUMCALL: return quorumcall_suffixes;
-    case GEN_CORRECTABLE: return correctable_suffixes;
+        case GEN_RPC:
+            return rpc_suffixes;
+        case GEN_UNICAST:
+            return unicast_suffixes;
+        case GEN_MULTICAST:
+            return multicast_suffixes;
+        case GEN_QUORUMCALL:
+            return quorumcall_suffixes;
+        case GEN_CORRECTABLE:
+            return correctable_suffixes;
     }
     return rpc_suffixes;
 }
@@ -136,10 +150,18 @@ static int call_type(const Google__Protobuf__MethodDescriptorProto *m, const cha
         chosen = (int)f->tag;
     }
     switch (chosen) {
-    case GORUMS_UNICAST: *out = GEN_UNICAST; break;
-    case GORUMS_MULTICAST: *out = GEN_MULTICAST; break;
-    case GORUMS_QUORUMCALL: *out = GEN_QUORUMCALL; break;
-    default: *out = GEN_RPC; break;
+        case GORUMS_UNICAST:
+            *out = GEN_UNICAST;
+            break;
+        case GORUMS_MULTICAST:
+            *out = GEN_MULTICAST;
+            break;
+        case GORUMS_QUORUMCALL:
+            *out = GEN_QUORUMCALL;
+            break;
+        default:
+            *out = GEN_RPC;
+            break;
     }
     if (m->has_client_streaming && m->client_streaming) {
         where(err, file, gm->line, gm->col, "method", gm->full_name);
@@ -292,14 +314,13 @@ int gen_check_clashes(const gen_file *files, size_t n, strbuf *err) {
         add_named(&v, &nv, &cap, join3(gf->file_macro, "", "_NH_METHODS"), gf, NULL, gf->proto);
         for (size_t s = 0; s < gf->n_services; s++) {
             const gen_service *gs = &gf->services[s];
-            add_named(&v, &nv, &cap, join3(gs->upper, "", "_NH_METHODS"), gf, NULL,
-                      gs->full_name);
+            add_named(&v, &nv, &cap, join3(gs->upper, "", "_NH_METHODS"), gf, NULL, gs->full_name);
             for (size_t m = 0; m < gs->n_methods; m++) {
                 const gen_method *gm = &gs->methods[m];
                 for (const char *const *sfx = gen_call_suffixes(gm->call); *sfx; sfx++) {
                     bool up = strcmp(*sfx, "_METHOD") == 0;
-                    add_named(&v, &nv, &cap, join3(up ? gm->upper : gm->prefix, "", *sfx), gf,
-                              gm, gm->full_name);
+                    add_named(&v, &nv, &cap, join3(up ? gm->upper : gm->prefix, "", *sfx), gf, gm,
+                              gm->full_name);
                 }
             }
         }

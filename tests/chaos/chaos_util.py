@@ -2,7 +2,8 @@
 protobuf):
 
 - load_pbs(): stream_pb2 (through tests/interop/nh_interop_util.py) and storage_pb2 (compiled
-  with protoc from plugins/storage/storage.proto into a temporary directory).
+  with protoc from plugins/storage/storage.proto, with the gorums.proto it imports, into a
+  temporary directory).
 - Conn: one Gorums NodeStream to one node with replies routed by message_seq_no; call() with a
   timeout returns a Reply (ok, code, message, payload) or raises CallTimeout / NotSent.
 - Node: one nodehost process (optionally inside a network namespace through `ip netns exec`),
@@ -62,7 +63,8 @@ def load_pbs():
     protoc = shutil.which("protoc") or "/usr/bin/protoc"
     subprocess.run([protoc, "--python_out=" + _pb_dir,
                     "-I" + os.path.join(nu.source_dir(), "plugins", "storage"),
-                    "-I/usr/include", "storage.proto"], check=True, timeout=60)
+                    "-I" + os.path.join(nu.source_dir(), "sdk", "proto", "gorums"),
+                    "-I/usr/include", "gorums.proto", "storage.proto"], check=True, timeout=60)
     sys.path.insert(0, _pb_dir)
     import storage_pb2
     spb = storage_pb2

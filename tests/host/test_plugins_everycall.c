@@ -152,12 +152,16 @@ typedef struct async_read {
     sem_t done;
     int64_t version;
     nh_code code;
+    size_t decoded; /* replies the completion got decoded */
 } async_read;
 
-static void read_done(const Golden__V1__Value *value, const nh_qc_result *r, void *user) {
+static void read_done(const Golden__V1__Value *value, const Golden__V1__Value *const *replies,
+                      const nh_qc_result *r, void *user) {
     async_read *a = user;
     a->code = r->err.code;
     a->version = value ? value->version : -1;
+    for (size_t i = 0; replies && i < r->n_replies; i++)
+        if (replies[i]) a->decoded++;
     sem_post(&a->done);
 }
 

@@ -46,10 +46,14 @@ static void resp_tramp(nh_stub_fn fn, const ProtobufCMessage *resp, const nh_rep
     ((resp_done_fn)fn)((const Stubtest__Response *)resp, r, user);
 }
 
-typedef void (*value_done_fn)(const Stubtest__Response *v, const nh_qc_result *r, void *user);
-static void value_tramp(nh_stub_fn fn, const ProtobufCMessage *v, const nh_qc_result *r,
+typedef void (*value_done_fn)(const Stubtest__Response *v,
+                              const Stubtest__Response *const *replies, const nh_qc_result *r,
+                              void *user);
+static void value_tramp(nh_stub_fn fn, const ProtobufCMessage *v,
+                        const ProtobufCMessage *const *replies, const nh_qc_result *r,
                         void *user) {
-    ((value_done_fn)fn)((const Stubtest__Response *)v, r, user);
+    ((value_done_fn)fn)((const Stubtest__Response *)v, (const Stubtest__Response *const *)replies,
+                        r, user);
 }
 
 typedef nh_qf_verdict (*resp_qf_fn)(const Stubtest__Response *const *replies,
@@ -285,7 +289,20 @@ static void on_resp(const Stubtest__Response *resp, const nh_reply *r, void *use
     box_fill(user, resp, &r->err, 1);
 }
 
-static void on_value(const Stubtest__Response *v, const nh_qc_result *r, void *user) {
+/* The last completion's decoded replies whose value did not match their node's (servers answer
+ * node_id * 10 + 1), and how many decoded (written before box_fill wakes the test). */
+static int g_replies_wrong, g_replies_decoded;
+
+static void on_value(const Stubtest__Response *v, const Stubtest__Response *const *replies,
+                     const nh_qc_result *r, void *user) {
+    int wrong = 0, decoded = 0;
+    for (size_t i = 0; replies && i < r->n_replies; i++) {
+        if (!replies[i]) continue;
+        decoded++;
+        if (replies[i]->value != (int64_t)r->replies[i].node_id * 10 + 1) wrong++;
+    }
+    __atomic_store_n(&g_replies_wrong, wrong, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&g_replies_decoded, decoded, __ATOMIC_SEQ_CST);
     box_fill(user, v, &r->err, r->n_replies);
 }
 
@@ -552,6 +569,9 @@ static void test_quorum_call_with_the_built_in_majority(void **state) {
     assert_true(got.has_value);
     assert_int_equal(got.n_replies, 3);
     assert_true(got.value == 11 || got.value == 21 || got.value == 31);
+    /* Every reply reaches the completion decoded, at its node's index. */
+    assert_int_equal(__atomic_load_n(&g_replies_decoded, __ATOMIC_SEQ_CST), 3);
+    assert_int_equal(__atomic_load_n(&g_replies_wrong, __ATOMIC_SEQ_CST), 0);
     box_destroy(&b);
 }
 
@@ -801,8 +821,9 @@ static void never_resp(const Stubtest__Response *resp, const nh_reply *r, void *
     __atomic_add_fetch(&g_never_calls, 1, __ATOMIC_RELAXED);
 }
 
-static void never_value(const Stubtest__Response *v, const nh_qc_result *r, void *user) {
-    (void)v, (void)r, (void)user;
+static void never_value(const Stubtest__Response *v, const Stubtest__Response *const *replies,
+                        const nh_qc_result *r, void *user) {
+    (void)v, (void)replies, (void)r, (void)user;
     __atomic_add_fetch(&g_never_calls, 1, __ATOMIC_RELAXED);
 }
 

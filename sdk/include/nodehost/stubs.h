@@ -32,9 +32,13 @@ typedef void (*nh_stub_fn)(void);
 typedef void (*nh_stub_rpc_tramp)(nh_stub_fn fn, const ProtobufCMessage *resp, const nh_reply *r,
                                   void *user);
 
-/** Completion of a typed quorum call: value is the decoded quorum value (NULL on error). */
+/** Completion of a typed quorum call: value is the decoded quorum value (NULL on error);
+ * replies[i] is r->replies[i] decoded (NULL for a node's error or a reply that does not
+ * decode), r->n_replies of them; replies is NULL only when decoding ran out of memory (r->err
+ * then says so). Everything is freed after the trampoline returns. */
 typedef void (*nh_stub_qc_tramp)(nh_stub_fn fn, const ProtobufCMessage *value,
-                                 const nh_qc_result *r, void *user);
+                                 const ProtobufCMessage *const *replies, const nh_qc_result *r,
+                                 void *user);
 
 /**
  * A typed quorum function: replies[i] is the decoded reply i of raw[i] (NULL for a node's error,

@@ -77,25 +77,32 @@ int nh_stub_multicast(nh_config *cfg, const nh_stub_call *c, const ProtobufCMess
 
 /* ---- quorum calls ------------------------------------------------------------------------- */
 
-/* An async quorum call's completion: the value decoded (or the quorum function's own decoded
- * reply), the typed function, then the state goes. */
+/* An async quorum call's completion: the value and every reply decoded (the quorum function's
+ * decodings reused), the typed function, then the state goes. */
 static void qc_done(const nh_qc_result *r, void *user) {
     nh_stub_state *st = user;
-    if (r->err.code != NH_OK) {
-        st->qc_tramp(st->done, NULL, r, st->user);
+    if (nh_stub_decode_replies(st, r->replies, r->n_replies) != 0) {
+        nh_qc_result bad = *r;
+        bad.value = NULL;
+        bad.value_len = 0;
+        nh_error_set(&bad.err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
+                     "out of memory decoding the replies as %s", st->response->name);
+        st->qc_tramp(st->done, NULL, NULL, &bad, st->user);
+    } else if (r->err.code != NH_OK) {
+        st->qc_tramp(st->done, NULL, st->msgs, r, st->user);
     } else if (st->qf_value) {
-        st->qc_tramp(st->done, st->qf_value, r, st->user);
+        st->qc_tramp(st->done, st->qf_value, st->msgs, r, st->user);
     } else {
         ProtobufCMessage *v = protobuf_c_message_unpack(st->response, NULL, r->value_len, r->value);
         if (v) {
-            st->qc_tramp(st->done, v, r, st->user);
+            st->qc_tramp(st->done, v, st->msgs, r, st->user);
             protobuf_c_message_free_unpacked(v, NULL);
         } else {
             nh_qc_result bad = *r;
             bad.value = NULL;
             bad.value_len = 0;
             nh_stub_undecodable(&bad.err, 0, st->response);
-            st->qc_tramp(st->done, NULL, &bad, st->user);
+            st->qc_tramp(st->done, NULL, st->msgs, &bad, st->user);
         }
     }
     nh_stub_state_free(st);

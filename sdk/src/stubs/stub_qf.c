@@ -6,8 +6,7 @@
 
 #include <stdlib.h>
 
-/* Makes msgs[0..n) the decoded replies[0..n). Returns 0, or -1 when out of memory. */
-static int decode_new_replies(nh_stub_state *st, const nh_node_reply *replies, size_t n) {
+int nh_stub_decode_replies(nh_stub_state *st, const nh_node_reply *replies, size_t n) {
     if (!st->replies && !(st->replies = nh_reply_msgs_new(st->response))) return -1;
     if (n > st->cap_msgs) {
         size_t cap = st->cap_msgs ? st->cap_msgs : 4;
@@ -27,7 +26,7 @@ static int decode_new_replies(nh_stub_state *st, const nh_node_reply *replies, s
 nh_qf_verdict nh_stub_qf_adapter(const nh_node_reply *replies, size_t n, size_t config_size,
                                  void *user, const uint8_t **result, size_t *result_len) {
     nh_stub_state *st = user;
-    if (decode_new_replies(st, replies, n) != 0)
+    if (nh_stub_decode_replies(st, replies, n) != 0)
         return nh_qf_fail(NH_RESOURCE_EXHAUSTED, "out of memory decoding the replies as %s",
                           st->response->name);
     const ProtobufCMessage *res = NULL;

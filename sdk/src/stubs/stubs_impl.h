@@ -90,6 +90,10 @@ nh_map_verdict nh_stub_map_adapter(uint32_t node_id, const uint8_t *req, size_t 
                                    nh_buf *out);
 
 /** The untyped quorum function of a typed one: user is the nh_stub_state (with replies set). */
+/** Makes st->msgs[0..n) the decoded replies[0..n) (each decoded once, kept by index; NULL for
+ * an error or a reply that does not decode). Returns 0, or -1 when out of memory. */
+int nh_stub_decode_replies(nh_stub_state *st, const nh_node_reply *replies, size_t n);
+
 nh_qf_verdict nh_stub_qf_adapter(const nh_node_reply *replies, size_t n, size_t config_size,
                                  void *user, const uint8_t **result, size_t *result_len);
 

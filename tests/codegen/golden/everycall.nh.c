@@ -66,8 +66,10 @@ static nh_qf_verdict golden_v1_register_read__qf(nh_stub_fn fn,
 }
 
 static void golden_v1_register_read__done(nh_stub_fn fn, const ProtobufCMessage *value,
+                                          const ProtobufCMessage *const *replies,
                                           const nh_qc_result *r, void *user) {
-    ((golden_v1_register_read_done_fn)fn)((const Golden__V1__Value *)value, r, user);
+    ((golden_v1_register_read_done_fn)fn)((const Golden__V1__Value *)value,
+                                           (const Golden__V1__Value *const *)replies, r, user);
 }
 
 static void golden_v1_register_read__fill(nh_stub_call *c, const golden_v1_register_read_opts *o) {

@@ -129,9 +129,12 @@ typedef struct golden_v1_register_read_opts {
 
 /**
  * Completion of golden_v1_register_read_async(): value is the decoded quorum value, NULL on error
- * (r->err says why, r->replies has what arrived); freed after the callback returns. Owner thread.
+ * (r->err says why); replies[i] is r->replies[i] decoded (NULL for a node's error), r->n_replies of
+ * them in arrival order (replies is NULL only when out of memory). All of it is freed after the
+ * callback returns. Owner thread.
  */
 typedef void (*golden_v1_register_read_done_fn)(const Golden__V1__Value *value,
+                                                const Golden__V1__Value *const *replies,
                                                 const nh_qc_result *r, void *user);
 
 /**
