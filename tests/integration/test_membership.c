@@ -96,13 +96,10 @@ static void stop_node(int i) {
     g[i].srv = NULL;
 }
 
-static bool size_is(const nh_config *cfg, void *user) {
-    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
-}
-
 static void wait_config_size(int i, size_t size) {
     nh_error err;
-    if (nh_server_wait_config(g[i].srv, false, size_is, (void *)(uintptr_t)size, 10000, &err) != 0)
+    if (nh_server_wait_config(g[i].srv, false, nh_test_size_is, (void *)(uintptr_t)size, 10000,
+                              &err) != 0)
         fail_msg("node %u: Config did not reach size %zu: %s", g[i].id, size, err.message);
 }
 

@@ -81,17 +81,6 @@ static void stop_server(server *s) {
     s->srv = NULL;
 }
 
-static bool all_connected(nh_config *cfg, int ms) {
-    for (int waited = 0; waited <= ms; waited += 10) {
-        bool ok = true;
-        for (size_t i = 0; i < nh_config_size(cfg); i++)
-            ok = ok && nh_node_connected(nh_config_node(cfg, i));
-        if (ok) return true;
-        nh_test_sleep_ms(10);
-    }
-    return false;
-}
-
 static bool node_down(nh_node *n, int ms) {
     for (int waited = 0; waited <= ms; waited += 10) {
         if (!nh_node_connected(n)) return true;
@@ -122,7 +111,7 @@ static int setup(void **state) {
     uint32_t rm[] = {4, 5};
     f->cfg3 = nh_config_remove(f->cfg5, rm, 2);
     assert_int_equal(nh_config_size(f->cfg3), 3);
-    assert_true(all_connected(f->cfg5, 5000));
+    assert_true(nh_test_all_connected(f->cfg5, 5000));
     nh_echo_reset();
     *state = f;
     return 0;
@@ -623,7 +612,7 @@ static void test_server_restarted_on_same_port_serves_later_calls(void **state) 
     assert_true(nh_node_last_error(nh_config_node(f->cfg3, 0), &last));
     assert_non_null(strstr(last.message, "node 1 ("));
     start_server(&f->s[0], port);
-    assert_true(all_connected(f->cfg3, 10000));
+    assert_true(nh_test_all_connected(f->cfg3, 10000));
     assert_int_equal(qc(f->cfg3, "test.Echo.Echo", "m", NH_QUORUM_ALL, 0, 5000, &o, &err), 0);
     nh_qc_outcome_free(&o);
 }

@@ -139,17 +139,6 @@ static void h_stream(nh_server_ctx *ctx, void *user) {
     }
 }
 
-static bool all_connected(nh_config *cfg, int ms) {
-    for (int waited = 0; waited <= ms; waited += 10) {
-        bool ok = true;
-        for (size_t i = 0; i < nh_config_size(cfg); i++)
-            ok = ok && nh_node_connected(nh_config_node(cfg, i));
-        if (ok) return true;
-        nh_test_sleep_ms(10);
-    }
-    return false;
-}
-
 static nh_config *make_config(nh_runtime *rt, fixture *f) {
     const char *addrs[NSERVERS];
     for (int i = 0; i < NSERVERS; i++)
@@ -159,7 +148,7 @@ static nh_config *make_config(nh_runtime *rt, fixture *f) {
     nh_config *cfg = NULL;
     nh_error err;
     assert_int_equal(nh_config_new(rt, &o, &cfg, &err), 0);
-    assert_true(all_connected(cfg, 5000));
+    assert_true(nh_test_all_connected(cfg, 5000));
     return cfg;
 }
 

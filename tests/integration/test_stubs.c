@@ -46,12 +46,10 @@ static void resp_tramp(nh_stub_fn fn, const ProtobufCMessage *resp, const nh_rep
     ((resp_done_fn)fn)((const Stubtest__Response *)resp, r, user);
 }
 
-typedef void (*value_done_fn)(const Stubtest__Response *v,
-                              const Stubtest__Response *const *replies, const nh_qc_result *r,
-                              void *user);
+typedef void (*value_done_fn)(const Stubtest__Response *v, const Stubtest__Response *const *replies,
+                              const nh_qc_result *r, void *user);
 static void value_tramp(nh_stub_fn fn, const ProtobufCMessage *v,
-                        const ProtobufCMessage *const *replies, const nh_qc_result *r,
-                        void *user) {
+                        const ProtobufCMessage *const *replies, const nh_qc_result *r, void *user) {
     ((value_done_fn)fn)((const Stubtest__Response *)v, (const Stubtest__Response *const *)replies,
                         r, user);
 }
@@ -162,17 +160,6 @@ static void h_stream(nh_server_ctx *ctx, void *user) {
     if (req) stubtest__request__free_unpacked(req, NULL);
 }
 
-static bool all_connected(nh_config *cfg, int ms) {
-    for (int waited = 0; waited <= ms; waited += 10) {
-        bool ok = true;
-        for (size_t i = 0; i < nh_config_size(cfg); i++)
-            ok = ok && nh_node_connected(nh_config_node(cfg, i));
-        if (ok) return true;
-        nh_test_sleep_ms(10);
-    }
-    return false;
-}
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     nh_error err;
@@ -199,7 +186,7 @@ static int setup(void **state) {
     nh_config_opts o = {
         .addresses = addrs, .count = NSERVERS, .backoff_base_ms = 50, .backoff_max_ms = 300};
     assert_int_equal(nh_config_new(f->crt, &o, &f->cfg, &err), 0);
-    assert_true(all_connected(f->cfg, 5000));
+    assert_true(nh_test_all_connected(f->cfg, 5000));
     *state = f;
     return 0;
 }
@@ -1112,10 +1099,6 @@ static void plain_handler(nh_server_ctx *ctx, void *user) {
     nh_ctx_reply(ctx, "plain", 5);
 }
 
-static bool size_is(const nh_config *cfg, void *user) {
-    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
-}
-
 static void test_serve_typed_handlers_on_a_client_back_channel(void **state) {
     (void)state;
     nh_error err;
@@ -1144,8 +1127,8 @@ static void test_serve_typed_handlers_on_a_client_back_channel(void **state) {
     nh_config_opts co = {.addresses = addrs, .count = 1, .metadata = md, .metadata_count = 1};
     nh_config *out;
     assert_int_equal(nh_config_new(crt, &co, &out, &err), 0);
-    assert_int_equal(nh_server_wait_config(srv, true, size_is, (void *)(uintptr_t)1, 10000, &err),
-                     0);
+    assert_int_equal(
+        nh_server_wait_config(srv, true, nh_test_size_is, (void *)(uintptr_t)1, 10000, &err), 0);
     nh_config *cc = nh_server_client_config(srv);
     nh_node *client = nh_config_node(cc, 0);
 

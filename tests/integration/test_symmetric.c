@@ -163,13 +163,10 @@ static void stop_node(int i) {
     g[i].srv = NULL;
 }
 
-static bool size_is(const nh_config *cfg, void *user) {
-    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
-}
-
 static void wait_size(int i, bool client, size_t size) {
     nh_error err;
-    if (nh_server_wait_config(g[i].srv, client, size_is, (void *)(uintptr_t)size, 10000, &err) != 0)
+    if (nh_server_wait_config(g[i].srv, client, nh_test_size_is, (void *)(uintptr_t)size, 10000,
+                              &err) != 0)
         fail_msg("node %u: %s did not reach size %zu: %s", g[i].id,
                  client ? "ClientConfig" : "Config", size, err.message);
 }
@@ -461,8 +458,8 @@ static void test_too_many_clients_are_refused_with_a_reason(void **state) {
     nh_config_opts co = {.addresses = addrs, .count = 1, .metadata = md, .metadata_count = 1};
     nh_config *c1, *c2;
     assert_int_equal(nh_config_new(crt, &co, &c1, &err), 0);
-    assert_int_equal(nh_server_wait_config(srv, true, size_is, (void *)(uintptr_t)1, 10000, &err),
-                     0);
+    assert_int_equal(
+        nh_server_wait_config(srv, true, nh_test_size_is, (void *)(uintptr_t)1, 10000, &err), 0);
     assert_int_equal(nh_config_new(crt, &co, &c2, &err), 0); /* same address: the same node */
     nh_config_unref(c2);
     /* A second client runtime is a second client peer: refused. */

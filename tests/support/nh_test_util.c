@@ -1,5 +1,7 @@
 #include "nh_test_util.h"
 
+#include <nodehost/nodehost.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -98,4 +100,19 @@ void nh_test_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+bool nh_test_all_connected(nh_config *cfg, int ms) {
+    for (int waited = 0; waited <= ms; waited += 10) {
+        bool ok = true;
+        for (size_t i = 0; i < nh_config_size(cfg); i++)
+            ok = ok && nh_node_connected(nh_config_node(cfg, i));
+        if (ok) return true;
+        nh_test_sleep_ms(10);
+    }
+    return false;
+}
+
+bool nh_test_size_is(const nh_config *cfg, void *user) {
+    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
 }

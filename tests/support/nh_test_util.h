@@ -23,4 +23,12 @@ int nh_test_kill_wait(pid_t pid, int sig);
 /** Sleeps for ms milliseconds. */
 void nh_test_sleep_ms(int ms);
 
+struct nh_config;
+
+/** True once every node of cfg is connected, false after ms milliseconds. */
+bool nh_test_all_connected(struct nh_config *cfg, int ms);
+
+/** An nh_config_cond_fn for nh_server_wait_config(): the size is (size_t)(uintptr_t)user. */
+bool nh_test_size_is(const struct nh_config *cfg, void *user);
+
 #endif
