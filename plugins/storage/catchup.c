@@ -6,10 +6,8 @@
  *
  * - One pull per peer at a time; a peer that leaves and comes back while its pull runs gets it
  *   restarted from the first key (entries before the cursor may have changed meanwhile).
- * - A page that fails is retried after a pause (500 ms, doubling up to 8 s) while the peer is in
- *   Config (a peer that is starting answers UNIMPLEMENTED until its plugins are registered); a
- *   peer that refuses the request itself (INVALID_ARGUMENT, PERMISSION_DENIED...) is given up
- *   on with a warning.
+ * - A page that fails is retried after a growing pause while the peer is in Config, unless the
+ *   error is permanent() (then the pull is given up on with a warning).
  * - Recovery (memory store only): a node without data_dir that starts has lost whatever it
  *   acknowledged before, so its empty answers must not count in read quorums. Until it caught
  *   up from min(n-1, n/2+1) of its n-1 peers (so that the peers it pulled from meet every
@@ -20,14 +18,32 @@
  *   new generation (storage.c), which restarts those pulls. */
 #include "storage_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 8000
 
+/* One anti-entropy pull from a peer. */
+typedef struct pull {
+    storage *s;
+    uint32_t peer;
+    char *after;
+    size_t pages, entries;
+    uint32_t retry_ms; /* pause before the next try of a failed page (0: none failed) */
+    bool restart;      /* the peer left and came back: start again from the first key */
+    int64_t started_ns;
+    struct pull *next;
+} pull;
+
 static void page(pull *p);
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void pull_end(pull *p) {
     storage *s = p->s;
@@ -44,10 +60,6 @@ static bool has_id(const uint32_t *ids, size_t n, uint32_t id) {
     for (size_t i = 0; i < n; i++)
         if (ids[i] == id) return true;
     return false;
-}
-
-static bool in_config(const storage *s, uint32_t id) {
-    return has_id(s->config_ids, s->n_config_ids, id);
 }
 
 /* The peers a recovering node must have caught up from. */
@@ -76,18 +88,18 @@ static void caught_up(storage *s, uint32_t peer) {
     }
 }
 
-int storage_recovery_status(const storage *s, char *buf, size_t len) {
-    if (!s->recovering) return 0;
-    snprintf(buf, len,
-             "storage: node %u restarted without data_dir and has caught up from %zu of the %zu "
-             "peers it needs before it answers reads",
-             s->node_id, s->n_caught_up, recovery_needed(s));
-    return 1;
+bool storage_recovering(const storage *s, nh_server_ctx *ctx) {
+    if (s->recovering)
+        nh_ctx_reply_error(ctx, NH_UNAVAILABLE,
+                           "storage: node %u restarted without data_dir and has caught up from "
+                           "%zu of the %zu peers it needs before it answers reads",
+                           s->node_id, s->n_caught_up, recovery_needed(s));
+    return s->recovering;
 }
 
 static void retry(void *arg) {
     pull *p = arg;
-    if (p->s->retired || !in_config(p->s, p->peer)) {
+    if (p->s->retired || !has_id(p->s->config_ids, p->s->n_config_ids, p->peer)) {
         nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped after %zu entries (%s)",
                 p->peer, p->entries, p->s->retired ? "plugin retired" : "peer left Config");
         pull_end(p);
@@ -132,19 +144,18 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
     for (size_t i = 0; i < resp->n_entries; i++)
         storage_apply(s, resp->entries[i], NULL, NULL); /* older versions are ignored */
     p->entries += resp->n_entries;
-    bool more = resp->more && resp->n_entries > 0;
-    char *after = more ? strdup(resp->entries[resp->n_entries - 1]->key) : NULL;
-    if (more && !after) {
-        page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
-        return;
-    }
-    if (p->restart) { /* the peer left and came back meanwhile: from the first key again */
+    /* The next page: after this one's last key, or (the peer left and came back meanwhile)
+     * from the first key again. */
+    const char *next = p->restart                          ? ""
+                       : resp->more && resp->n_entries > 0 ? resp->entries[resp->n_entries - 1]->key
+                                                           : NULL;
+    if (next) {
+        char *after = strdup(next);
+        if (!after) {
+            page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
+            return;
+        }
         p->restart = false;
-        free(after);
-        after = strdup("");
-        more = after != NULL;
-    }
-    if (more) {
         free(p->after);
         p->after = after;
         if (s->retired)
@@ -154,7 +165,7 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
         return;
     }
     nh_logf(NH_LOG_INFO, "storage", "caught up from node %u: %zu entries in %zu page(s), %.1f ms",
-            p->peer, p->entries, p->pages, (double)(storage_mono_ns() - p->started_ns) / 1e6);
+            p->peer, p->entries, p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
     uint32_t peer = p->peer;
     pull_end(p);
     caught_up(s, peer);
@@ -192,7 +203,7 @@ static void start_pull(storage *s, uint32_t peer) {
     }
     p->s = s;
     p->peer = peer;
-    p->started_ns = storage_mono_ns();
+    p->started_ns = mono_ns();
     p->next = s->pulls;
     s->pulls = p;
     page(p);
@@ -204,31 +215,27 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     size_t n = nh_config_size(cfg);
     uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids) return;
-    size_t got = nh_config_ids(cfg, ids, n);
-    if (got > n) got = n;
+    nh_config_ids(cfg, ids, n);
     uint32_t *old = s->config_ids;
     size_t n_old = s->n_config_ids;
     s->config_ids = ids;
-    s->n_config_ids = got;
+    s->n_config_ids = n;
     /* A reload's first view is the Config the old generation already caught up with, except
      * for the pulls it had not finished. */
     bool first_after_reload = !s->config_seen && s->generation > 1;
     s->config_seen = true;
-    for (size_t i = 0; i < got; i++) {
-        uint32_t id = ids[i];
-        if (id == s->node_id) continue;
-        bool start =
-            first_after_reload ? has_id(s->pending, s->n_pending, id) : !has_id(old, n_old, id);
-        if (start) start_pull(s, id);
-    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s->node_id && (first_after_reload ? has_id(s->pending, s->n_pending, ids[i])
+                                                        : !has_id(old, n_old, ids[i])))
+            start_pull(s, ids[i]);
     free(s->pending);
     s->pending = NULL;
     s->n_pending = 0;
     free(old);
 }
 
-void storage_catchup_retire(storage *s) {
-    s->retired = true;
+void storage_retire(void *state) {
+    ((storage *)state)->retired = true;
 }
 
 size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max) {
@@ -246,8 +253,7 @@ void storage_catchup_free(storage *s) {
     free(s->pending);
 }
 
-/* ---- the server side: one page ------------------------------------------------------------ */
-
+/* The server side: one page. */
 void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
     st_store *st = storage_store(state, ctx);
     if (!st) return;

@@ -1,21 +1,14 @@
-/* storage: the coordinated methods, ABD over the node's membership (every known peer, connected
- * or not; nh_ctx_members()).
+/* storage: the coordinated methods (their contract: storage.proto), ABD over the node's
+ * membership (every known peer, connected or not; nh_ctx_members()). Both release the stream's
+ * order and answer asynchronously.
  *
- * ReadNestedQC: ReadQC to a majority of the members; the newest version among the replies is the
- * answer. When the replies of that majority do not all carry it, it is first written back to a
- * majority (WriteQC), so that no later read can return an older version: reads are linearizable
- * per key.
+ * ReadNestedQC: the newest version among a majority's ReadQC replies is the answer; when those
+ * replies do not all carry it, it is first written back to a majority (WriteQC), so that no later
+ * read can return an older version: reads are linearizable per key.
  *
- * WriteNestedQC: without a Time in the request, ReadQC to a majority first (the newest
- * timestamp any of them holds), then WriteQC of the value with a later timestamp to a majority.
- * A write that starts after another ended therefore gets a later timestamp than it, whichever
- * node coordinates either. The timestamp is the wall clock when that is later (so that values
- * keep a meaningful time), else the newest seen + 1 ns; a coordinator never reuses one of its
- * own. With a Time in the request, that timestamp is written as given (one phase).
- *
- * Both release the stream's order and answer asynchronously; a node that cannot reach a
- * majority of its members answers UNAVAILABLE at once ("1 of 3 members reachable, majority
- * needs 2"). */
+ * WriteNestedQC without a Time: ReadQC to a majority first (the newest timestamp any of them
+ * holds), then WriteQC with a later timestamp to a majority. A write that starts after another
+ * ended therefore gets a later timestamp than it, whichever node coordinates either. */
 #include "storage_impl.h"
 
 #include <stdlib.h>
@@ -26,76 +19,75 @@ typedef struct op {
     storage *s;
     nh_server_ctx *ctx;
     nh_config *members;
-    bool is_read;
-    Proto__ReadResponse *best; /* the newest ReadQC reply (a copy), NULL before */
-    char *key, *value;         /* the write's key and value */
+    const char *name;      /* ReadNestedQC or WriteNestedQC */
+    Proto__WriteRequest w; /* the write phase's request (key and value owned; time: &ts) */
     Google__Protobuf__Timestamp ts;
 } op;
 
 static void op_free(op *o) {
-    if (o->best) proto__read_response__free_unpacked(o->best, NULL);
     nh_config_unref(o->members);
-    free(o->key);
-    free(o->value);
+    free(o->w.key);
+    free(o->w.value);
     free(o);
 }
 
-static void fail(op *o, const char *phase, const nh_error *err) {
-    nh_ctx_reply_error(o->ctx, err->code, "%s (%s over %zu members): %s",
-                       o->is_read ? "ReadNestedQC" : "WriteNestedQC", phase,
-                       nh_config_size(o->members), err->message);
+static void fail(op *o, const char *phase, nh_code code, const char *why) {
+    nh_ctx_reply_error(o->ctx, code, "%s (%s over %zu members): %s", o->name, phase,
+                       nh_config_size(o->members), why);
     op_free(o);
 }
 
-/* A new op over the serving node's membership (key and value copied; value may be NULL), or
+/* Fails the op when its phase failed. */
+static bool failed(op *o, const nh_qc_result *r, const char *phase) {
+    if (r->err.code != NH_OK) fail(o, phase, r->err.code, r->err.message);
+    return r->err.code != NH_OK;
+}
+
+/* A new op over the serving node's membership (key and value copied; value NULL for a read), or
  * NULL after answering the error. */
-static op *op_new(nh_server_ctx *ctx, storage *s, const char *key, const char *value) {
-    bool is_read = !value;
-    nh_config *m = nh_ctx_members(ctx);
-    if (nh_config_size(m) == 0) {
-        nh_config_unref(m);
-        nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
-                           "%s needs the node's membership (a node ID and its peers)",
-                           is_read ? "ReadNestedQC" : "WriteNestedQC");
-        return NULL;
-    }
-    op *o = calloc(1, sizeof *o);
-    if (o) *o = (op){.s = s, .ctx = ctx, .members = m, .is_read = is_read, .key = strdup(key)};
-    if (o && value) o->value = strdup(value);
-    if (!o || !o->key || (value && !o->value)) {
-        if (o)
-            op_free(o);
-        else
-            nh_config_unref(m);
+static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, const char *key,
+                  const char *value) {
+    op *o = malloc(sizeof *o);
+    if (!o) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         return NULL;
     }
+    *o = (op){.s = s, .ctx = ctx, .members = nh_ctx_members(ctx), .name = name};
+    proto__write_request__init(&o->w);
     google__protobuf__timestamp__init(&o->ts);
-    /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
-    nh_ctx_release(ctx);
-    nh_ctx_defer(ctx);
-    return o;
+    o->w.key = strdup(key);
+    o->w.value = value ? strdup(value) : NULL;
+    if (nh_config_size(o->members) == 0) {
+        nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
+                           "%s needs the node's membership (a node ID and its peers)", name);
+    } else if (!o->w.key || (value && !o->w.value)) {
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
+        nh_ctx_release(ctx);
+        nh_ctx_defer(ctx);
+        return o;
+    }
+    op_free(o);
+    return NULL;
 }
 
 /* ReadQC of the op's key to a majority of the members; on refusal answers the error. */
 static void read_phase(op *o, proto_storage_read_qc_done_fn done, const char *phase) {
     Proto__ReadRequest rr = PROTO__READ_REQUEST__INIT;
-    rr.key = o->key;
+    rr.key = o->w.key;
     proto_storage_read_qc_opts qo = {.call = {.timeout_ms = o->s->nested_timeout_ms}};
     nh_error err;
-    if (proto_storage_read_qc_async(o->members, &rr, &qo, done, o, &err) != 0) fail(o, phase, &err);
+    if (proto_storage_read_qc_async(o->members, &rr, &qo, done, o, &err) != 0)
+        fail(o, phase, err.code, err.message);
 }
 
-/* WriteQC of the op's key with value and time to a majority of the members. */
-static void write_phase(op *o, char *value, Google__Protobuf__Timestamp *time,
-                        proto_storage_write_qc_done_fn done, const char *phase) {
-    Proto__WriteRequest w = PROTO__WRITE_REQUEST__INIT;
-    w.key = o->key;
-    w.value = value;
-    w.time = time;
+/* WriteQC of o->w to a majority of the members. */
+static void write_phase(op *o, proto_storage_write_qc_done_fn done, const char *phase) {
     proto_storage_write_qc_opts qo = {.call = {.timeout_ms = o->s->nested_timeout_ms}};
     nh_error err;
-    if (proto_storage_write_qc_async(o->members, &w, &qo, done, o, &err) != 0) fail(o, phase, &err);
+    if (proto_storage_write_qc_async(o->members, &o->w, &qo, done, o, &err) != 0)
+        fail(o, phase, err.code, err.message);
 }
 
 static int version_cmp(const Proto__ReadResponse *a, const Proto__ReadResponse *b) {
@@ -106,93 +98,81 @@ static int version_cmp(const Proto__ReadResponse *a, const Proto__ReadResponse *
                           b->time ? b->time->nanos : 0, b->value, strlen(b->value));
 }
 
-/* The newest of the decoded ReadQC replies (NULL when none decodes); *agree says whether every
- * one carried that same version. */
-static const Proto__ReadResponse *newest(const Proto__ReadResponse *const *replies, size_t n,
-                                         bool *agree) {
+/* The newest of a read phase's decoded replies, *agree whether every one carried that same
+ * version; NULL after failing the op (the phase failed, or no reply decodes). */
+static const Proto__ReadResponse *newest(op *o, const Proto__ReadResponse *const *replies,
+                                         const nh_qc_result *r, const char *phase, bool *agree) {
+    if (failed(o, r, phase)) return NULL;
     const Proto__ReadResponse *best = NULL;
     *agree = true;
-    for (size_t i = 0; replies && i < n; i++) {
+    for (size_t i = 0; replies && i < r->n_replies; i++) {
         if (!replies[i]) continue;
         if (best && version_cmp(replies[i], best) != 0) *agree = false;
         if (!best || version_cmp(replies[i], best) > 0) best = replies[i];
     }
+    if (!best) fail(o, phase, NH_INTERNAL, "no reply decodes as ReadResponse (or out of memory)");
     return best;
-}
-
-/* ---- read --------------------------------------------------------------------------------- */
-
-static void answer_read(op *o) {
-    proto_storage_read_nested_qc_reply(o->ctx, o->best);
-    op_free(o);
 }
 
 static void read_written_back(const Proto__WriteResponse *value,
                               const Proto__WriteResponse *const *replies, const nh_qc_result *r,
                               void *user) {
     op *o = user;
-    if (r->err.code != NH_OK) {
-        fail(o, "write-back", &r->err);
-        return;
-    }
-    answer_read(o);
+    if (failed(o, r, "write-back")) return;
+    Proto__ReadResponse resp = PROTO__READ_RESPONSE__INIT;
+    resp.ok = true;
+    resp.value = o->w.value;
+    resp.time = o->w.time;
+    proto_storage_read_nested_qc_reply(o->ctx, &resp);
+    op_free(o);
 }
 
 static void read_collected(const Proto__ReadResponse *value,
                            const Proto__ReadResponse *const *replies, const nh_qc_result *r,
                            void *user) {
     op *o = user;
-    if (r->err.code != NH_OK) {
-        fail(o, "read", &r->err);
-        return;
-    }
     bool agree;
-    const Proto__ReadResponse *best = newest(replies, r->n_replies, &agree);
-    /* The replies go when this returns; the answer (and a write-back) needs a copy. */
-    nh_buf copy = {0};
-    if (best && nh_msg_pack(&best->base, &copy) == 0)
-        o->best = proto__read_response__unpack(NULL, copy.len, copy.data);
-    nh_buf_free(&copy);
-    if (!o->best) {
-        nh_error e;
-        nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                     "no reply decodes as ReadResponse (or out of memory)");
-        fail(o, "read", &e);
+    const Proto__ReadResponse *best = newest(o, replies, r, "read", &agree);
+    if (!best) return;
+    if (agree || !best->ok) {
+        proto_storage_read_nested_qc_reply(o->ctx, best);
+        op_free(o);
         return;
     }
-    if (agree || !o->best->ok) {
-        answer_read(o);
+    /* The majority disagrees: make the newest version a majority's before answering it (a copy:
+     * the replies go when this returns). */
+    if (!(o->w.value = strdup(best->value))) {
+        fail(o, "write-back", NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    /* The majority disagrees: make the newest version a majority's before answering it. */
-    write_phase(o, o->best->value, o->best->time, read_written_back, "write-back");
+    if (best->time) {
+        o->ts.seconds = best->time->seconds;
+        o->ts.nanos = best->time->nanos;
+        o->w.time = &o->ts;
+    }
+    write_phase(o, read_written_back, "write-back");
 }
 
 void proto_storage_read_nested_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req,
                                           void *state) {
-    op *o = op_new(ctx, state, req->key, NULL);
+    op *o = op_new(ctx, state, "ReadNestedQC", req->key, NULL);
     if (o) read_phase(o, read_collected, "read");
 }
-
-/* ---- write -------------------------------------------------------------------------------- */
 
 static void write_done(const Proto__WriteResponse *value,
                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
                        void *user) {
     op *o = user;
-    if (r->err.code != NH_OK) {
-        fail(o, "write", &r->err);
-        return;
-    }
+    if (failed(o, r, "write")) return;
     Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
-    for (size_t i = 0; i < r->n_replies; i++)
+    for (size_t i = 0; replies && i < r->n_replies; i++)
         resp.new_ |= replies[i] && replies[i]->new_;
     proto_storage_write_nested_qc_reply(o->ctx, &resp);
     op_free(o);
 }
 
-/* A timestamp later than (sec, nsec), than the wall clock if possible, and than the last one
- * this coordinator picked. */
+/* A timestamp later than (sec, nsec) and than the last one this coordinator picked (it never
+ * reuses one); the wall clock when that is later, so that values keep a meaningful time. */
 static void pick_timestamp(storage *s, int64_t sec, int32_t nsec, Google__Protobuf__Timestamp *t) {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -219,33 +199,25 @@ static void write_queried(const Proto__ReadResponse *value,
                           const Proto__ReadResponse *const *replies, const nh_qc_result *r,
                           void *user) {
     op *o = user;
-    if (r->err.code != NH_OK) {
-        fail(o, "query", &r->err);
-        return;
-    }
     bool agree;
-    const Proto__ReadResponse *best = newest(replies, r->n_replies, &agree);
-    if (!best) { /* nothing usable: a timestamp from the clock alone might be too old */
-        nh_error e;
-        nh_error_set(&e, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                     "no reply decodes as ReadResponse (or out of memory)");
-        fail(o, "query", &e);
-        return;
-    }
+    /* Nothing usable fails the write: a timestamp from the clock alone might be too old. */
+    const Proto__ReadResponse *best = newest(o, replies, r, "query", &agree);
+    if (!best) return;
     bool timed = best->ok && best->time;
     pick_timestamp(o->s, timed ? best->time->seconds : 0, timed ? best->time->nanos : 0, &o->ts);
-    write_phase(o, o->value, &o->ts, write_done, "write");
+    write_phase(o, write_done, "write");
 }
 
 void proto_storage_write_nested_qc_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
                                            void *state) {
-    op *o = op_new(ctx, state, req->key, req->value);
+    op *o = op_new(ctx, state, "WriteNestedQC", req->key, req->value);
     if (!o) return;
+    o->w.time = &o->ts;
     if (!req->time) {
         read_phase(o, write_queried, "query");
         return;
     }
     o->ts.seconds = req->time->seconds;
     o->ts.nanos = req->time->nanos;
-    write_phase(o, o->value, &o->ts, write_done, "write");
+    write_phase(o, write_done, "write");
 }
