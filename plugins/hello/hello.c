@@ -34,11 +34,12 @@ static int check_config(const nh_conf_node *config, nh_error *err) {
     return read_config(config, &(const char *){NULL}, err);
 }
 
+/* The host runs check_config on the same config before init, so reading it cannot fail here. */
 static int init(const nh_plugin_env *env, void **state, nh_error *err) {
-    const char *greeting;
-    hello *h = read_config(env->config, &greeting, err) == 0 ? malloc(sizeof *h) : NULL;
-    if (h) *h = (hello){greeting, env->node_id};
-    return (*state = h) ? 0 : -1;
+    hello *h = *state = malloc(sizeof *h);
+    if (!h) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    h->node_id = env->node_id;
+    return read_config(env->config, &h->greeting, err);
 }
 
 void hello_greeter_say_hello_handler(nh_server_ctx *ctx, const Hello__HelloRequest *req,
