@@ -205,6 +205,36 @@ static int cmd_admin(int argc, char **argv, uint32_t timeout_ms, admin_print_fn 
     return rc;
 }
 
+/* --check-config: the errors of the file (errs, from nh_host_config_read(); cfg the partial
+ * configuration, or NULL), then those of its TLS files (when the file read without error) and of
+ * its plugins (when its plugin list did), all in file order. Prints them (or "FILE: OK ...") and
+ * returns the exit status. */
+static int check_config(const char *file, nh_host_config *cfg, const char *state_dir, char *dir,
+                        size_t dir_size, nh_error_list *errs) {
+    bool clean = nh_error_list_total(errs) == 0;
+    nh_error err = {0};
+    if (cfg && clean && cfg->tls.on) {
+        nh_tls *tls = NULL;
+        if (nh_host_tls_load(cfg, NULL, &tls, &err) != 0) nh_error_list_add(errs, &err);
+        nh_tls_unref(tls);
+    }
+    if (cfg && cfg->plugins_clean && (clean || cfg->plugin_count > 0)) {
+        if (state_dir_path(state_dir, dir, dir_size) != 0) {
+            nh_error_list_print(errs, NH_ERROR_LIST_SHOWN, stderr);
+            return 1;
+        }
+        nh_plugin_host_check(cfg, dir, errs);
+    }
+    if (nh_error_list_total(errs) > 0) {
+        nh_error_list_sort(errs);
+        nh_error_list_print(errs, NH_ERROR_LIST_SHOWN, stderr);
+        return 1;
+    }
+    printf("%s: OK (node %u, %zu peer(s), %zu plugin(s))\n", file, cfg->node_id, cfg->peer_count,
+           cfg->plugin_count);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     nh_run_block_signals();
     if (argc > 1 && !strcmp(argv[1], "status"))
@@ -299,40 +329,29 @@ int main(int argc, char **argv) {
         if (rc != 0) return rc;
     }
     /* From here on, --id-from-hostname is exactly --id N. */
-    nh_error err = {0};
+    nh_error_list errs;
+    nh_error_list_init(&errs, config);
     nh_host_config *cfg = NULL;
-    if (nh_host_config_load(config, id, &cfg, &err) != 0) {
-        fprintf(stderr, "%s\n", err.message);
-        if (id_from_host)
-            fprintf(stderr, "nodehost: (--id %u came from --id-from-hostname: host name '%s')\n",
-                    id, host);
-        return 1;
-    }
-    nh_log_set_level(log_level >= 0 ? (nh_log_level)log_level : (nh_log_level)cfg->log_level);
-    nh_log_set_format(log_format >= 0
-                          ? (nh_log_format)log_format
-                          : (cfg->log_format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT));
-    char dir[4096];
     int rc = 1;
-    if (state_dir_path(state_dir, dir, sizeof dir) != 0) goto out;
-    if (check) {
-        nh_tls *tls = NULL;
-        if (cfg->tls.on && nh_host_tls_load(cfg, NULL, &tls, &err) != 0) {
-            fprintf(stderr, "%s\n", err.message);
-            goto out;
-        }
-        nh_tls_unref(tls);
-        if (nh_plugin_host_check(cfg, dir, &err) != 0) {
-            fprintf(stderr, "%s\n", err.message);
-            goto out;
-        }
-        printf("%s: OK (node %u, %zu peer(s), %zu plugin(s))\n", config, cfg->node_id,
-               cfg->peer_count, cfg->plugin_count);
-        rc = 0;
-        goto out;
+    bool read_ok = nh_host_config_read(config, id, &cfg, &errs) == 0;
+    if (cfg) {
+        nh_log_set_level(log_level >= 0 ? (nh_log_level)log_level : (nh_log_level)cfg->log_level);
+        nh_log_set_format(log_format >= 0
+                              ? (nh_log_format)log_format
+                              : (cfg->log_format == NH_LOGFMT_JSON ? NH_LOG_JSON : NH_LOG_TEXT));
     }
-    rc = nh_run_node(cfg, dir);
-out:
+    char dir[4096];
+    if (check) {
+        rc = check_config(config, cfg, state_dir, dir, sizeof dir, &errs);
+    } else if (!read_ok) {
+        nh_error_list_print(&errs, NH_ERROR_LIST_SHOWN, stderr);
+    } else if (state_dir_path(state_dir, dir, sizeof dir) == 0) {
+        rc = nh_run_node(cfg, dir);
+    }
+    if (!read_ok && id_from_host)
+        fprintf(stderr, "nodehost: (--id %u came from --id-from-hostname: host name '%s')\n", id,
+                host);
+    nh_error_list_free(&errs);
     nh_host_config_free(cfg);
     return rc;
 }

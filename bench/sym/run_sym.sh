@@ -13,7 +13,10 @@
 #                     sym_clients processes holding K client-peer streams (gorums-node-id 0);
 #                     node 1 drives quorum calls over its ClientConfig: all and majority at
 #                     concurrency 1 (and 16 when K <= 10); node 1's VmRSS before any client and
-#                     once all K are connected
+#                     once all K are connected; the admission of the K clients: time from the
+#                     first in to the K-th, node 1's CPU time meanwhile, the longest a task
+#                     posted to node 1's owner thread waited meanwhile (stall), and how many
+#                     ClientConfig change notifications node 1 got
 #   own:K             the same with K sym_clients processes of one stream each: every client
 #                     peer on its own TCP connection, as separate client programs would be
 # Every case runs REPS times; the case order (and the order of the quorum-call workloads inside
@@ -26,6 +29,9 @@
 #   SIZES="3 5"    Config sizes                      CLIENTS="10 100 1000"  ClientConfig sizes
 #   STREAMS_PER_PROC=250  client-peer streams per sym_clients process (cli:K)
 #   OWN_CONN="100" ClientConfig sizes run with one process (and connection) per client
+#   SYM_KEEPALIVE=TIME_MS,TIMEOUT_MS  node 1's keepalive in the cli/own cases (sym_node
+#                  --keepalive); thousands of clients connecting at once can keep node 1's owner
+#                  thread inside gRPC for longer than the default 2 s timeout
 #   BUILD_DIR=<repo>/build-bench
 set -euo pipefail
 
@@ -39,6 +45,7 @@ SIZES=${SIZES:-"3 5"}
 CLIENTS=${CLIENTS:-"10 100 1000"}
 STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
 OWN_CONN=${OWN_CONN-100}
+SYM_KEEPALIVE=${SYM_KEEPALIVE:-}
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
@@ -173,7 +180,7 @@ run_cfg() { # run_cfg <rep> <n>
 
 # ---- ClientConfig: node 1 and K client peers ---------------------------------------------------------
 run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
-    local rep=$1 k=$2 spp=$3 name=$4:$2 attempt runs port out procs per left i driver rss0 rssk heap0 heapk line
+    local rep=$1 k=$2 spp=$3 name=$4:$2 attempt runs port out procs per left i driver rss0 rssk heap0 heapk line f
     runs="all:1,majority:1"
     if ((k <= 10)); then runs="$runs,all:16,majority:16"; fi
     runs=$(workloads "$rep" "$runs")
@@ -183,7 +190,7 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
         : >"$out"
         "$BIN/sym/sym_node" --id 1 --listen "127.0.0.1:$port" --drive clients --size "$k" \
             --runs "$runs" --seconds "$RUN_SECONDS" --warmup "$WARMUP" --payload "$PAYLOAD" \
-            >"$out" 2>"$WORK/node1.err" &
+            ${SYM_KEEPALIVE:+--keepalive "$SYM_KEEPALIVE"} >"$out" 2>"$WORK/node1.err" &
         SERVER_PIDS+=($!)
         if wait_line "$out" "${SERVER_PIDS[-1]}" '^listening ' 10; then break; fi
         log "$name: node 1 did not start (attempt $attempt):"
@@ -218,6 +225,14 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
         line="rss0_kb=$rss0 rssk_kb=$rssk heap0_kb=$heap0 heapk_kb=$heapk"
         log "rep=$rep mem:$name $line"
         echo "$rep mem:$name $line" >>"$RESULTS"
+    fi
+    line=""
+    for f in admit_ms admit_cpu_ms stall_max_ms notifications; do
+        line="$line $f=$(linefield '^ready ' "$f" "$out")"
+    done
+    if [[ -n $(linefield '^ready ' admit_ms "$out") ]]; then
+        log "rep=$rep adm:$name$line"
+        echo "$rep adm:$name$line" >>"$RESULTS"
     fi
     kill_servers
 }
@@ -351,6 +366,22 @@ if [[ -n $CLIENTS$OWN_CONN ]]; then
         printf '| %s | %s | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f |\n' "$k" "$conns" "$r0" "$rk" \
             "$(awk -v a="$r0" -v b="$rk" -v k="$k" 'BEGIN {print (b - a) / k}')" "$h0" "$hk" \
             "$(awk -v a="$h0" -v b="$hk" -v k="$k" 'BEGIN {print (b - a) / k}')"
+    done < <(client_rows)
+    echo
+    echo "Admission of the K client peers at node 1: from the first in to the K-th (ClientConfig"
+    echo "reached K), node 1's CPU time over that span (all threads), the longest a task posted to"
+    echo "node 1's owner thread waited meanwhile (probed every ~1 ms), and the ClientConfig change"
+    echo "notifications node 1 got until then:"
+    echo
+    printf '| clients | connections | admission ms | CPU ms | CPU µs per client | longest stall ms '
+    printf '| notifications |\n'
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    while read -r cs k conns; do
+        a=$(stat "adm:$cs" admit_ms)
+        c=$(stat "adm:$cs" admit_cpu_ms)
+        printf '| %s | %s | %.1f | %.1f | %.1f | %.2f | %.0f |\n' "$k" "$conns" "$a" "$c" \
+            "$(awk -v c="$c" -v k="$k" 'BEGIN {print c * 1000 / k}')" \
+            "$(stat "adm:$cs" stall_max_ms)" "$(stat "adm:$cs" notifications)"
     done < <(client_rows)
 fi
 echo

@@ -2,7 +2,7 @@
  *
  *   sym_node --id N [--peer ID=HOST:PORT]... [--dial] [--listen HOST:PORT]
  *            [--drive config|clients --size K [--runs LIST] [--seconds S] [--warmup S]
- *             [--payload B] [--settle S] [--calls M]]
+ *             [--payload B] [--settle S] [--calls M]] [--keepalive TIME_MS,TIMEOUT_MS]
  *   sym_node --free-ports N
  *
  * Every node serves two methods:
@@ -16,7 +16,14 @@
  * Driver (--drive): waits until its Config (config) or ClientConfig (clients) has K members
  * (nh_server_wait_config), waits --settle seconds (default 1), prints
  *
- *   ready ids=<n> self_in_config=<0|1> rss_kb=<VmRSS> heap_kb=<kB>
+ *   ready ids=<n> self_in_config=<0|1> rss_kb=<VmRSS> heap_kb=<kB> admit_ms=<f>
+ *     admit_cpu_ms=<f> stall_max_ms=<f> stall_probes=<n> notifications=<n>
+ *
+ * admit_ms is the time from the first change of the driven configuration (on_config_change:
+ * the first peer in) until it had K members, admit_cpu_ms this process's CPU time (all threads)
+ * over the same span, stall_max_ms the longest the owner thread took to run a task posted to it
+ * while the peers were arriving (a probe thread posts one, waits for it, sleeps 1 ms, again), and
+ * notifications the change notifications of that configuration until then.
  *
  * then runs each entry of LIST ("all:1,majority:16,...": quorum rule and calls in flight;
  * default "majority:1,all:1,majority:16,all:16") over that snapshot from its owner thread: the
@@ -36,6 +43,10 @@
  * freed. Last comes "rss_after_kb=<VmRSS> heap_kb=<kB>" (after malloc_trim); the exit status
  * is 0, or 1 when a call failed or the run stalled.
  *
+ * --keepalive sets the server's HTTP/2 keepalive (nh_server_opts.keepalive_time_ms and
+ * keepalive_timeout_ms; default 1000,2000): with thousands of client connections arriving at
+ * once, the owner thread can be busy for longer than the default timeout.
+ *
  * --free-ports N prints N distinct free loopback TCP ports (bound at once, then released). */
 #include "bench_common.h"
 
@@ -44,6 +55,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -105,6 +117,52 @@ static void h_cpu(nh_server_ctx *ctx, void *user) {
     char buf[64];
     int k = snprintf(buf, sizeof buf, "%ld %lld", (long)getpid(), (long long)cpu_ns());
     nh_ctx_reply(ctx, buf, (size_t)k);
+}
+
+/* ---- admission ------------------------------------------------------------------------------ */
+
+/* Set by the first change of the driven configuration (owner thread), read by the driver. */
+static int64_t g_first_ns, g_first_cpu_ns; /* atomics */
+static uint64_t g_notifications;           /* atomic: changes of the driven configuration */
+static bool g_drive_clients;               /* which configuration is driven (set before start) */
+
+static void on_change(nh_config *cfg, bool client_config, void *user) {
+    (void)user;
+    if (client_config != g_drive_clients) return;
+    if (!client_config && nh_config_size(cfg) <= 1) return; /* itself alone: no peer yet */
+    __atomic_add_fetch(&g_notifications, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&g_first_ns, __ATOMIC_ACQUIRE)) return;
+    __atomic_store_n(&g_first_cpu_ns, cpu_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&g_first_ns, nhb_now_ns(), __ATOMIC_RELEASE);
+}
+
+/* The probe: how long the owner thread takes to run a task posted to it. */
+typedef struct probe {
+    nh_runtime *rt;
+    sem_t ran;
+    int stop;        /* atomic */
+    int64_t max_ns;  /* longest wait seen (probe thread) */
+    uint64_t probes; /* probes that ran */
+    pthread_t thread;
+} probe;
+
+static void probe_task(void *arg) {
+    sem_post(&((probe *)arg)->ran);
+}
+
+static void *probe_main(void *arg) {
+    probe *p = arg;
+    while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+        int64_t t0 = nhb_now_ns();
+        if (nh_runtime_post(p->rt, probe_task, p) != 0) break;
+        while (sem_wait(&p->ran) != 0 && errno == EINTR) {
+        }
+        int64_t d = nhb_now_ns() - t0;
+        if (d > p->max_ns) p->max_ns = d;
+        p->probes++;
+        usleep(1000);
+    }
+    return NULL;
 }
 
 /* ---- the driver ---------------------------------------------------------------------------- */
@@ -284,17 +342,32 @@ static bool size_at_least(const nh_config *cfg, void *user) {
 
 static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *d) {
     nh_error err;
-    if (nh_server_wait_config(srv, d->clients, size_at_least, (void *)(uintptr_t)d->size, 300000,
-                              &err) != 0) {
+    probe pr = {.rt = rt};
+    sem_init(&pr.ran, 0, 0);
+    bool probing = pthread_create(&pr.thread, NULL, probe_main, &pr) == 0;
+    int wrc = nh_server_wait_config(srv, d->clients, size_at_least, (void *)(uintptr_t)d->size,
+                                    300000, &err);
+    int64_t done_ns = nhb_now_ns(), done_cpu = cpu_ns();
+    uint64_t notifications = __atomic_load_n(&g_notifications, __ATOMIC_RELAXED);
+    __atomic_store_n(&pr.stop, 1, __ATOMIC_RELEASE);
+    if (probing) pthread_join(pr.thread, NULL);
+    sem_destroy(&pr.ran);
+    if (wrc != 0) {
         fprintf(stderr, "sym_node: waiting for %s of %zu: %s\n",
                 d->clients ? "ClientConfig" : "Config", d->size, err.message);
         return 1;
     }
+    int64_t first_ns = __atomic_load_n(&g_first_ns, __ATOMIC_ACQUIRE);
+    int64_t first_cpu = __atomic_load_n(&g_first_cpu_ns, __ATOMIC_RELAXED);
     nh_config *cfg = d->clients ? nh_server_client_config(srv) : nh_server_config(srv);
     bool self_in = nh_config_contains(cfg, id);
     if (d->settle > 0) usleep((useconds_t)(d->settle * 1e6));
-    printf("ready ids=%zu self_in_config=%d rss_kb=%ld heap_kb=%zu\n", nh_config_size(cfg),
-           self_in ? 1 : 0, rss_kb(), heap_kb());
+    printf("ready ids=%zu self_in_config=%d rss_kb=%ld heap_kb=%zu admit_ms=%.1f "
+           "admit_cpu_ms=%.1f stall_max_ms=%.2f stall_probes=%llu notifications=%llu\n",
+           nh_config_size(cfg), self_in ? 1 : 0, rss_kb(), heap_kb(),
+           first_ns ? (double)(done_ns - first_ns) / 1e6 : 0.0,
+           first_ns ? (double)(done_cpu - first_cpu) / 1e6 : 0.0, (double)pr.max_ns / 1e6,
+           (unsigned long long)pr.probes, (unsigned long long)notifications);
     fflush(stdout);
 
     uint8_t *payload = malloc(d->payload ? d->payload : 1);
@@ -412,6 +485,7 @@ static int usage(const char *argv0) {
             "usage: %s --id N [--peer ID=HOST:PORT]... [--dial] [--listen HOST:PORT]\n"
             "          [--drive config|clients --size K [--runs all:1,majority:16,...]\n"
             "           [--seconds S] [--warmup S] [--payload B] [--settle S] [--calls M]]\n"
+            "          [--keepalive TIME_MS,TIMEOUT_MS]\n"
             "       %s --free-ports N\n",
             argv0, argv0);
     return 2;
@@ -422,7 +496,7 @@ int main(int argc, char **argv) {
     size_t npeers = 0;
     bool dial = false, driving = false;
     const char *listen = "127.0.0.1:0";
-    uint32_t id = 0;
+    uint32_t id = 0, ka_time = 0, ka_timeout = 0;
     drive_args d = {.seconds = 5, .warmup = 1, .settle = 1, .payload = 64};
     parse_runs("majority:1,all:1,majority:16,all:16", &d);
     for (int i = 1; i < argc; i++) {
@@ -459,6 +533,8 @@ int main(int argc, char **argv) {
             d.settle = atof(argv[++i]);
         } else if (!strcmp(opt, "--calls") && has) {
             d.calls = strtoul(argv[++i], NULL, 10);
+        } else if (!strcmp(opt, "--keepalive") && has) {
+            if (sscanf(argv[++i], "%u,%u", &ka_time, &ka_timeout) != 2) return usage(argv[0]);
         } else if (!strcmp(opt, "--payload") && has) {
             d.payload = strtoul(argv[++i], NULL, 10);
         } else {
@@ -475,13 +551,17 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sym_node: %s\n", err.message);
         return 1;
     }
+    g_drive_clients = d.clients;
     nh_server_opts so = {.listen = listen,
                          .node_id = id,
                          .peers = peers,
                          .peer_count = npeers,
                          .dial_peers = dial,
                          .backoff_base_ms = 50,
-                         .backoff_max_ms = 500};
+                         .backoff_max_ms = 500,
+                         .keepalive_time_ms = ka_time,
+                         .keepalive_timeout_ms = ka_timeout,
+                         .on_config_change = on_change};
     nh_server *srv;
     int port = 0;
     if (nh_server_new(rt, &so, &srv, &port, &err) != 0) {

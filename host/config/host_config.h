@@ -7,6 +7,7 @@
  *   - { id: 1, address: 127.0.0.1:7001 }
  *   - { id: 2, address: "[::1]:7002" }
  * clients: { accept: true, max: 10000 }        # client peers (ClientConfig); max 1..1000000
+ *                                              # max_per_connection: 1..1000000, default 1000
  * plugins:
  *   - name: storage                            # [a-z0-9_-]{1,63}, unique
  *     path: storage.so                         # relative to this file's directory; must exist
@@ -47,10 +48,22 @@
  *     (`--id 4: node 4 is not among the peers (IDs 1, 2, 3)`);
  *   - a duplicate peer ID/address or plugin name: at the second one, naming the first and its
  *     line.
- * Checks run in this order, so a file with several mistakes reports the first: version, the
- * top-level keys, node, peers, clients, plugins, reload, limits, keepalive, log, tls, admin,
- * metrics, then the node against the peers and node.listen, then tls.clients against the peers. The
- * TLS files themselves are read by nh_host_tls_load() (start, --check-config, reload). */
+ * Every error of a file is found, not only the first (nh_host_config_read() lists them all, in
+ * file order; nh_host_config_load() reports the first of them). Reading goes on after an error
+ * wherever the rest still means something:
+ *   - it stops at once when the file is not YAML (syntax, aliases, duplicate keys...: the first
+ *     such error only), is empty, its top level is not a map, or `version` is there but not 1
+ *     (another schema; a missing `version` is reported and the file read as version 1);
+ *   - every unknown key is reported; in a map with an unknown key, `missing required key`
+ *     errors are not (the unknown key is most likely the missing one misspelt);
+ *   - a section that is not a map (or list) is reported and skipped; each key of a section is
+ *     checked on its own; each peer and each plugin entry is checked on its own, and only
+ *     those without errors count for the duplicate checks of later ones;
+ *   - the checks across sections (the node against the peers, node.listen needed, metrics.listen
+ *     against the node's, tls.clients against the peers) run only when the top-level keys, node
+ *     and peers (and tls) read without error, as their verdicts would otherwise follow from
+ *     those errors.
+ * The TLS files themselves are read by nh_host_tls_load() (start, --check-config, reload). */
 #ifndef NH_HOST_CONFIG_H
 #define NH_HOST_CONFIG_H
 
@@ -60,6 +73,7 @@
 
 #include <nodehost/conf.h>
 
+#include "config/error_list.h"
 #include "config/security_config.h"
 #include "config/yaml_tree.h"
 
@@ -107,9 +121,16 @@ typedef struct nh_host_config {
 
     bool clients_accept; /**< clients.accept, default true */
     size_t clients_max;  /**< clients.max, 1..1000000, default 10000 */
+    /** clients.max_per_connection: client-peer streams one connection may hold, 1..1000000,
+     * default 1000 */
+    size_t clients_max_per_connection;
 
     nh_host_plugin *plugins; /**< in file order */
     size_t plugin_count;
+    /** The `plugins` list read without error, so every entry is in plugins[] and the plugins can
+     * be loaded and checked; always true in a configuration that loaded (it matters only in the
+     * partial configuration nh_host_config_read() returns with errors). */
+    bool plugins_clean;
 
     bool reload_watch;           /**< reload.watch, default false */
     uint32_t reload_debounce_ms; /**< reload.debounce_ms, 10..60000, default 200 */
@@ -146,7 +167,8 @@ char *nh_host_join_path(const char *dir, const char *rel);
 /**
  * Reads and checks the configuration file at path. id_override: 0 uses node.id from the file;
  * otherwise it selects the node (--id N), winning over node.id; it must be 1..1048575.
- * Returns 0 with *out set, or -1 with err (`FILE:LINE:COL: ...`) and *out NULL.
+ * Returns 0 with *out set, or -1 with err (`FILE:LINE:COL: ...`, the first error of the file)
+ * and *out NULL.
  */
 int nh_host_config_load(const char *path, uint32_t id_override, nh_host_config **out,
                         nh_error *err);
@@ -157,6 +179,22 @@ int nh_host_config_load(const char *path, uint32_t id_override, nh_host_config *
  */
 int nh_host_config_parse(const char *file_label, const char *dir, const char *text, size_t len,
                          uint32_t id_override, nh_host_config **out, nh_error *err);
+
+/**
+ * Reads and checks the configuration file at path like nh_host_config_load(), but records every
+ * error in errs (in file order, see the top of this file) instead of the first one only.
+ * Returns 0 with *out set when there is none. Otherwise returns -1 with *out either NULL (nothing
+ * more can be checked: the file does not read, is empty or not a map, has another version, or
+ * memory ran out) or a partial configuration for further checks only, never to run: what read
+ * without error is filled in, defaults elsewhere; plugins_clean says whether its plugins can be
+ * checked. Free it with nh_host_config_free().
+ */
+int nh_host_config_read(const char *path, uint32_t id_override, nh_host_config **out,
+                        nh_error_list *errs);
+
+/** nh_host_config_read() from text in memory (see nh_host_config_parse()). */
+int nh_host_config_read_text(const char *file_label, const char *dir, const char *text, size_t len,
+                             uint32_t id_override, nh_host_config **out, nh_error_list *errs);
 
 /** Frees a configuration and its document. Accepts NULL. */
 void nh_host_config_free(nh_host_config *c);

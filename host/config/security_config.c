@@ -17,74 +17,116 @@ static const char *const tls_keys[] = {"cert", "key", "ca", "clients", NULL};
 static const char *const admin_keys[] = {"allow", "allow_plaintext_from", NULL};
 static const char *const clients_words[] = {"require", "optional", "none", NULL};
 
-static int oom(nh_error *err) {
-    return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+/* Records "out of memory". Returns -1: reading stops. */
+static int oom(nh_error_list *errs) {
+    nh_error_list_addf(errs, NH_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
 }
 
 static bool is_null(const nh_conf_node *n) {
     return n && n->kind == NH_CONF_SCALAR && !n->quoted && n->value[0] == '\0';
 }
 
-/* A required non-empty string member of the tls map, as an absolute path. */
-static int tls_file(const nh_host_config *c, const nh_conf_node *tls, const char *key, char **out,
-                    const nh_conf_node **where, nh_error *err) {
-    const nh_conf_node *n = nh_conf_get(tls, key);
-    if (!n) return nh_conf_error(tls, err, "missing required key '%s'", key);
-    if (is_null(n)) return nh_conf_error(n, err, "has no value");
-    const char *s;
-    if (nh_conf_string(tls, key, NULL, &s, err) != 0) return -1;
-    if (!*s) return nh_conf_error(n, err, "must not be empty");
-    *out = nh_host_join_path(c->dir, s);
-    *where = n;
-    return *out ? 0 : oom(err);
+/* The readers below record every error in errs and go on; they return 0, or -1 only when memory
+ * ran out. */
+
+/* Checks the keys of map (a map) one by one, as host_config.c does, so that every unknown key is
+ * recorded. Returns the number of unknown keys. */
+static int check_keys(const nh_conf_node *map, const char *const *allowed, nh_error_list *errs) {
+    int unknown = 0;
+    nh_error e;
+    for (size_t i = 0; i < map->count; i++) {
+        nh_conf_node one = *map;
+        one.items = &map->items[i];
+        one.count = 1;
+        if (nh_conf_check_keys(&one, allowed, &e) != 0) {
+            nh_error_list_add(errs, &e);
+            unknown++;
+        }
+    }
+    return unknown;
 }
 
-int nh_host_read_tls(nh_host_config *c, const nh_conf_node *root, nh_error *err) {
+/* A required non-empty string member of the tls map, as an absolute path. A missing member is
+ * not reported when quiet (the map has unknown keys: one of them is likely it, misspelt). */
+static int tls_file(const nh_host_config *c, const nh_conf_node *tls, const char *key, bool quiet,
+                    char **out, const nh_conf_node **where, nh_error_list *errs) {
+    nh_error e;
+    const nh_conf_node *n = nh_conf_get(tls, key);
+    const char *s;
+    if (!n) {
+        if (!quiet) nh_error_list_add_at(errs, tls, "missing required key '%s'", key);
+    } else if (is_null(n)) {
+        nh_error_list_add_at(errs, n, "has no value");
+    } else if (nh_conf_string(tls, key, NULL, &s, &e) != 0) {
+        nh_error_list_add(errs, &e);
+    } else if (!*s) {
+        nh_error_list_add_at(errs, n, "must not be empty");
+    } else {
+        *out = nh_host_join_path(c->dir, s);
+        *where = n;
+        if (!*out) return oom(errs);
+    }
+    return 0;
+}
+
+int nh_host_read_tls(nh_host_config *c, const nh_conf_node *root, nh_error_list *errs) {
+    nh_error e;
     const nh_conf_node *tls = nh_conf_get(root, "tls");
     if (!tls || is_null(tls)) return 0;
-    if (tls->kind != NH_CONF_MAP) return nh_conf_error(tls, err, "must be a map");
-    if (nh_conf_check_keys(tls, tls_keys, err) != 0) return -1;
+    if (tls->kind != NH_CONF_MAP) {
+        nh_error_list_add_at(errs, tls, "must be a map");
+        return 0;
+    }
+    bool unknown = check_keys(tls, tls_keys, errs) > 0;
     c->tls.on = true;
-    if (tls_file(c, tls, "cert", &c->tls.cert, &c->tls.cert_node, err) != 0) return -1;
-    if (tls_file(c, tls, "key", &c->tls.key, &c->tls.key_node, err) != 0) return -1;
-    if (tls_file(c, tls, "ca", &c->tls.ca, &c->tls.ca_node, err) != 0) return -1;
+    if (tls_file(c, tls, "cert", unknown, &c->tls.cert, &c->tls.cert_node, errs) != 0 ||
+        tls_file(c, tls, "key", unknown, &c->tls.key, &c->tls.key_node, errs) != 0 ||
+        tls_file(c, tls, "ca", unknown, &c->tls.ca, &c->tls.ca_node, errs) != 0)
+        return -1;
     const char *word;
-    if (nh_conf_string(tls, "clients", NULL, &word, err) != 0) return -1;
     c->tls.clients = NH_TLS_CLIENTS_REQUIRE;
-    if (word) {
+    if (nh_conf_string(tls, "clients", NULL, &word, &e) != 0) {
+        nh_error_list_add(errs, &e);
+    } else if (word) {
         int i = 0;
         while (clients_words[i] && strcmp(clients_words[i], word) != 0)
             i++;
-        if (!clients_words[i])
-            return nh_conf_error(nh_conf_get(tls, "clients"), err,
+        if (clients_words[i])
+            c->tls.clients = (nh_tls_clients)i;
+        else
+            nh_error_list_add_at(errs, nh_conf_get(tls, "clients"),
                                  "must be one of require, optional, none, got \"%.60s\"", word);
-        c->tls.clients = (nh_tls_clients)i;
     }
     return 0;
 }
 
 int nh_host_read_allow(const nh_conf_node *map, const char *key, nh_host_allow *out,
-                       nh_error *err) {
+                       nh_error_list *errs) {
     memset(out, 0, sizeof *out);
     const nh_conf_node *list = nh_conf_get(map, key);
     if (!list || is_null(list)) return 0;
-    if (list->kind != NH_CONF_LIST)
-        return nh_conf_error(list, err, "must be a list of identities (strings)");
+    if (list->kind != NH_CONF_LIST) {
+        nh_error_list_add_at(errs, list, "must be a list of identities (strings)");
+        return 0;
+    }
     out->set = true;
     out->names = calloc(list->count ? list->count : 1, sizeof *out->names);
-    if (!out->names) return oom(err);
+    if (!out->names) return oom(errs);
     for (size_t i = 0; i < list->count; i++) {
         const nh_conf_node *it = &list->items[i];
-        if (it->kind != NH_CONF_SCALAR || is_null(it) || !it->value[0])
-            return nh_conf_error(it, err, "must be an identity (a non-empty string)");
+        if (it->kind != NH_CONF_SCALAR || is_null(it) || !it->value[0]) {
+            nh_error_list_add_at(errs, it, "must be an identity (a non-empty string)");
+            continue;
+        }
         out->names[out->count] = strdup(it->value);
-        if (!out->names[out->count]) return oom(err);
+        if (!out->names[out->count]) return oom(errs);
         out->count++;
     }
     return 0;
 }
 
-static void allow_free(nh_host_allow *a) {
+void nh_host_allow_free(nh_host_allow *a) {
     for (size_t i = 0; i < a->count; i++)
         free(a->names[i]);
     free(a->names);
@@ -119,29 +161,39 @@ static bool parse_cidr(const char *s, nh_host_cidr *out) {
     return true;
 }
 
-int nh_host_read_admin(nh_host_config *c, const nh_conf_node *root, nh_error *err) {
+int nh_host_read_admin(nh_host_config *c, const nh_conf_node *root, nh_error_list *errs) {
     const nh_conf_node *admin = nh_conf_get(root, "admin");
     if (!admin || is_null(admin)) return 0;
-    if (admin->kind != NH_CONF_MAP) return nh_conf_error(admin, err, "must be a map");
-    if (nh_conf_check_keys(admin, admin_keys, err) != 0) return -1;
-    if (nh_host_read_allow(admin, "allow", &c->admin_allow, err) != 0) return -1;
+    if (admin->kind != NH_CONF_MAP) {
+        nh_error_list_add_at(errs, admin, "must be a map");
+        return 0;
+    }
+    check_keys(admin, admin_keys, errs);
+    if (nh_host_read_allow(admin, "allow", &c->admin_allow, errs) != 0) return -1;
     const nh_conf_node *nets = nh_conf_get(admin, "allow_plaintext_from");
     if (!nets || is_null(nets)) return 0;
-    if (nets->kind != NH_CONF_LIST)
-        return nh_conf_error(nets, err, "must be a list of addresses or prefixes (\"10.0.0.0/8\")");
-    if (c->tls.on)
-        return nh_conf_error(nets, err,
+    if (nets->kind != NH_CONF_LIST) {
+        nh_error_list_add_at(errs, nets,
+                             "must be a list of addresses or prefixes (\"10.0.0.0/8\")");
+        return 0;
+    }
+    if (c->tls.on) {
+        nh_error_list_add_at(errs, nets,
                              "applies only without tls (with tls, list the callers' certificate "
                              "identities in admin.allow)");
+        return 0;
+    }
     c->admin_nets = calloc(nets->count ? nets->count : 1, sizeof *c->admin_nets);
-    if (!c->admin_nets) return oom(err);
+    if (!c->admin_nets) return oom(errs);
     for (size_t i = 0; i < nets->count; i++) {
         const nh_conf_node *it = &nets->items[i];
-        if (it->kind != NH_CONF_SCALAR || !parse_cidr(it->value, &c->admin_nets[i]))
-            return nh_conf_error(it, err,
+        if (it->kind != NH_CONF_SCALAR ||
+            !parse_cidr(it->value, &c->admin_nets[c->admin_net_count]))
+            nh_error_list_add_at(errs, it,
                                  "must be an IP address or prefix such as \"10.0.0.0/8\" or "
                                  "\"fd00::/8\"");
-        c->admin_net_count++;
+        else
+            c->admin_net_count++;
     }
     return 0;
 }
@@ -150,10 +202,10 @@ void nh_host_security_free(nh_host_config *c) {
     free(c->tls.cert);
     free(c->tls.key);
     free(c->tls.ca);
-    allow_free(&c->admin_allow);
+    nh_host_allow_free(&c->admin_allow);
     free(c->admin_nets);
     for (size_t i = 0; i < c->plugin_count; i++)
-        allow_free(&c->plugins[i].allow);
+        nh_host_allow_free(&c->plugins[i].allow);
     for (size_t i = 0; i < c->peer_count; i++)
         free(c->peers[i].identity);
 }

@@ -29,6 +29,8 @@
 #ifndef NH_HOST_SECURITY_CONFIG_H
 #define NH_HOST_SECURITY_CONFIG_H
 
+#include "config/error_list.h"
+
 #include <nodehost/conf.h>
 #include <nodehost/server.h>
 #include <nodehost/tls.h>
@@ -61,14 +63,22 @@ typedef struct nh_host_cidr {
     unsigned prefix;
 } nh_host_cidr;
 
+/* The readers record every error they find in errs and go on where that is safe (see
+ * host_config.h); they return 0, or -1 only when memory ran out (recorded too). */
+
 /** Reads `tls` (keys, required files, clients) into c->tls. */
-int nh_host_read_tls(struct nh_host_config *c, const nh_conf_node *root, nh_error *err);
+int nh_host_read_tls(struct nh_host_config *c, const nh_conf_node *root, nh_error_list *errs);
 
 /** Reads `admin` into c->admin_allow and c->admin_nets (after `tls`). */
-int nh_host_read_admin(struct nh_host_config *c, const nh_conf_node *root, nh_error *err);
+int nh_host_read_admin(struct nh_host_config *c, const nh_conf_node *root, nh_error_list *errs);
 
-/** Reads a list of identities at map[key] (absent: out->set false). */
-int nh_host_read_allow(const nh_conf_node *map, const char *key, nh_host_allow *out, nh_error *err);
+/** Reads a list of identities at map[key] (absent: out->set false) into out, which gets the
+ * good entries also when others are wrong; free with nh_host_allow_free(). */
+int nh_host_read_allow(const nh_conf_node *map, const char *key, nh_host_allow *out,
+                       nh_error_list *errs);
+
+/** Frees the names of a list of identities and zeroes it. */
+void nh_host_allow_free(nh_host_allow *a);
 
 /** Frees what the readers above allocated in c. */
 void nh_host_security_free(struct nh_host_config *c);

@@ -448,7 +448,8 @@ void nh_plugin_unload(nh_loaded_plugin *p) {
 
 /* ---- across plugins ---------------------------------------------------------------------- */
 
-int nh_plugin_check_conflicts(const nh_loaded_plugin *const *plugins, size_t n, nh_error *err) {
+long nh_plugin_each_conflict(const nh_loaded_plugin *const *plugins, size_t n,
+                             nh_plugin_conflict_fn fn, void *arg, nh_error *err) {
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         if (plugins[i] != NULL && plugins[i]->desc != NULL) total += plugins[i]->desc->method_count;
@@ -463,18 +464,42 @@ int nh_plugin_check_conflicts(const nh_loaded_plugin *const *plugins, size_t n, 
         for (size_t j = 0; j < plugins[i]->desc->method_count; j++)
             refs[k++] = (method_ref){plugins[i]->desc->methods[j].name, i, j};
     }
+    /* Sorted by name, then plugin: each run of one name starts with its first plugin. */
     qsort(refs, total, sizeof *refs, method_ref_cmp);
-    int rc = 0;
+    long found = 0;
+    size_t first = 0;
     for (size_t i = 1; i < total; i++) {
-        if (strcmp(refs[i - 1].name, refs[i].name) != 0) continue;
-        const nh_loaded_plugin *a = plugins[refs[i - 1].plugin], *b = plugins[refs[i].plugin];
-        rc = nh_error_set(err, NH_ALREADY_EXISTS, NH_ERR_LOCAL, 0,
-                          "method '%s' is declared by plugin '%s' (%s) and by plugin '%s' (%s)",
-                          refs[i].name, a->name, a->source_path, b->name, b->source_path);
-        break;
+        if (strcmp(refs[first].name, refs[i].name) != 0) {
+            first = i;
+            continue;
+        }
+        if (refs[i].plugin == refs[first].plugin) continue; /* refused by the descriptor check */
+        found++;
+        if (fn(arg, refs[i].name, refs[first].plugin, refs[i].plugin) != 0) break;
     }
     free(refs);
-    return rc;
+    return found;
+}
+
+/* nh_plugin_check_conflicts(): the first clash makes the message. */
+typedef struct first_clash {
+    const nh_loaded_plugin *const *plugins;
+    nh_error *err;
+} first_clash;
+
+static int on_first_clash(void *arg, const char *method, size_t first, size_t second) {
+    first_clash *c = arg;
+    const nh_loaded_plugin *a = c->plugins[first], *b = c->plugins[second];
+    nh_error_set(c->err, NH_ALREADY_EXISTS, NH_ERR_LOCAL, 0,
+                 "method '%s' is declared by plugin '%s' (%s) and by plugin '%s' (%s)", method,
+                 a->name, a->source_path, b->name, b->source_path);
+    return 1;
+}
+
+int nh_plugin_check_conflicts(const nh_loaded_plugin *const *plugins, size_t n, nh_error *err) {
+    first_clash c = {plugins, err};
+    long found = nh_plugin_each_conflict(plugins, n, on_first_clash, &c, err);
+    return found == 0 ? 0 : -1;
 }
 
 /* ---- the state directory ----------------------------------------------------------------- */

@@ -73,6 +73,20 @@ int nh_plugin_check_descriptor(const char *name, const char *path, const nh_plug
  */
 void nh_plugin_unload(nh_loaded_plugin *p);
 
+/** Called by nh_plugin_each_conflict() for a method declared by two plugins: first and second
+ * are indexes into its array, first < second, first the plugin declaring it first there. Returns
+ * 0 to go on, anything else to stop. */
+typedef int (*nh_plugin_conflict_fn)(void *arg, const char *method, size_t first, size_t second);
+
+/**
+ * Finds every method declared by more than one of plugins (entries may be NULL): calls fn once
+ * per later plugin declaring a method an earlier one declares (first: the earliest), in the
+ * order of the methods' names. Returns the number of calls made (0: no conflict), or -1 with
+ * err (NH_RESOURCE_EXHAUSTED) when out of memory.
+ */
+long nh_plugin_each_conflict(const nh_loaded_plugin *const *plugins, size_t n,
+                             nh_plugin_conflict_fn fn, void *arg, nh_error *err);
+
 /**
  * Checks that no method is declared by two plugins. Takes pointers so that a reload can check a
  * new generation against the others (pass the new one instead of the old). Returns 0, or -1 with

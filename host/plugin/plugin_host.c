@@ -18,6 +18,7 @@
 #include <nodehost/log.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -312,14 +313,65 @@ static void routes_point(nh_plugin_host *ph) {
     }
 }
 
-/* The loaded objects of a set of generations, for the method-conflict check. */
-static int check_conflicts(nh_generation *const *gens, size_t n, nh_error *err) {
-    const nh_loaded_plugin **all = calloc(n ? n : 1, sizeof *all);
-    if (!all) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+/* ---- method conflicts --------------------------------------------------------------------- */
+
+/* A method declared by two plugins, at the second one's entry: the text names the first one
+ * and its entry's line. */
+#define CLASH_FORMAT                                                                               \
+    "method '%s' is declared by plugin '%s' (%s) and by plugin '%s' (%s); plugin '%s' is "         \
+    "plugins[%zu], line %" PRIu32
+
+/* The plugins of one method-conflict check, in the order of the configuration checked, with
+ * their entries there (for positions: at a reload the new file's, not the ones an unchanged
+ * generation was loaded with). Every conflict goes to errs when it is set; else the one whose
+ * second plugin comes first in the file goes to err. */
+typedef struct clashes {
+    const nh_loaded_plugin *const *lps;
+    const nh_host_plugin *const *confs;
+    nh_error_list *errs;
+    nh_error *err;
+    size_t err_second; /* the second plugin of the conflict in err, SIZE_MAX: none yet */
+} clashes;
+
+static int on_clash(void *arg, const char *method, size_t first, size_t second) {
+    clashes *c = arg;
+    const nh_loaded_plugin *a = c->lps[first], *b = c->lps[second];
+    const nh_conf_node *a_at = c->confs[first]->where, *b_at = c->confs[second]->where;
+    if (c->errs) {
+        nh_error_list_add_at(c->errs, b_at, CLASH_FORMAT, method, a->name, a->source_path, b->name,
+                             b->source_path, a->name, a_at->index, a_at->line);
+    } else if (second < c->err_second) {
+        c->err_second = second;
+        nh_conf_error(b_at, c->err, CLASH_FORMAT, method, a->name, a->source_path, b->name,
+                      b->source_path, a->name, a_at->index, a_at->line);
+        c->err->code = NH_ALREADY_EXISTS;
+    }
+    return 0;
+}
+
+/* Checks n loaded plugins and their entries for methods declared twice (see clashes). Returns 0
+ * when there is none, else -1. */
+static int find_clashes(const nh_loaded_plugin *const *lps, const nh_host_plugin *const *confs,
+                        size_t n, nh_error_list *errs, nh_error *err) {
+    clashes c = {.lps = lps, .confs = confs, .errs = errs, .err = err, .err_second = SIZE_MAX};
+    nh_error e;
+    long found = nh_plugin_each_conflict(lps, n, on_clash, &c, &e);
+    if (found < 0) {
+        if (errs) nh_error_list_add(errs, &e);
+        if (err) *err = e;
+    }
+    return found == 0 ? 0 : -1;
+}
+
+/* The method-conflict check of generations serving the plugins confs[0..n) (start, reload). */
+static int check_conflicts(nh_generation *const *gens, const nh_host_plugin *const *confs, size_t n,
+                           nh_error *err) {
+    const nh_loaded_plugin **lps = calloc(n ? n : 1, sizeof *lps);
+    if (!lps) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     for (size_t i = 0; i < n; i++)
-        all[i] = &gens[i]->lp;
-    int rc = nh_plugin_check_conflicts(all, n, err);
-    free(all);
+        lps[i] = &gens[i]->lp;
+    int rc = find_clashes(lps, confs, n, NULL, err);
+    free(lps);
     return rc;
 }
 
@@ -384,11 +436,17 @@ int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plu
         s->current->tag = s;
     }
     nh_generation **gens = calloc(ph->slot_count ? ph->slot_count : 1, sizeof *gens);
-    int rc = gens ? 0 : nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
-    for (size_t i = 0; gens && i < ph->slot_count; i++)
+    const nh_host_plugin **confs = calloc(ph->slot_count ? ph->slot_count : 1, sizeof *confs);
+    int rc = gens && confs
+                 ? 0
+                 : nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; rc == 0 && i < ph->slot_count; i++) {
         gens[i] = ph->slots[i]->current;
-    if (rc == 0) rc = check_conflicts(gens, ph->slot_count, err);
+        confs[i] = &cfg->plugins[i];
+    }
+    if (rc == 0) rc = check_conflicts(gens, confs, ph->slot_count, err);
     free(gens);
+    free(confs);
     if (rc != 0) {
         host_free_all(ph);
         return -1;
@@ -397,11 +455,38 @@ int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plu
     return 0;
 }
 
-int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error *err) {
-    nh_plugin_host *ph = NULL;
-    if (nh_plugin_host_load(cfg, state_dir, &ph, err) != 0) return -1;
-    nh_plugin_host_free(ph); /* nothing was started: unload only */
-    return 0;
+int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error_list *errs) {
+    size_t before = nh_error_list_total(errs), n = cfg->plugin_count, loaded = 0;
+    /* The caller keeps cfg: the hold never frees it. */
+    nh_conf_hold *hold = nh_conf_hold_new((nh_host_config *)cfg, false);
+    nh_generation **gens = calloc(n ? n : 1, sizeof *gens);
+    const nh_loaded_plugin **lps = calloc(n ? n : 1, sizeof *lps);
+    const nh_host_plugin **confs = calloc(n ? n : 1, sizeof *confs);
+    if (!hold || !gens || !lps || !confs) {
+        nh_error_list_addf(errs, NH_RESOURCE_EXHAUSTED, "out of memory");
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const nh_host_plugin *p = &cfg->plugins[i];
+        nh_error e;
+        nh_generation *g = nh_gen_load(p, hold, state_dir, 1, &e);
+        if (!g) {
+            /* One plugin failing says nothing about the next. */
+            nh_error_list_add_at(errs, p->where, "%s", e.message);
+            continue;
+        }
+        gens[loaded] = g;
+        lps[loaded] = &g->lp;
+        confs[loaded++] = p;
+    }
+    find_clashes(lps, confs, loaded, errs, NULL);
+    for (size_t i = 0; i < loaded; i++)
+        nh_gen_free(gens[i]); /* nothing was started: unload only */
+    free(gens);
+    free(lps);
+    free(confs);
+    nh_conf_hold_unref(hold);
+    return nh_error_list_total(errs) == before ? 0 : -1;
 }
 
 static void log_serving(const slot *s, const char *how) {
@@ -687,7 +772,20 @@ int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_res
         rc = 0;
         goto out;
     }
-    if (check_conflicts(gens, n, err) != 0) goto out;
+    {
+        /* Positions from the new file, also for the plugins that did not change. */
+        const nh_host_plugin **confs = calloc(n ? n : 1, sizeof *confs);
+        int clash = -1;
+        if (!confs) {
+            nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+        } else {
+            for (size_t i = 0; i < n; i++)
+                confs[i] = st[i].conf;
+            clash = check_conflicts(gens, confs, n, err);
+        }
+        free(confs);
+        if (clash != 0) goto out;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!st[i].gen) continue;
         if (nh_gen_init(st[i].gen, ph->rt, ph->srv, ph->node_id, err) != 0) {

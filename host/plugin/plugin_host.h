@@ -28,7 +28,8 @@ typedef struct nh_plugin_status {
 
 /** Loads every plugin of cfg (unique copies in state_dir), checks descriptors, their configs
  * (check_config hooks), method conflicts and reserved names; runs no init. On failure nothing
- * stays loaded and err says which plugin and why. */
+ * stays loaded and err says which plugin and why, at its entry in the file (for a method two
+ * plugins declare: at the later one's entry, naming the earlier one and its line). */
 int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plugin_host **out,
                         nh_error *err);
 
@@ -38,10 +39,12 @@ int nh_plugin_host_load(const nh_host_config *cfg, const char *state_dir, nh_plu
 int nh_plugin_host_start(nh_plugin_host *ph, nh_runtime *rt, nh_server *srv, uint32_t node_id,
                          nh_error *err);
 
-/** --check-config: loads each plugin of cfg, checks its descriptor, its config
- * (check_config hook) and method conflicts, without running init; unloads. Returns 0, or -1
- * with the first error. */
-int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error *err);
+/** --check-config: loads each plugin of cfg, checks its descriptor, its config (check_config
+ * hook) and reserved names, then the method conflicts between those that passed, without
+ * running init; unloads. Records every error in errs, each at its plugin's entry in the file
+ * (`FILE:LINE:COL: plugins[i]: ...`; a conflict at the later plugin's, naming the earlier one and
+ * its line), and goes on with the next plugin. Returns 0 when none was found, else -1. */
+int nh_plugin_host_check(const nh_host_config *cfg, const char *state_dir, nh_error_list *errs);
 
 /**
  * Reloads the plugins from cfg (a newly read configuration; taken, freed when no longer used).

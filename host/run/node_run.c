@@ -147,7 +147,8 @@ static int fixed_settings_equal(const nh_host_config *cur, const nh_host_config 
             return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
                                 "%s: peers: peer %u removed: peer membership %s", nw->file,
                                 cur->peers[i].id, restart);
-    if (cur->clients_accept != nw->clients_accept || cur->clients_max != nw->clients_max)
+    if (cur->clients_accept != nw->clients_accept || cur->clients_max != nw->clients_max ||
+        cur->clients_max_per_connection != nw->clients_max_per_connection)
         return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0, "%s: clients: %s",
                             nw->file, restart);
     if (cur->max_message_size != nw->max_message_size || cur->max_inbox != nw->max_inbox)
@@ -363,6 +364,7 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
         .keepalive_timeout_ms = cfg->keepalive_timeout_ms,
         .on_config_change = on_config_change,
         .tls = tls,
+        .max_clients_per_connection = cfg->clients_max_per_connection,
     };
     nh_server *srv = NULL;
     nh_reloader *reloader = NULL;

@@ -2,7 +2,8 @@
  * nodehost/conf.h, and the schema (host/config/host_config.c).
  *
  * The bad cases are files under tests/conf/bad/ (format: tests/conf/README.md); every one must
- * fail with exactly the message its first line announces. */
+ * fail with exactly the message its first line announces, and with that one alone when every
+ * error of a file is listed. Files with several errors: every one is listed, in file order. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,8 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/error_list.h"
 #include "config/host_config.h"
 #include "config/yaml_tree.h"
+#include "plugin/loader.h"
+#include "plugin/plugin_host.h"
 #include "nh_test_util.h"
 
 /* snprintf that must not truncate (and keeps -Wformat-truncation quiet). */
@@ -113,14 +117,27 @@ static int yaml_only(const struct dirent *e) {
     return n > 5 && strcmp(e->d_name + n - 5, ".yaml") == 0;
 }
 
-/* Replaces every ${DIR} in text by dir. */
+/* The test plugins (tests/plugins in the build tree), for `${NH_TEST_PLUGIN_DIR}`. */
+static const char *test_plugin_dir(void) {
+#ifdef NH_TEST_PLUGIN_DIR
+    return NH_TEST_PLUGIN_DIR;
+#else
+    return "/nonexistent/tests/plugins";
+#endif
+}
+
+/* Replaces every ${DIR} in text by dir and every ${NH_TEST_PLUGIN_DIR} by test_plugin_dir(). */
 static void substitute_dir(const char *text, const char *dir, char *out, size_t size) {
+    static const char plugins_var[] = "${NH_TEST_PLUGIN_DIR}";
     size_t pos = 0;
     out[0] = '\0';
     while (*text != '\0' && pos + 1 < size) {
         if (strncmp(text, "${DIR}", 6) == 0) {
             pos += (size_t)snprintf(out + pos, size - pos, "%s", dir);
             text += 6;
+        } else if (strncmp(text, plugins_var, sizeof plugins_var - 1) == 0) {
+            pos += (size_t)snprintf(out + pos, size - pos, "%s", test_plugin_dir());
+            text += sizeof plugins_var - 1;
         } else {
             out[pos++] = *text++;
             out[pos] = '\0';
@@ -135,7 +152,34 @@ static void strip_newline(char *s) {
         s[--n] = '\0';
 }
 
-/* Runs one bad case; returns true when it failed with the announced message. */
+/* The state directory the `stage: plugins` cases load their plugins from (made on first use). */
+static char bad_state_dir[64];
+
+static const char *state_dir(void) {
+    if (bad_state_dir[0] == '\0') {
+        fmt(bad_state_dir, sizeof bad_state_dir, "/tmp/nh-test-conf-XXXXXX");
+        assert_non_null(mkdtemp(bad_state_dir));
+        nh_error err;
+        assert_int_equal(nh_plugin_state_dir_prepare(bad_state_dir, &err), 0);
+    }
+    return bad_state_dir;
+}
+
+/* Whether errs holds exactly the one error `expected` (whole). */
+static bool only_error(const char *name, const char *how, const nh_error_list *errs,
+                       const char *expected) {
+    if (nh_error_list_total(errs) == 1 && errs->count == 1 &&
+        strcmp(errs->items[0].message, expected) == 0)
+        return true;
+    print_error("%s: %s: expected the one error\n  %s\ngot %zu:\n", name, how, expected,
+                nh_error_list_total(errs));
+    for (size_t i = 0; i < errs->count; i++)
+        print_error("  %s\n", errs->items[i].message);
+    return false;
+}
+
+/* Runs one bad case; returns true when it failed with the announced message, and with that one
+ * alone when every error is listed (nh_host_config_read(), nh_plugin_host_check()). */
 static bool run_bad_case(const char *dir, const char *name) {
     char path[PATH_MAX];
     fmt(path, sizeof path, "%s/%s", dir, name);
@@ -145,10 +189,11 @@ static bool run_bad_case(const char *dir, const char *name) {
         return false;
     }
     char line[1024], expect[1024] = "";
-    saved_env envs[8];
+    saved_env envs[9];
     size_t env_count = 0;
     uint32_t id = 0;
-    bool ok = true;
+    bool ok = true, stage_plugins = false;
+    env_change(&envs[env_count++], "NH_TEST_PLUGIN_DIR", test_plugin_dir());
     for (int i = 0; fgets(line, sizeof line, f) != NULL; i++) {
         strip_newline(line);
         if (i == 0) {
@@ -158,7 +203,7 @@ static bool run_bad_case(const char *dir, const char *name) {
                 break;
             }
             fmt(expect, sizeof expect, "%s", line + 10);
-        } else if (strncmp(line, "# env: ", 7) == 0 && env_count < 8) {
+        } else if (strncmp(line, "# env: ", 7) == 0 && env_count < 9) {
             char *eq = strchr(line + 7, '=');
             if (eq == NULL) {
                 print_error("%s: '# env: NAME=value' expected\n", name);
@@ -167,10 +212,12 @@ static bool run_bad_case(const char *dir, const char *name) {
             }
             *eq = '\0';
             env_change(&envs[env_count++], line + 7, eq + 1);
-        } else if (strncmp(line, "# unset: ", 9) == 0 && env_count < 8) {
+        } else if (strncmp(line, "# unset: ", 9) == 0 && env_count < 9) {
             env_change(&envs[env_count++], line + 9, NULL);
         } else if (strncmp(line, "# id: ", 6) == 0) {
             id = (uint32_t)strtoul(line + 6, NULL, 10);
+        } else if (strcmp(line, "# stage: plugins") == 0) {
+            stage_plugins = true;
         } else {
             break;
         }
@@ -178,17 +225,30 @@ static bool run_bad_case(const char *dir, const char *name) {
     fclose(f);
 
     if (ok) {
-        char message[1024], expected[2048];
+        char message[1024], expected[2048], whole[2048];
         substitute_dir(expect, dir, message, sizeof message);
-        fmt(expected, sizeof expected, "%s:%s", path, message);
+        fmt(whole, sizeof whole, "%s:%s", path, message);
         /* nh_error keeps NH_ERROR_MESSAGE_MAX - 1 characters: compare what fits. */
+        fmt(expected, sizeof expected, "%s", whole);
         expected[NH_ERROR_MESSAGE_MAX - 1] = '\0';
 
         nh_host_config *c = NULL;
         nh_error err;
         nh_error_clear(&err);
         int rc = nh_host_config_load(path, id, &c, &err);
-        if (rc != -1 || c != NULL) {
+        if (stage_plugins) {
+            /* The file is fine; its plugins are not. */
+            if (rc != 0) {
+                print_error("%s: does not load: %s\n", name, err.message);
+                ok = false;
+            } else {
+                nh_error_list errs;
+                nh_error_list_init(&errs, path);
+                rc = nh_plugin_host_check(c, state_dir(), &errs);
+                ok = rc == -1 && only_error(name, "nh_plugin_host_check", &errs, whole);
+                nh_error_list_free(&errs);
+            }
+        } else if (rc != -1 || c != NULL) {
             print_error("%s: loaded, expected\n  %s\n", name, expected);
             ok = false;
         } else if (strcmp(err.message, expected) != 0) {
@@ -197,6 +257,15 @@ static bool run_bad_case(const char *dir, const char *name) {
         } else if (err.code != NH_INVALID_ARGUMENT || err.kind != NH_ERR_LOCAL) {
             print_error("%s: code %d kind %d\n", name, (int)err.code, (int)err.kind);
             ok = false;
+        } else {
+            /* Every bad file has one mistake: listing every error finds that one alone. */
+            nh_error_list errs;
+            nh_error_list_init(&errs, path);
+            nh_host_config *partial = NULL;
+            ok = nh_host_config_read(path, id, &partial, &errs) == -1 &&
+                 only_error(name, "nh_host_config_read", &errs, whole);
+            nh_host_config_free(partial);
+            nh_error_list_free(&errs);
         }
         nh_host_config_free(c);
     }
@@ -218,8 +287,213 @@ static void test_bad_configs(void **state) {
         free(list[i]);
     }
     free(list);
+    if (bad_state_dir[0] != '\0') assert_int_equal(rmdir(bad_state_dir), 0);
     if (failed > 0) print_error("%d of %d bad cases did not fail as announced\n", failed, n);
     assert_int_equal(failed, 0);
+}
+
+/* ---- every error of a file ------------------------------------------------------------------ */
+
+/* Reads text as m.yaml (plugins relative to tests/conf/good) and checks that exactly the errors
+ * want (NULL-terminated, each without the "m.yaml:" prefix) are listed, in that order. Returns
+ * the partial configuration (the caller frees it). */
+static nh_host_config *expect_errors(const char *text, uint32_t id, const char *const *want) {
+    char dir[PATH_MAX];
+    conf_dir("good", dir, sizeof dir);
+    nh_error_list errs;
+    nh_error_list_init(&errs, "m.yaml");
+    nh_host_config *c = NULL;
+    int rc = nh_host_config_read_text("m.yaml", dir, text, strlen(text), id, &c, &errs);
+    size_t n = 0;
+    while (want[n] != NULL)
+        n++;
+    bool ok = (rc == -1) == (n > 0) && errs.count == n && nh_error_list_total(&errs) == n;
+    for (size_t i = 0; ok && i < n; i++) {
+        char full[1024];
+        fmt(full, sizeof full, "m.yaml:%s", want[i]);
+        ok = strcmp(errs.items[i].message, full) == 0;
+    }
+    if (!ok) {
+        print_error("rc %d, %zu error(s):\n", rc, nh_error_list_total(&errs));
+        for (size_t i = 0; i < errs.count; i++)
+            print_error("  got:  %s\n", errs.items[i].message);
+        for (size_t i = 0; i < n; i++)
+            print_error("  want: m.yaml:%s\n", want[i]);
+        fail();
+    }
+    nh_error_list_free(&errs);
+    return c;
+}
+
+static void test_every_error_is_listed_in_file_order(void **state) {
+    (void)state;
+    static const char text[] = "version: 1\n"                                       /* 1 */
+                               "log: { level: loud }\n"                             /* 2 */
+                               "node: { id: 1, listen: 127.0.0.1:7001 }\n"          /* 3 */
+                               "peer: 2\n"                                          /* 4 */
+                               "peers:\n"                                           /* 5 */
+                               "  - { id: 1, address: 127.0.0.1:7001 }\n"           /* 6 */
+                               "  - { id: 2, address: 127.0.0.1 }\n"                /* 7 */
+                               "  - { id: x, address: 127.0.0.1:7003 }\n"           /* 8 */
+                               "  - { id: 1, address: 127.0.0.1:7004 }\n"           /* 9 */
+                               "clients: { max: 0, accept: maybe }\n"               /* 10 */
+                               "plugins:\n"                                         /* 11 */
+                               "  - { name: a, path: dummy.so, config: { } }\n"     /* 12 */
+                               "limits: { max_inbox: 0, max_message_size: 4MB }\n"  /* 13 */
+                               "tls: { cert: a.pem, ca: ca.pem, clients: never }\n" /* 14 */
+                               "metrics: { listen: nope }\n";                       /* 15 */
+    static const char *const want[] = {
+        "2:15: log.level: must be one of error, warn, info, debug, got \"loud\"",
+        "4:1: unknown key 'peer' (expected one of: version, node, peers, clients, plugins, "
+        "reload, limits, keepalive, log, tls, admin, metrics)",
+        "7:23: peers[1].address: bad address \"127.0.0.1\" (expected host:port)",
+        "8:11: peers[2].id: must be an integer, got \"x\"",
+        "9:11: peers[3].id: duplicate peer ID 1 (also peers[0], line 6)",
+        "10:17: clients.max: must be between 1 and 1000000, got 0",
+        "10:28: clients.accept: must be a boolean (true or false), got \"maybe\"",
+        "13:22: limits.max_inbox: must be between 1 and 1000000, got 0",
+        "13:43: limits.max_message_size: must be a size (an integer with an optional suffix k, M, "
+        "G, Ki, Mi or Gi), got \"4MB\"",
+        "14:6: tls: missing required key 'key'",
+        "14:42: tls.clients: must be one of require, optional, none, got \"never\"",
+        "15:20: metrics.listen: bad address \"nope\" (expected host:port)",
+        NULL,
+    };
+    nh_host_config *c = expect_errors(text, 0, want);
+    /* The partial configuration: what read cleanly is there, plugins can be checked. */
+    assert_non_null(c);
+    assert_int_equal(c->peer_count, 1);
+    assert_int_equal(c->peers[0].id, 1);
+    assert_int_equal(c->plugin_count, 1);
+    assert_true(c->plugins_clean);
+    assert_non_null(c->plugins[0].config);
+    nh_host_config_free(c);
+
+    /* The one-error forms report the first of them in the file. */
+    nh_error err;
+    assert_int_equal(nh_host_config_parse("m.yaml", "/", text, strlen(text), 0, &c, &err), -1);
+    assert_null(c);
+    assert_string_equal(err.message,
+                        "m.yaml:2:15: log.level: must be one of error, warn, info, debug, got "
+                        "\"loud\"");
+    assert_int_equal(err.code, NH_INVALID_ARGUMENT);
+}
+
+static void test_what_stops_or_hides_errors(void **state) {
+    (void)state;
+    /* Another version: nothing more is read (nor returned). */
+    static const char *const v2[] = {"1:10: version: must be 1, got 2", NULL};
+    assert_null(expect_errors("version: 2\nnode: { id: x }\nbogus: 1\n", 0, v2));
+    /* A missing version is reported, the rest read as version 1. */
+    static const char *const nov[] = {"1:1: missing required key 'version'",
+                                      "1:13: node.id: must be between 1 and 1048575, got 0", NULL};
+    nh_host_config_free(expect_errors("node: { id: 0, listen: h:1 }\n", 0, nov));
+    /* YAML errors: the first one only. */
+    static const char *const yaml[] = {"3:2: node: duplicate key 'id' (first at line 2)", NULL};
+    assert_null(expect_errors("node:\n id: 1\n id: 2\n", 0, yaml));
+    /* An unknown key hides `missing required key` in its map (it is likely the missing one),
+     * and an unknown top-level key the checks across sections (node.listen needed here). */
+    static const char *const typo[] = {
+        "2:19: peers[0]: unknown key 'adress' (expected one of: id, address, identity)",
+        "3:1: unknown key 'lisen' (expected one of: version, node, peers, clients, plugins, "
+        "reload, limits, keepalive, log, tls, admin, metrics)",
+        "5:7: plugins[0]: unknown key 'nmae' (expected one of: name, path, config, allow)", NULL};
+    nh_host_config *c = expect_errors("version: 1\npeers: [ { id: 1, adress: h:1 } ]\n"
+                                      "lisen: h:1\nplugins:\n  - { nmae: x, path: dummy.so }\n",
+                                      1, typo);
+    assert_false(c->plugins_clean);
+    nh_host_config_free(c);
+    /* Sections that are not maps are reported and skipped; the cross checks still run when
+     * node and peers are fine. */
+    static const char *const shapes[] = {"2:13: node.id: node 4 is not among the peers (IDs 1)",
+                                         "4:10: clients: must be a map, got \"yes\"",
+                                         "5:9: reload: must be a map, got a list", NULL};
+    nh_host_config_free(expect_errors("version: 1\nnode: { id: 4 }\npeers: [ { id: 1, "
+                                      "address: h:1 } ]\nclients: yes\nreload: [ ]\n",
+                                      0, shapes));
+    /* Clean after all: no error, a configuration. */
+    static const char *const none[] = {NULL};
+    c = expect_errors("version: 1\nnode: { id: 1, listen: h:1 }\n", 0, none);
+    assert_non_null(c);
+    nh_host_config_free(c);
+}
+
+/* What nh_error_list_print() writes for a list (shown errors at most). */
+static char *printed(const nh_error_list *l, size_t shown) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    nh_error_list_print(l, shown, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_error_list(void **state) {
+    (void)state;
+    nh_error_list l;
+    nh_error_list_init(&l, "f.yaml");
+    char *out = printed(&l, 20);
+    assert_string_equal(out, "");
+    free(out);
+    nh_error err;
+    assert_int_equal(nh_error_list_first(&l, &err), 0);
+
+    /* Out of order, one without a position, one for another file: sorted stably by position,
+     * those without one (for this file) last. */
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:10:2: c");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "no position");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:3:7: a");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "g.yaml:1:1: other file");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:10:2: d");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:3:12: b");
+    nh_error_list_sort(&l);
+    out = printed(&l, 20);
+    assert_string_equal(out, "f.yaml:3:7: a\nf.yaml:3:12: b\nf.yaml:10:2: c\nf.yaml:10:2: d\n"
+                             "no position\ng.yaml:1:1: other file\nf.yaml: 6 errors\n");
+    free(out);
+    assert_int_equal(nh_error_list_first(&l, &err), -1);
+    assert_string_equal(err.message, "f.yaml:3:7: a");
+    assert_int_equal(l.items[0].line, 3);
+    assert_int_equal(l.items[0].col, 7);
+    nh_error_list_free(&l);
+
+    /* More than shown: the first ones, then how many more. One alone: no summary. */
+    nh_error_list_init(&l, "f.yaml");
+    nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:1:1: only");
+    out = printed(&l, 20);
+    assert_string_equal(out, "f.yaml:1:1: only\n");
+    free(out);
+    for (int i = 2; i <= 25; i++)
+        nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "f.yaml:%d:1: e%d", i, i);
+    out = printed(&l, 3);
+    assert_string_equal(out, "f.yaml:1:1: only\nf.yaml:2:1: e2\nf.yaml:3:1: e3\n"
+                             "f.yaml: ... and 22 more errors (25 in all)\n");
+    free(out);
+    nh_error_list_free(&l);
+
+    /* Beyond NH_ERROR_LIST_KEEP errors are counted, not kept. */
+    nh_error_list_init(&l, NULL);
+    for (int i = 0; i < NH_ERROR_LIST_KEEP + 5; i++)
+        nh_error_list_addf(&l, NH_INVALID_ARGUMENT, "e%d", i);
+    assert_int_equal(l.count, NH_ERROR_LIST_KEEP);
+    assert_int_equal(nh_error_list_total(&l), NH_ERROR_LIST_KEEP + 5);
+    assert_false(nh_error_list_exhausted(&l));
+    nh_error_list_free(&l);
+
+    /* Positions by node, without nh_conf_error()'s length limit. */
+    nh_conf_doc *d = NULL;
+    assert_int_equal(nh_conf_doc_parse("t.yaml", "a:\n  b: 1\n", 10, &d, &err), 0);
+    nh_error_list_init(&l, "t.yaml");
+    char big[600];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    nh_error_list_add_at(&l, nh_conf_get(nh_conf_get(nh_conf_doc_root(d), "a"), "b"), "%s", big);
+    assert_int_equal(strlen(l.items[0].message), strlen("t.yaml:2:6: a.b: ") + sizeof big - 1);
+    assert_int_equal(strncmp(l.items[0].message, "t.yaml:2:6: a.b: xxx", 20), 0);
+    assert_int_equal(l.items[0].line, 2);
+    nh_error_list_free(&l);
+    nh_conf_doc_free(d);
 }
 
 /* ---- good configurations -------------------------------------------------------------------- */
@@ -756,6 +1030,9 @@ static void test_getters(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_every_error_is_listed_in_file_order),
+        cmocka_unit_test(test_what_stops_or_hides_errors),
+        cmocka_unit_test(test_error_list),
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_reload_keys),

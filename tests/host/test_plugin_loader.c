@@ -454,6 +454,21 @@ static void test_replaced_source(void **st) {
 
 /* ---- across plugins ---------------------------------------------------------------------- */
 
+/* The conflicts nh_plugin_each_conflict() reported, as "method first second". */
+typedef struct seen_clashes {
+    char list[8][96];
+    size_t count;
+    bool stop; /* stop after the first */
+} seen_clashes;
+
+static int note_clash(void *arg, const char *method, size_t first, size_t second) {
+    seen_clashes *s = arg;
+    if (s->count < 8)
+        strf(s->list[s->count], sizeof s->list[0], "%s %zu %zu", method, first, second);
+    s->count++;
+    return s->stop ? 1 : 0;
+}
+
 static void test_conflicts(void **st) {
     fixture *f = *st;
     char echo_so[512], other_so[512], init_so[512], want[NH_ERROR_MESSAGE_MAX];
@@ -480,6 +495,25 @@ static void test_conflicts(void **st) {
          echo_so, other_so);
     assert_string_equal(err.message, want);
     assert_int_equal(err.code, NH_ALREADY_EXISTS);
+
+    /* Every conflict, each with the first plugin declaring the method: a second copy of other
+     * clashes with echo (Echo.Echo) and with other (Other.Ping, Echo.Echo after echo). */
+    nh_loaded_plugin b2;
+    assert_int_equal(nh_plugin_load("other2", other_so, f->state, &b2, &err), 0);
+    const nh_loaded_plugin *all[] = {&a, &b, &c, &b2};
+    seen_clashes seen = {0};
+    assert_int_equal(nh_plugin_each_conflict(all, 4, note_clash, &seen, &err), 3);
+    assert_int_equal(seen.count, 3);
+    /* In the order of the methods' names. */
+    assert_string_equal(seen.list[0], "plugtest.Echo.Echo 0 1");
+    assert_string_equal(seen.list[1], "plugtest.Echo.Echo 0 3");
+    assert_string_equal(seen.list[2], "plugtest.Other.Ping 1 3");
+    /* Stopping at the first. */
+    seen.count = 0;
+    seen.stop = true;
+    assert_int_equal(nh_plugin_each_conflict(all, 4, note_clash, &seen, &err), 1);
+    assert_int_equal(nh_plugin_each_conflict(ok, 2, note_clash, &seen, &err), 0);
+    nh_plugin_unload(&b2);
 
     nh_plugin_unload(&a);
     nh_plugin_unload(&b);

@@ -943,6 +943,12 @@ static void test_method_conflict_from_reload_is_rejected(void **st) {
     nh_reload_result res;
     assert_int_equal(reload(f, &res), -1);
     assert_int_equal(res.err.code, NH_ALREADY_EXISTS);
+    /* At the new plugin's entry in the file, naming the other one's line. */
+    char at[400];
+    strf(at, sizeof at, "%s:6:5: plugins[1]: method 'plugtest.Echo.Echo'", f->yaml);
+    if (strncmp(res.err.message, at, strlen(at)) != 0)
+        fail_msg("\"%s\" does not start with \"%s\"", res.err.message, at);
+    assert_non_null(strstr(res.err.message, "; plugin 'echo' is plugins[0], line 4"));
     expect_still_v1(f);
     assert_int_equal(call(f, "plugtest.Other.Ping", "p", 0).code, NH_UNIMPLEMENTED);
     assert_false(get_status(f, "other").found);

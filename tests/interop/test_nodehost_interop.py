@@ -14,8 +14,9 @@ Themes (one class each):
   ClusterFailoverTest  SIGKILL node 3, majority still works, restart node 3, Config heals.
   GracefulStopTest     SIGTERM/SIGINT: exit 0, a slow call in flight finishes, later calls get
                        UNAVAILABLE "node is shutting down"; grace expiry; a second signal.
-  CommandLineTest      --check-config on conf/*.yaml and tests/conf/bad/*.yaml, --help,
-                       --version, usage errors, `status` errors.
+  CommandLineTest      --check-config on conf/*.yaml and tests/conf/bad/*.yaml, every error
+                       of a file listed in file order (and at most 20), --help, --version,
+                       usage errors, `status` errors.
   PluginErrorTest      bad test plugins through the program (check and start), bad_init,
                        method conflicts, a handler error reaching the client.
   LogTest              --log-format json (one JSON object per line), log.format in the file,
@@ -107,7 +108,8 @@ def setUpModule():
                     "-I" + os.path.join(src, "plugins", "benchmark"),
                     "-I" + os.path.join(src, "plugins", "hello"),
                     "-I" + os.path.join(src, "tests", "plugins"),
-                    "-I/usr/include",
+                    "-I" + os.path.join(src, "sdk", "proto", "gorums"),
+                    "-I/usr/include", "gorums.proto",
                     "storage.proto", "benchmark.proto", "hello.proto", "plugtest.proto"],
                    check=True, timeout=60)
     sys.path.insert(0, _pb_dir)
@@ -918,12 +920,13 @@ class GracefulStopTest(Case):
 
 def parse_bad_header(path):
     """The `# key: value` lines at the top of a tests/conf/bad file (tests/conf/README.md):
-    expect (LINE:COL: message, ${DIR} = the file's absolute directory), env (NAME=value),
-    unset (NAME), id (N); env and unset may repeat."""
-    spec = {"expect": None, "env": {}, "unset": [], "id": None}
+    expect (LINE:COL: message, ${DIR} = the file's absolute directory, ${NH_TEST_PLUGIN_DIR} =
+    the test plugins' directory), env (NAME=value), unset (NAME), id (N), stage (plugins: the
+    error comes from loading the plugins); env and unset may repeat."""
+    spec = {"expect": None, "env": {}, "unset": [], "id": None, "stage": None}
     with open(path) as f:
         for line in f:
-            m = re.match(r"#\s*(expect|env|unset|id):\s?(.*?)\s*$", line)
+            m = re.match(r"#\s*(expect|env|unset|id|stage):\s?(.*?)\s*$", line)
             if not m:
                 if line.startswith("#"):
                     continue
@@ -936,9 +939,16 @@ def parse_bad_header(path):
                 spec["env"][k] = v
             elif key == "unset":
                 spec["unset"].append(val)
+            elif key == "stage":
+                spec["stage"] = val
             else:
                 spec["id"] = val
     return spec
+
+
+# The longest message a normal start can print for a plugin error (it goes through nh_error,
+# NH_ERROR_MESSAGE_MAX - 1 characters); --check-config prints them whole.
+NH_ERROR_MESSAGE_MAX = 320
 
 
 class CommandLineTest(Case):
@@ -975,26 +985,99 @@ class CommandLineTest(Case):
                                               "*.yaml")))
         self.assertGreater(len(files), 0)
         state = new_tmp("bad-state-")
+        plugins = os.path.dirname(tplugin("good_echo"))
         for path in files:
             path = os.path.realpath(path)
             spec = parse_bad_header(path)
             with self.subTest(file=os.path.basename(path)):
                 self.assertIsNotNone(spec["expect"], "no '# expect:' line in the header")
-                expected = "%s:%s" % (path, spec["expect"].replace("${DIR}",
-                                                                   os.path.dirname(path)))
-                env = base_env(NH_STATE_DIR=state, **spec["env"])
+                expected = "%s:%s" % (path, spec["expect"].replace(
+                    "${DIR}", os.path.dirname(path)).replace("${NH_TEST_PLUGIN_DIR}", plugins))
+                env = base_env(NH_STATE_DIR=state, NH_TEST_PLUGIN_DIR=plugins, **spec["env"])
                 for k in spec["unset"]:
                     env.pop(k, None)
                 args = ["--config", path]
                 if spec["id"]:
                     args += ["--id", spec["id"]]
-                # --check-config, then a normal start: both stop at the same error.
+                # --check-config, then a normal start: both stop at the same error, the only
+                # one of the file. A start reports a plugin error in its log.
                 for extra in (["--check-config"], []):
                     r = run_nodehost(args + extra, env=env)
                     self.assertEqual(r.returncode, 1, "%s: %s / %s"
                                      % (extra, r.stdout, r.stderr))
+                    if spec["stage"] == "plugins" and not extra:
+                        self.assertIn(expected[:NH_ERROR_MESSAGE_MAX - 1], r.stderr)
+                        continue
                     self.assertEqual(r.stderr.strip(), expected, extra)
                     self.assertEqual(r.stdout, "", extra)
+        self.assertEqual(os.listdir(state), [], "plugin copies left")
+
+    def test_check_config_lists_every_error_in_file_order(self):
+        d = new_tmp("multi-")
+        text = """\
+version: 1
+node: {{ id: 1, listen: "127.0.0.1:7001" }}
+colour: blue
+peers:
+  - {{ id: 1, address: "127.0.0.1:7001" }}
+  - {{ id: 2, address: "127.0.0.1" }}
+plugins:
+  - name: storage
+    path: {storage}
+    config: {{ max_keys: 0 }}
+  - name: echo
+    path: {echo}
+  - name: other
+    path: {other}
+  - name: admin
+    path: {reserved}
+log: {{ level: loud }}
+keepalive: {{ time_ms: 5 }}
+""".format(storage=os.path.join(plugin_dir(), "storage.so"), echo=tplugin("good_echo"),
+           other=tplugin("good_other"), reserved=tplugin("bad_reserved"))
+        path = write_yaml(d, "multi.yaml", text)
+        state = new_tmp("multi-state-")
+        want = [
+            "3:1: unknown key 'colour' (expected one of: version, node, peers, clients, "
+            "plugins, reload, limits, keepalive, log, tls, admin, metrics)",
+            '6:23: peers[1].address: bad address "127.0.0.1" (expected host:port)',
+            "8:5: plugins[0]: plugin 'storage': config: %s:10:25: plugins[0].config.max_keys: "
+            "must be between 1 and 1000000000, got 0" % path,
+            "13:5: plugins[2]: method 'plugtest.Echo.Echo' is declared by plugin 'echo' (%s) "
+            "and by plugin 'other' (%s); plugin 'echo' is plugins[1], line 11"
+            % (tplugin("good_echo"), tplugin("good_other")),
+            "15:5: plugins[3]: plugin 'admin': method 'nodehost.Admin.Status' is reserved for "
+            "the host (names starting with 'nodehost.')",
+            '17:15: log.level: must be one of error, warn, info, debug, got "loud"',
+            "18:23: keepalive.time_ms: must be between 100 and 3600000, got 5",
+        ]
+        r = run_nodehost(["--config", path, "--check-config"], env=base_env(NH_STATE_DIR=state))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(r.stderr.splitlines(),
+                         ["%s:%s" % (path, w) for w in want] + ["%s: 7 errors" % path])
+        self.assertEqual(os.listdir(state), [], "--check-config left plugin copies")
+        # A normal start reports every error of the file itself (its plugins are not loaded
+        # when the file is wrong).
+        r = run_nodehost(["--config", path], env=base_env(NH_STATE_DIR=state))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        file_errors = [w for w in want if "plugins[" not in w]
+        self.assertEqual(r.stderr.splitlines(), ["%s:%s" % (path, w) for w in file_errors]
+                         + ["%s: %d errors" % (path, len(file_errors))])
+
+    def test_check_config_stops_listing_after_20_errors(self):
+        d = new_tmp("many-")
+        peers = "".join('  - { id: %d, address: "h%d" }\n' % (i, i) for i in range(1, 31))
+        path = write_yaml(d, "many.yaml", "version: 1\nnode: { id: 1 }\npeers:\n" + peers)
+        r = run_nodehost(["--config", path, "--check-config"],
+                         env=base_env(NH_STATE_DIR=new_tmp("many-state-")))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 21, r.stderr)
+        for i, line in enumerate(lines[:20], 1):
+            self.assertEqual(line, '%s:%d:%d: peers[%d].address: bad address "h%d" (expected '
+                             'host:port)' % (path, 3 + i, 22 + len(str(i)), i - 1, i))
+        self.assertEqual(lines[20], "%s: ... and 10 more errors (30 in all)" % path)
 
     def test_help_and_version(self):
         for flag in ("--help", "-h"):
@@ -1137,9 +1220,14 @@ class PluginErrorTest(Case):
     def test_two_plugins_declaring_one_method_fail_naming_both(self):
         path = self.config("conflict", [("good_echo", tplugin("good_echo")),
                                         ("good_other", tplugin("good_other"))])
+        # At the second plugin's entry, naming the first one's.
         self.assert_fails(path, (
-            "method 'plugtest.Echo.Echo' is declared by plugin 'good_echo' (%s) and by plugin "
-            "'good_other' (%s)" % (tplugin("good_echo"), tplugin("good_other")),))
+            "conflict.yaml:6:5: plugins[1]: method 'plugtest.Echo.Echo' is declared by plugin "
+            "'good_echo' (%s) and by plugin 'good_other' (%s)"
+            % (tplugin("good_echo"), tplugin("good_other")),))
+        r = run_nodehost(["--config", path, "--check-config"], env=self.env)
+        self.assertTrue(r.stderr.rstrip().endswith("; plugin 'good_echo' is plugins[0], line 4"),
+                        r.stderr)
 
     def test_handler_error_reaches_the_client_and_the_node_keeps_serving(self):
         node = self.start_single(

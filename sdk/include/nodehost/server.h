@@ -41,7 +41,13 @@ typedef enum nh_peer_kind {
 } nh_peer_kind;
 
 /** Called on the owner thread after Config or ClientConfig changed, with the new snapshot
- * (borrowed: take nh_config_ref() to keep it). Never called under a lock. */
+ * (borrowed: take nh_config_ref() to keep it). Never called under a lock. Changes are
+ * coalesced: it is called once per configuration for all the changes since its last call, with
+ * the snapshot of that moment: right after a change when the node was quiet, then at most once
+ * per millisecond, and further apart when the calls are costly (with thousands of peers),
+ * keeping them to about 5% of the owner thread and at most 100 ms apart. So many peers
+ * arriving at once make a few calls, and a peer that came and went in between may show in
+ * none. Waiters (nh_server_wait_config()) look again after it returned. */
 typedef void (*nh_config_change_fn)(nh_config *cfg, bool client_config, void *user);
 
 /** A condition on a configuration, for nh_server_wait_config(). Must not block. */
@@ -51,6 +57,9 @@ typedef bool (*nh_config_cond_fn)(const nh_config *cfg, void *user);
 #define NH_DEFAULT_MAX_QUEUED_REPLY ((size_t)16 << 20)
 /** Default of nh_server_opts.slow_reader_timeout_ms: 30 s. */
 #define NH_DEFAULT_SLOW_READER_MS 30000u
+/** Default of nh_server_opts.max_clients_per_connection: 1000 (a tenth of the default
+ * max_clients). */
+#define NH_DEFAULT_MAX_CLIENTS_PER_CONNECTION 1000u
 
 /** Options for nh_server_new(). Zero-initialise and set what you need. */
 typedef struct nh_server_opts {
@@ -94,6 +103,15 @@ typedef struct nh_server_opts {
      * UNAUTHENTICATED naming the claimed and the proven identity. The peers it dials
      * (dial_peers) use the same credentials. */
     struct nh_tls *tls;
+    /** Most client-peer streams (header value 0) one connection may hold at once, so that one
+     * connection cannot take every one of max_clients. A connection is the peer address gRPC
+     * reports ("ipv4:10.0.0.7:41234": one TCP connection; connections over a Unix socket share
+     * one address). A stream past it is refused with RESOURCE_EXHAUSTED "too many client-peer
+     * streams on connection <address>: at most <N> per connection"; other connections still
+     * get in. A client program holds one stream per connection (each node of it has its own
+     * connection), so only multiplexing proxies need more. 0 means
+     * NH_DEFAULT_MAX_CLIENTS_PER_CONNECTION (1000). */
+    size_t max_clients_per_connection;
 } nh_server_opts;
 
 /**
@@ -147,7 +165,8 @@ NH_API nh_config *nh_server_outbound_config(nh_server *srv);
 
 /**
  * Waits until cond(Config) (client false) or cond(ClientConfig) (client true) holds, checking
- * at once and after every change. Not on the owner thread. Returns 0 when it holds, -1 with err
+ * at once and after every change notification (see nh_config_change_fn), on the snapshot of
+ * that moment, outside any lock. Not on the owner thread. Returns 0 when it holds, -1 with err
  * DEADLINE_EXCEEDED after timeout_ms (0: no timeout), or UNAVAILABLE when the server stops.
  */
 NH_API int nh_server_wait_config(nh_server *srv, bool client, nh_config_cond_fn cond, void *user,

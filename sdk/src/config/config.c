@@ -47,6 +47,10 @@ static nh_config *cfg_from(const nh_config *like, struct nh_node *const *nodes, 
     return c;
 }
 
+nh_config *nh_config_alloc(nh_runtime *rt, size_t n, bool server_initiated) {
+    return cfg_alloc_on(rt, NULL, server_initiated, n);
+}
+
 nh_config *nh_config_from_nodes(nh_runtime *rt, struct nh_node *const *nodes, size_t n,
                                 bool server_initiated) {
     nh_config *c = cfg_alloc_on(rt, NULL, server_initiated, n);

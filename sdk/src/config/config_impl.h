@@ -97,4 +97,10 @@ int nh_registry_acquire(nh_registry *r, const nh_config_opts *opts, struct nh_no
 nh_config *nh_config_from_nodes(nh_runtime *rt, struct nh_node *const *nodes, size_t n,
                                 bool server_initiated);
 
+/** A configuration of n slots without a registry, for the caller to fill: nodes[0..n) must each
+ * be set to a node the configuration holds a reference to, in configuration order, before the
+ * configuration is used or released. For building a node's Config or ClientConfig snapshot
+ * straight from a live set. NULL when out of memory. */
+nh_config *nh_config_alloc(nh_runtime *rt, size_t n, bool server_initiated);
+
 #endif

@@ -87,8 +87,23 @@ static void node_free(nh_node *n) {
     free(n);
 }
 
+static void free_task(void *p) {
+    node_free(p);
+}
+
 void nh_node_unref(nh_node *n) {
-    if (n && __atomic_sub_fetch(&n->refs, 1, __ATOMIC_ACQ_REL) == 0) node_free(n);
+    if (!n || __atomic_sub_fetch(&n->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    /* The last reference may go on any thread (a configuration snapshot released by a user
+     * thread, after the peer left), but the free touches owner-thread state (the runtime's list
+     * of nodes, the channel): off the owner it is posted there. A runtime that no longer takes
+     * posts is stopping and frees its listed nodes itself once its loop ended
+     * (nh_node_free_remaining). */
+    if (n->listed && !nh_runtime_on_owner(n->rt)) {
+        if (nh_runtime_post_internal(n->rt, free_task, n) != 0)
+            nh_log(NH_LOG_DEBUG, "node", "node %u: runtime stopping; it frees the node", n->id);
+        return;
+    }
+    node_free(n);
 }
 
 /* ---- the stream life cycle ---------------------------------------------------------------- */

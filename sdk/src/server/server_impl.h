@@ -109,17 +109,20 @@ void nh_inbound_free(struct nh_inbound *ib);
  * Classifies a new stream by its headers (spec 1.6). On success *peer is the tracked node (a
  * new reference; NULL for an untracked regular client), *kind and *id say who it is. Returns
  * -1 to refuse the stream, with *code and why set (own ID claimed, client IDs exhausted, too
- * many clients).
+ * many clients, too many client-peer streams on the stream's connection). O(log n) amortised
+ * in the number of connected peers; the change is notified at the end of the loop's turn.
  */
 int nh_inbound_accept(struct nh_inbound *ib, nh_tp_stream *tp, const nh_md_view *md, size_t n,
                       struct nh_node **peer, nh_peer_kind *kind, uint32_t *id, nh_code *code,
                       char *why, size_t why_len);
 
-/** A tracked peer's stream ended (owner thread). */
+/** A tracked peer's stream ended (owner thread). O(log n) amortised, as nh_inbound_accept. */
 void nh_inbound_closed(struct nh_inbound *ib, struct nh_node *peer, nh_peer_kind kind,
                        nh_tp_stream *tp);
 
-/** The current Config (client false) or ClientConfig (true): a new reference. Any thread. */
+/** The current Config (client false) or ClientConfig (true): a new reference, sorted by ID,
+ * exactly the connected set of now. Any thread: when the set changed since the last snapshot,
+ * the caller builds the new one under the manager's mutex (O(n)); otherwise O(1). */
 nh_config *nh_inbound_snapshot(struct nh_inbound *ib, bool client);
 
 /** The membership (self and every known peer, connected or not): a new reference. Any

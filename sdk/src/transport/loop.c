@@ -1,6 +1,7 @@
 /* The owner loop. The owner thread blocks in grpc_completion_queue_next() with a deadline
  * taken from libuv's next timer, and runs uv_run(UV_RUN_NOWAIT) after a timeout, after a
- * wake-up, and at least every millisecond while busy. Two wake-up paths reach a thread that is
+ * wake-up, and at least every millisecond while busy. Work coalesced over many events (turn-end
+ * hooks) runs once per turn of at least NH_TP_TURN_MS. Two wake-up paths reach a thread that is
  * blocked in the completion queue:
  *
  * - posts from other threads: the poster itself starts a connectivity watch on a never-used
@@ -60,6 +61,9 @@ struct nh_tp_loop {
 
     nh_tp_tag post_tag;
     nh_tp_tag uv_tag;
+
+    /* turn-end hooks (owner thread): scheduled for this turn, and the batch being run */
+    nh_tp_turn_hook *hooks, *running;
 };
 
 static void kick(nh_tp_loop *l, nh_tp_tag *tag) {
@@ -188,11 +192,63 @@ static void run_uv(nh_tp_loop *l) {
     if (__atomic_exchange_n(&l->uv_kick_pending, 0, __ATOMIC_ACQ_REL)) sem_post(&l->uv_ran);
 }
 
+/* Runs the hooks scheduled so far, in the order they were scheduled. Hooks scheduled meanwhile
+ * wait for the next turn; a hook cancelled meanwhile is taken out of the batch. */
+static void run_turn_hooks(nh_tp_loop *l) {
+    nh_tp_turn_hook *batch = NULL;
+    while (l->hooks) { /* the list is newest first: reverse it */
+        nh_tp_turn_hook *h = l->hooks;
+        l->hooks = h->next;
+        h->next = batch;
+        batch = h;
+    }
+    l->running = batch;
+    while (l->running) {
+        nh_tp_turn_hook *h = l->running;
+        l->running = h->next;
+        h->next = NULL;
+        h->scheduled = false;
+        h->fn(h);
+    }
+}
+
+void nh_tp_loop_at_turn_end(nh_tp_loop *l, nh_tp_turn_hook *h) {
+    if (h->scheduled) return;
+    h->scheduled = true;
+    h->next = l->hooks;
+    l->hooks = h;
+}
+
+/* Unlinks h from the list at *head; true when it was there. */
+static bool unlink_hook(nh_tp_turn_hook **head, nh_tp_turn_hook *h) {
+    for (nh_tp_turn_hook **p = head; *p; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            return true;
+        }
+    }
+    return false;
+}
+
+void nh_tp_loop_cancel_turn_end(nh_tp_loop *l, nh_tp_turn_hook *h) {
+    if (!h->scheduled) return;
+    if (!unlink_hook(&l->hooks, h)) unlink_hook(&l->running, h);
+    h->next = NULL;
+    h->scheduled = false;
+}
+
+static int64_t ns_between(gpr_timespec a, gpr_timespec b) {
+    gpr_timespec d = gpr_time_sub(b, a);
+    return (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec;
+}
+
 void nh_tp_loop_run(nh_tp_loop *l) {
     l->owner = pthread_self();
     __atomic_store_n(&l->owner_set, true, __ATOMIC_RELEASE);
     const int64_t busy_uv_ns = 1000000; /* run libuv at least every 1 ms while busy */
+    const int64_t turn_ns = NH_TP_TURN_MS * 1000000LL;
     gpr_timespec last_uv = gpr_now(GPR_CLOCK_MONOTONIC);
+    gpr_timespec last_hooks = gpr_time_sub(last_uv, gpr_time_from_seconds(1, GPR_TIMESPAN));
     for (;;) {
         drain_posts(l);
         if (l->quitting && l->ops == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
@@ -206,8 +262,14 @@ void nh_tp_loop_run(nh_tp_loop *l) {
         int wait_ms = uv_backend_timeout(&l->uv);
         if (wait_ms < 0 || wait_ms > 100) wait_ms = 100;
         if (__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) wait_ms = 0;
-        gpr_timespec deadline =
-            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
+        gpr_timespec start = gpr_now(GPR_CLOCK_MONOTONIC);
+        gpr_timespec deadline = gpr_time_add(start, gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
+        if (l->hooks) { /* wake up when the turn is over */
+            int64_t left = turn_ns - ns_between(last_hooks, start);
+            gpr_timespec due =
+                gpr_time_add(start, gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
+            if (gpr_time_cmp(due, deadline) < 0) deadline = due;
+        }
         grpc_event ev = grpc_completion_queue_next(l->cq, deadline, NULL);
         bool run_libuv = false;
         if (ev.type == GRPC_OP_COMPLETE) {
@@ -220,13 +282,14 @@ void nh_tp_loop_run(nh_tp_loop *l) {
             break; /* GRPC_QUEUE_SHUTDOWN: cannot happen before free */
         }
         gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
-        if (!run_libuv) {
-            gpr_timespec d = gpr_time_sub(now, last_uv);
-            run_libuv = (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec >= busy_uv_ns;
-        }
+        if (!run_libuv) run_libuv = ns_between(last_uv, now) >= busy_uv_ns;
         if (run_libuv) {
             run_uv(l);
             last_uv = now;
+        }
+        if (l->hooks && ns_between(last_hooks, now) >= turn_ns) {
+            last_hooks = now;
+            run_turn_hooks(l);
         }
     }
 }

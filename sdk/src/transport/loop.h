@@ -47,6 +47,33 @@ void nh_tp_loop_close_posts(nh_tp_loop *l);
 /** True on the owner thread. */
 bool nh_tp_loop_on_owner(const nh_tp_loop *l);
 
+/** The shortest turn of the owner loop, in ms: turn-end hooks run at most this often. */
+#define NH_TP_TURN_MS 1
+
+/**
+ * A function run once at the end of the owner loop's current turn (nh_tp_loop_at_turn_end), to
+ * do once what many events of one turn asked for (coalesced notifications). Embed it in the
+ * owner's structure, zero-initialised, and set fn; recover the structure from the pointer.
+ */
+typedef struct nh_tp_turn_hook {
+    void (*fn)(struct nh_tp_turn_hook *h);
+    struct nh_tp_turn_hook *next; /* the loop's list (owner thread) */
+    bool scheduled;
+} nh_tp_turn_hook;
+
+/**
+ * Runs h->fn(h) once at the end of the current turn. Turns last NH_TP_TURN_MS (1 ms): the
+ * hooks scheduled meanwhile run together after the event being handled when the previous run
+ * is at least that long ago, so at once when the loop was quiet, and then at most once per
+ * millisecond however many events arrive (an idle loop wakes up for them). Scheduling a hook
+ * that is already scheduled does nothing; a hook scheduled from inside a hook runs at the end
+ * of the next turn. Hooks still scheduled when the loop ends never run. Owner thread only.
+ */
+void nh_tp_loop_at_turn_end(nh_tp_loop *l, nh_tp_turn_hook *h);
+
+/** Unschedules h (nothing when it is not scheduled). Owner thread only. */
+void nh_tp_loop_cancel_turn_end(nh_tp_loop *l, nh_tp_turn_hook *h);
+
 /** The libuv loop (owner thread only). */
 uv_loop_t *nh_tp_loop_uv(nh_tp_loop *l);
 
