@@ -5,7 +5,7 @@ set -euo pipefail
 
 NH_DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
-  libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev
+  libgrpc-dev protobuf-compiler protobuf-c-compiler libprotobuf-c-dev libprotoc-dev
   libuv1-dev libyaml-dev libcmocka-dev liblmdb-dev libssl-dev openssl libmicrohttpd-dev libsystemd-dev prometheus iproute2
   python3-grpcio python3-protobuf
 )
