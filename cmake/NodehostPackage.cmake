@@ -37,9 +37,10 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${NH_PACKAGE_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# What plugin authors build with (the package carries the SDK's headers and build files).
+# What plugin authors build with (the package carries the SDK's headers and build files;
+# protoc runs bin/protoc-gen-nodehost, libprotobuf-dev has google/protobuf/*.proto).
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS
-  "libprotobuf-c-dev, protobuf-c-compiler, pkg-config, cmake")
+  "libprotobuf-c-dev, protobuf-c-compiler, protobuf-compiler, libprotobuf-dev, pkg-config, cmake")
 
 find_program(NH_DPKG_SHLIBDEPS dpkg-shlibdeps)
 mark_as_advanced(NH_DPKG_SHLIBDEPS)
