@@ -67,9 +67,11 @@ mkdir -p "$tmp/c"
   --plugin=protoc-gen-nodehost="$gen" --nodehost_out="$tmp/c" everycall.proto gorums.proto \
   google/protobuf/descriptor.proto google/protobuf/empty.proto)
 # A sanitizer build's library needs the same runtime in whatever links it.
-if nm -D "$build/sdk/libnodehost.so" | grep -q __asan_init; then
+# (The symbols are read first: `nm | grep -q` would fail under pipefail when grep stops early.)
+lib_syms=$(nm -D "$build/sdk/libnodehost.so")
+if grep -q __asan_init <<<"$lib_syms"; then
   CFLAGS_STRICT+=(-fsanitize=address,undefined)
-elif nm -D "$build/sdk/libnodehost.so" | grep -q __tsan_init; then
+elif grep -q __tsan_init <<<"$lib_syms"; then
   CFLAGS_STRICT+=(-fsanitize=thread)
 fi
 inc=(-I"$tmp/c" -I"$src/sdk/include")
