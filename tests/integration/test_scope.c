@@ -32,11 +32,14 @@ typedef struct tscope {
  * it returns (the runtime began stopping during the hand-over), which leaves this unchanged,
  * while the owner thread's concurrent releases of other work do not touch it. */
 static _Thread_local int tl_net_holds;
+/* Holds made on the calling thread (a refused call's transient hold counts here). */
+static _Thread_local int tl_holds;
 
 static void ts_hold(void *arg) {
     tscope *t = arg;
     __atomic_add_fetch(&t->holds, 1, __ATOMIC_SEQ_CST);
     tl_net_holds++;
+    tl_holds++;
 }
 
 static void ts_release(void *arg) {
@@ -720,6 +723,7 @@ typedef struct stopper {
     int posts_ok;     /* posts accepted before the stop (each must run and release) */
     int refused_ok;   /* refusals seen after the stop (each must hold nothing) */
     int refused_held; /* refusals that changed the hold count (must stay 0) */
+    int transient;    /* holds taken and released again inside refused calls (a race) */
     int posted_ran;   /* atomic: accepted posts that ran */
 } stopper;
 
@@ -736,9 +740,10 @@ static void stop_worker(void *arg) {
     stopper *s = arg;
     check_scope(&g_ts.s);
     for (int i = 0; i < 5000; i++) {
-        int h0 = tl_net_holds;
+        int h0 = tl_net_holds, t0 = tl_holds;
         if (nh_runtime_post(s->rt, count_ran, s) != 0) {
             if (tl_net_holds != h0) s->refused_held++;
+            s->transient += tl_holds - t0;
             break;
         }
         s->posts_ok++;
@@ -749,7 +754,7 @@ static void stop_worker(void *arg) {
     qc_rec q = {.want = &g_ts.s};
     nh_qc_opts map = {.map_request = map_req, .map_request_user = &g_ts.s};
     nh_qc_future *fut = NULL;
-    int h0 = tl_net_holds;
+    int h0 = tl_net_holds, t0 = tl_holds;
     s->refused_ok += nh_runtime_post(s->rt, count_ran, s) == -1;
     s->refused_ok +=
         nh_rpc_async(s->node, "test.Echo.Echo", "x", 1, NULL, reply_done, &rec, &err) == -1;
@@ -757,6 +762,7 @@ static void stop_worker(void *arg) {
         nh_quorum_call_async(s->cfg, "test.Echo.Echo", "x", 1, NULL, qc_done, &q, &err) == -1;
     s->refused_ok += nh_quorum_call_start(s->cfg, "test.Echo.Echo", "x", 1, &map, &fut, &err) == -1;
     if (tl_net_holds != h0) s->refused_held++;
+    s->transient += tl_holds - t0;
     nh_config_unref(s->cfg); /* the worker's own reference */
 }
 
@@ -808,8 +814,10 @@ static void test_work_dropped_or_refused_at_runtime_free(void **state) {
     assert_int_equal(s.refused_held, 0);
     assert_int_equal(s.refused_ok, 4);
     assert_int_equal(s.posted_ran, s.posts_ok);
-    assert_int_equal(holds(&g_ts), 5 + s.posts_ok);
-    assert_int_equal(releases(&g_ts), 5 + s.posts_ok);
+    /* A post that passed the accepting check just before the stop holds and releases inside
+     * the refused call; those transient holds are balanced and counted apart. */
+    assert_int_equal(holds(&g_ts), 5 + s.posts_ok + s.transient);
+    assert_int_equal(releases(&g_ts), 5 + s.posts_ok + s.transient);
     assert_int_equal(__atomic_load_n(&g_ts.bad, 0), 0);
 }
 
