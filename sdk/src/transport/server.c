@@ -1,6 +1,7 @@
 /* Server side: one request_call always outstanding; each accepted NodeStream becomes an
- * nh_tp_stream with initial metadata sent at once (so clients learn the stream is up), a
- * receive armed and RECV_CLOSE_ON_SERVER watching for the end. */
+ * nh_tp_stream with initial metadata sent at once (so clients learn the stream is up) and a
+ * receive armed; RECV_CLOSE_ON_SERVER watches for the end once the receive cannot
+ * (nh_tp_stream_watch_end). */
 #include "transport/server.h"
 
 #include "transport/keepalive_args.h"
@@ -163,16 +164,13 @@ static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_arra
     s->start_tag.fn = on_start_done;
     s->close_tag.fn = on_server_close;
     grpc_op start = {.op = GRPC_OP_SEND_INITIAL_METADATA};
-    grpc_op close = {.op = GRPC_OP_RECV_CLOSE_ON_SERVER};
-    close.data.recv_close_on_server.cancelled = &s->cancelled;
-    if (!nh_tp_stream_start(s, &close, 1, &s->close_tag)) {
+    if (!nh_tp_stream_start(s, &start, 1, &s->start_tag)) {
         grpc_call_cancel(call, NULL);
         grpc_call_unref(call);
         free(s->peer);
         free(s);
         return;
     }
-    nh_tp_stream_start(s, &start, 1, &s->start_tag);
 
     nh_md_view stack_views[16];
     nh_md_view *views = md->count <= 16 ? stack_views : calloc(md->count, sizeof *views);

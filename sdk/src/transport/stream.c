@@ -88,10 +88,39 @@ void nh_tp_stream_op_done(nh_tp_stream *s) {
 }
 
 void nh_tp_stream_arm_recv(nh_tp_stream *s) {
-    if (s->recv_armed || s->recv_paused || s->recv_done || s->closed) return;
+    if (s->recv_armed || s->closed) return;
+    if (s->recv_paused || s->recv_done) {
+        nh_tp_stream_watch_end(s);
+        return;
+    }
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
     op.data.recv_message.recv_message = &s->recv_bb;
-    if (nh_tp_stream_start(s, &op, 1, &s->recv_tag)) s->recv_armed = true;
+    if (nh_tp_stream_start(s, &op, 1, &s->recv_tag))
+        s->recv_armed = true;
+    else
+        nh_tp_stream_watch_end(s);
+}
+
+void nh_tp_stream_watch_end(nh_tp_stream *s) {
+    if (s->close_armed || s->closed) return;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    if (s->client) {
+        op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        op.data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+        op.data.recv_status_on_client.status = &s->status;
+        op.data.recv_status_on_client.status_details = &s->status_details;
+    } else {
+        op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        op.data.recv_close_on_server.cancelled = &s->cancelled;
+    }
+    if (nh_tp_stream_start(s, &op, 1, &s->close_tag)) {
+        s->close_armed = true;
+        return;
+    }
+    /* Nothing would ever report the end: end the call so that its pending batches complete. */
+    grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "cannot watch the stream's end",
+                                 NULL);
 }
 
 static void report_ready(nh_tp_stream *s) {
@@ -118,8 +147,10 @@ static void on_recv(nh_tp_tag *tag, bool ok) {
     s->recv_bb = NULL;
     if (!ok) {
         s->recv_done = true; /* the call failed; its status follows */
+        nh_tp_stream_watch_end(s);
     } else if (!bb) {
         s->recv_done = true; /* half-close */
+        nh_tp_stream_watch_end(s);
         if (!s->closed && s->ev && s->ev->on_recv_end) s->ev->on_recv_end(s->user);
     } else {
         grpc_byte_buffer_reader r;
@@ -260,11 +291,13 @@ size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag) {
 
 void nh_tp_stream_pause_recv(nh_tp_stream *s, bool paused) {
     s->recv_paused = paused;
+    if (paused && !s->recv_armed) nh_tp_stream_watch_end(s);
     if (!paused) nh_tp_stream_arm_recv(s);
 }
 
 static void start_status(nh_tp_stream *s) {
     s->status_started = true;
+    nh_tp_stream_watch_end(s);
     grpc_slice details = grpc_slice_from_copied_string(s->finish_details ? s->finish_details : "");
     grpc_op op = {.op = GRPC_OP_SEND_STATUS_FROM_SERVER};
     op.data.send_status_from_server.status = (grpc_status_code)s->finish_code;
@@ -296,6 +329,7 @@ void nh_tp_stream_cancel(nh_tp_stream *s, nh_code code, const char *details) {
     if (s->closed) return;
     s->finishing = true;
     grpc_call_cancel_with_status(s->call, (grpc_status_code)code, details ? details : "", NULL);
+    nh_tp_stream_watch_end(s);
 }
 
 void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *details) {
