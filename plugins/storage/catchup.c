@@ -37,7 +37,7 @@ typedef struct pull {
     struct pull *next;
 } pull;
 
-static void page(pull *p);
+static void page(void *arg);
 
 static int64_t mono_ns(void) {
     struct timespec ts;
@@ -97,17 +97,6 @@ bool storage_recovering(const storage *s, nh_server_ctx *ctx) {
     return s->recovering;
 }
 
-static void retry(void *arg) {
-    pull *p = arg;
-    if (p->s->retired || !has_id(p->s->config_ids, p->s->n_config_ids, p->peer)) {
-        nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped after %zu entries (%s)",
-                p->peer, p->entries, p->s->retired ? "plugin retired" : "peer left Config");
-        pull_end(p);
-        return;
-    }
-    page(p);
-}
-
 /* Errors after which asking again cannot help: the peer refused the request, or its reply does
  * not decode (the stubs' local INTERNAL). (UNIMPLEMENTED is not one: a peer that is starting
  * answers it until its plugins registered their methods; the pause grows to 8 s.) */
@@ -129,7 +118,7 @@ static void page_failed(pull *p, const nh_error *e) {
     nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u: page %zu failed (%s); again in %u ms",
             p->peer, p->pages + 1, e->message, p->retry_ms);
     nh_error err;
-    if (nh_timer_start(s->rt, p->retry_ms, 0, retry, p, NULL, &err) != 0) pull_end(p);
+    if (nh_timer_start(s->rt, p->retry_ms, 0, page, p, NULL, &err) != 0) pull_end(p);
 }
 
 static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *user) {
@@ -149,32 +138,33 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
     const char *next = p->restart                          ? ""
                        : resp->more && resp->n_entries > 0 ? resp->entries[resp->n_entries - 1]->key
                                                            : NULL;
-    if (next) {
-        char *after = strdup(next);
-        if (!after) {
-            page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
-            return;
-        }
-        p->restart = false;
-        free(p->after);
-        p->after = after;
-        if (s->retired)
-            pull_end(p); /* the new generation restarts it */
-        else
-            page(p);
+    if (!next) {
+        nh_logf(NH_LOG_INFO, "storage",
+                "caught up from node %u: %zu entries in %zu page(s), %.1f ms", p->peer, p->entries,
+                p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
+        uint32_t peer = p->peer;
+        pull_end(p);
+        caught_up(s, peer);
         return;
     }
-    nh_logf(NH_LOG_INFO, "storage", "caught up from node %u: %zu entries in %zu page(s), %.1f ms",
-            p->peer, p->entries, p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
-    uint32_t peer = p->peer;
-    pull_end(p);
-    caught_up(s, peer);
+    char *after = strdup(next);
+    if (!after) {
+        page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
+        return;
+    }
+    p->restart = false;
+    free(p->after);
+    p->after = after;
+    page(p);
 }
 
-static void page(pull *p) {
+/* Asks the peer for the page after p->after; ends the pull when the plugin retired (the new
+ * generation restarts it) or the peer left Config. Also the retry timer's function. */
+static void page(void *arg) {
+    pull *p = arg;
     storage *s = p->s;
     nh_config *cfg = nh_server_config(s->srv);
-    nh_node *node = nh_config_find(cfg, p->peer);
+    nh_node *node = s->retired ? NULL : nh_config_find(cfg, p->peer);
     Proto__PullRequest req = PROTO__PULL_REQUEST__INIT;
     req.after = p->after;
     req.limit = s->pull_page;
@@ -182,11 +172,11 @@ static void page(pull *p) {
     nh_error err;
     int rc = node ? proto_storage_pull_async(node, &req, &o, page_done, p, &err) : -1;
     nh_config_unref(cfg);
-    if (rc != 0) {
-        nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped: %s", p->peer,
-                node ? err.message : "the peer is not in Config");
-        pull_end(p);
-    }
+    if (rc == 0) return;
+    const char *why = s->retired ? "plugin retired" : node ? err.message : "peer left Config";
+    nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped after %zu entries (%s)", p->peer,
+            p->entries, why);
+    pull_end(p);
 }
 
 static void start_pull(storage *s, uint32_t peer) {
