@@ -242,24 +242,3 @@ void storage_catchup_free(storage *s) {
     free(s->caught_up);
     free(s->pending);
 }
-
-/* The server side: one page. */
-void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
-    st_store *st = storage_store(state, ctx);
-    if (!st) return;
-    size_t limit = req->limit ? req->limit : 500;
-    if (limit > 10000) limit = 10000;
-    entry_list l;
-    bool more = false;
-    /* ~1 MiB of keys and values a page: far below the 4 MiB message limit. */
-    if (entry_list_fill(&l, st, req->after, limit, 1u << 20, &more) == 0) {
-        Proto__PullResponse resp = PROTO__PULL_RESPONSE__INIT;
-        resp.n_entries = l.n;
-        resp.entries = l.ptrs;
-        resp.more = more;
-        proto_storage_pull_reply(ctx, &resp);
-    } else {
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    entry_list_free(&l);
-}

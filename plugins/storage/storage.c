@@ -1,8 +1,9 @@
 /* storage: a replicated key-value store in the style of Gorums' examples/storage, with the same
  * wire format (storage.proto, package `proto`), made durable and linearizable; the design is in
  * docs/architecture.md, the configuration keys in docs/man/nodehost.yaml.5. This file: the
- * configuration, the replica methods (each on the node's own copy), NotifyClients, Info and the
- * reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC, catchup.c Pull.
+ * configuration, the replica methods (each on the node's own copy), NotifyClients, Info, Pull's
+ * server side and the reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC,
+ * catchup.c the pulls.
  *
  * An entry is replaced only by a newer version (store.h), so replicas stay identical whatever
  * order they see writes in (Gorums' example also replaces on an equal timestamp). A disk write
@@ -304,39 +305,21 @@ void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__Write
     nh_config_unref(cc);
 }
 
-/* ---- reload hand-over --------------------------------------------------------------------- */
+/* ---- Pull and reload hand-over: entries as WriteRequest messages ---------------------------- */
 
-/* An open disk store is handed over as a pointer (same process), marked so that nothing else
- * is mistaken for one; a memory store as a Snapshot of every entry. */
-#define HANDOVER_MAGIC "NHSTORE1"
-
-#define HANDOVER_MAX_PENDING 64
-
-typedef struct handover {
-    char magic[8];
-    pid_t pid;
-    st_env *env;
-    uint32_t n_pending; /* unfinished pulls, restarted by the new generation */
-    uint32_t pending[HANDOVER_MAX_PENDING];
-} handover;
-
-/* *dst = a copy of the n ids; -1 when out of memory. */
-static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n) {
-    free(*dst);
-    *dst = n ? malloc(n * sizeof *ids) : NULL;
-    *n_dst = *dst ? n : 0;
-    if (*dst) memcpy(*dst, ids, n * sizeof *ids);
-    return n && !*dst ? -1 : 0;
-}
-
-typedef struct listed {
-    Proto__WriteRequest msg;
-    Google__Protobuf__Timestamp time;
-} listed;
+/* Up to limit entries of the store after `after` (st_scan()), copied. */
+typedef struct entry_list {
+    struct listed {
+        Proto__WriteRequest msg;
+        Google__Protobuf__Timestamp time;
+    } * items;
+    Proto__WriteRequest **ptrs;
+    size_t n;
+} entry_list;
 
 static void add_entry(void *user, const st_entry *e) {
     entry_list *l = user;
-    listed *x = &l->items[l->n];
+    struct listed *x = &l->items[l->n];
     proto__write_request__init(&x->msg);
     google__protobuf__timestamp__init(&x->time);
     x->time.seconds = e->sec;
@@ -347,8 +330,18 @@ static void add_entry(void *user, const st_entry *e) {
     l->ptrs[l->n++] = &x->msg;
 }
 
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
-                    bool *more) {
+static void entry_list_free(entry_list *l) {
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->items[i].msg.key);
+        free(l->items[i].msg.value);
+    }
+    free(l->items);
+    free(l->ptrs);
+}
+
+/* Fills l (entry_list_free() it either way); 0, or -1 when out of memory. */
+static int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
+                           size_t max_bytes, bool *more) {
     *l = (entry_list){calloc(limit + 1, sizeof *l->items), calloc(limit + 1, sizeof *l->ptrs), 0};
     *more = false;
     if (!l->items || !l->ptrs) return -1;
@@ -358,46 +351,61 @@ int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit
     return 0;
 }
 
-void entry_list_free(entry_list *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].msg.key);
-        free(l->items[i].msg.value);
+/* One page of catch-up (catchup.c pulls them). */
+void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
+    st_store *st = storage_store(state, ctx);
+    if (!st) return;
+    size_t limit = req->limit ? req->limit : 500;
+    if (limit > 10000) limit = 10000;
+    entry_list l;
+    bool more;
+    /* ~1 MiB of keys and values a page: far below the 4 MiB message limit. */
+    if (entry_list_fill(&l, st, req->after, limit, 1u << 20, &more) == 0) {
+        Proto__PullResponse resp = PROTO__PULL_RESPONSE__INIT;
+        resp.more = more;
+        resp.n_entries = l.n;
+        resp.entries = l.ptrs;
+        proto_storage_pull_reply(ctx, &resp);
+    } else {
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
     }
-    free(l->items);
-    free(l->ptrs);
-    *l = (entry_list){0};
+    entry_list_free(&l);
 }
 
+/* *dst = a copy of the n ids; -1 when out of memory. */
+static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n) {
+    free(*dst);
+    *dst = n ? malloc(n * sizeof *ids) : NULL;
+    *n_dst = *dst ? n : 0;
+    if (*dst) memcpy(*dst, ids, n * sizeof *ids);
+    return n && !*dst ? -1 : 0;
+}
+
+#define HANDOVER_MAX_PENDING 64
+
+/* The state goes to the next generation as a Snapshot: a disk store as its open environment
+ * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
+ * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
+ * state either way. */
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
-    st_env *env = st_store_env(s->store);
-    if (env) {
-        /* The old generation keeps its store (and reference) until its fini; the new one takes
-         * a reference of its own in import. */
-        handover h = {.pid = getpid(), .env = env};
-        h.n_pending = (uint32_t)storage_catchup_pending(s, h.pending, HANDOVER_MAX_PENDING);
-        memcpy(h.magic, HANDOVER_MAGIC, 8);
-        if (!(out->data = malloc(sizeof h))) return oom(err);
-        memcpy(out->data, &h, sizeof h);
-        out->len = sizeof h;
-        return 0;
-    }
     st_store *st = storage_store(s, NULL);
+    uint32_t pending[HANDOVER_MAX_PENDING];
+    Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
+    snap.store = (uintptr_t)st_store_env(st);
+    snap.process = getpid();
+    snap.n_pendingpulls = storage_catchup_pending(s, pending, HANDOVER_MAX_PENDING);
+    snap.pendingpulls = pending;
+    snap.recovering = s->recovering;
+    snap.n_caughtupfrom = s->n_caught_up;
+    snap.caughtupfrom = s->caught_up;
     entry_list l = {0};
     bool more;
-    int rc = st ? entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more) : -1;
-    uint32_t pending[HANDOVER_MAX_PENDING];
-    if (rc == 0) {
-        Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
-        snap.n_entries = l.n;
-        snap.entries = l.ptrs;
-        snap.n_pendingpulls = storage_catchup_pending(s, pending, HANDOVER_MAX_PENDING);
-        snap.pendingpulls = pending;
-        snap.recovering = s->recovering;
-        snap.n_caughtupfrom = s->n_caught_up;
-        snap.caughtupfrom = s->caught_up;
-        rc = nh_msg_pack(&snap.base, out);
-    }
+    int rc = st ? 0 : -1;
+    if (rc == 0 && !snap.store) rc = entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more);
+    snap.n_entries = l.n;
+    snap.entries = l.ptrs;
+    if (rc == 0) rc = nh_msg_pack(&snap.base, out);
     entry_list_free(&l);
     return rc != 0 ? oom(err) : 0;
 }
@@ -408,34 +416,30 @@ static void import_done(void *arg, st_put_result r) {
 
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
-    if (len == sizeof(handover) && memcmp(data, HANDOVER_MAGIC, 8) == 0) {
-        handover h;
-        memcpy(&h, data, sizeof h);
-        if (h.pid != getpid() || !h.env)
-            return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                                "storage: the store handed over is not this process's");
-        if (!s->data_dir || strcmp(s->data_dir, st_env_path(h.env)) != 0)
-            return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                                "storage: data_dir cannot be changed by a reload (the store is "
-                                "in %s); restart the node",
-                                st_env_path(h.env));
-        if (s->store) /* opened at first use meanwhile: never two handles on one store */
-            return nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                                "storage: the new generation already opened its store");
-        if (!(s->store = open_store(s, h.env, err))) return -1;
-        s->config_seen = false;
-        return copy_ids(&s->pending, &s->n_pending, h.pending, h.n_pending) ? oom(err) : 0;
-    }
     Proto__Snapshot *snap = proto__snapshot__unpack(NULL, len, data);
     if (!snap)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "storage: the state handed over does not decode (%zu bytes)", len);
+    st_env *env = (st_env *)(uintptr_t)snap->store;
     int rc = 0;
-    if (snap->n_entries > (size_t)s->max_keys)
+    if (env && snap->process != getpid())
+        rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                          "storage: the store handed over is not this process's");
+    else if (env && (!s->data_dir || strcmp(s->data_dir, st_env_path(env)) != 0))
+        rc = nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                          "storage: data_dir cannot be changed by a reload (the store is in %s); "
+                          "restart the node",
+                          st_env_path(env));
+    else if (env && s->store) /* opened at first use meanwhile: never two handles on one store */
+        rc = nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                          "storage: the new generation already opened its store");
+    else if (env)
+        rc = (s->store = open_store(s, env, err)) ? 0 : -1;
+    else if (snap->n_entries > (size_t)s->max_keys)
         rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
                           "storage: the state handed over has %zu keys, more than max_keys %zu",
                           snap->n_entries, (size_t)s->max_keys);
-    if (rc == 0 && !storage_store(s, NULL))
+    else if (!storage_store(s, NULL))
         rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
     /* A memory store takes every entry at once (and says which failed); a disk store (data_dir
      * added by this reload) queues them to its writer. */

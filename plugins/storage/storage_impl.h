@@ -46,19 +46,6 @@ st_store *storage_store(storage *s, nh_server_ctx *ctx);
  * the result: at once in memory, from the disk store's writer thread once committed. */
 void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg);
 
-/** Entries of the store as WriteRequest messages (a catch-up page, a reload snapshot). */
-typedef struct entry_list {
-    struct listed *items; /* each one's message and timestamp */
-    Proto__WriteRequest **ptrs;
-    size_t n;
-} entry_list;
-
-/** Fills l with up to limit entries after `after` (st_scan()). 0, or -1 when out of memory
- * (l must be freed either way). */
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
-                    bool *more);
-void entry_list_free(entry_list *l);
-
 /* catchup.c */
 void storage_config_changed(void *state, nh_config *cfg, bool client_config);
 void storage_retire(void *state);
