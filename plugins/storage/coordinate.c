@@ -20,14 +20,14 @@ typedef struct op {
     nh_server_ctx *ctx;
     nh_config *members;
     const char *name;      /* ReadNestedQC or WriteNestedQC */
-    Proto__WriteRequest w; /* the write phase's request (key and value owned; time: &ts) */
+    Proto__WriteRequest w; /* the write phase's request (time: &ts; value: the request's or copy) */
     Google__Protobuf__Timestamp ts;
+    char *copy; /* a read's newest value, written back (the replies go) */
 } op;
 
 static void op_free(op *o) {
     nh_config_unref(o->members);
-    free(o->w.key);
-    free(o->w.value);
+    free(o->copy);
     free(o);
 }
 
@@ -43,10 +43,9 @@ static bool failed(op *o, const nh_qc_result *r, const char *phase) {
     return r->err.code != NH_OK;
 }
 
-/* A new op over the serving node's membership (key and value copied; value NULL for a read), or
- * NULL after answering the error. */
-static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, const char *key,
-                  const char *value) {
+/* A new op over the serving node's membership (key and value borrowed from the request, which
+ * lives until the call ends; value NULL for a read), or NULL after answering the error. */
+static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, char *key, char *value) {
     op *o = malloc(sizeof *o);
     if (!o) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
@@ -55,21 +54,18 @@ static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, const char *
     *o = (op){.s = s, .ctx = ctx, .members = nh_ctx_members(ctx), .name = name};
     proto__write_request__init(&o->w);
     google__protobuf__timestamp__init(&o->ts);
-    o->w.key = strdup(key);
-    o->w.value = value ? strdup(value) : NULL;
+    o->w.key = key;
+    o->w.value = value;
     if (nh_config_size(o->members) == 0) {
         nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
                            "%s needs the node's membership (a node ID and its peers)", name);
-    } else if (!o->w.key || (value && !o->w.value)) {
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
-        nh_ctx_release(ctx);
-        nh_ctx_defer(ctx);
-        return o;
+        op_free(o);
+        return NULL;
     }
-    op_free(o);
-    return NULL;
+    /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
+    nh_ctx_release(ctx);
+    nh_ctx_defer(ctx);
+    return o;
 }
 
 /* ReadQC of the op's key to a majority of the members; on refusal answers the error. */
@@ -141,7 +137,7 @@ static void read_collected(const Proto__ReadResponse *value,
     }
     /* The majority disagrees: make the newest version a majority's before answering it (a copy:
      * the replies go when this returns). */
-    if (!(o->w.value = strdup(best->value))) {
+    if (!(o->w.value = o->copy = strdup(best->value))) {
         fail(o, "write-back", NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
