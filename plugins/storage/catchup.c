@@ -14,8 +14,9 @@
  *   majority, whichever nodes that majority had), it refuses ReadRPC/ReadQC with UNAVAILABLE;
  *   it takes writes and serves Pull meanwhile. A disk store keeps what it acknowledged and
  *   serves at once: it is one stale replica of a majority, never the only source.
- * - Reload: unfinished pulls, the recovery state and the peers caught up from are handed to the
- *   new generation (storage.c), which restarts those pulls. */
+ * - Reload: the peers of Config caught up with, the recovery state and the peers caught up from
+ *   are handed to the new generation (storage.c), which pulls from every other peer of its
+ *   Config (unfinished pulls start over). */
 #include "storage_impl.h"
 
 #include <stdlib.h>
@@ -210,17 +211,8 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     size_t n_old = s->n_config_ids;
     s->config_ids = ids;
     s->n_config_ids = n;
-    /* A reload's first view is the Config the old generation already caught up with, except
-     * for the pulls it had not finished. */
-    bool first_after_reload = !s->config_seen && s->generation > 1;
-    s->config_seen = true;
     for (size_t i = 0; i < n; i++)
-        if (ids[i] != s->node_id && (first_after_reload ? has_id(s->pending, s->n_pending, ids[i])
-                                                        : !has_id(old, n_old, ids[i])))
-            start_pull(s, ids[i]);
-    free(s->pending);
-    s->pending = NULL;
-    s->n_pending = 0;
+        if (ids[i] != s->node_id && !has_id(old, n_old, ids[i])) start_pull(s, ids[i]);
     free(old);
 }
 
@@ -228,11 +220,16 @@ void storage_retire(void *state) {
     ((storage *)state)->retired = true;
 }
 
-size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max) {
-    size_t n = 0;
-    for (const pull *p = s->pulls; p; p = p->next)
-        if (n < max) ids[n++] = p->peer;
-    return n;
+uint32_t *storage_caught_up_config(const storage *s, size_t *n) {
+    uint32_t *ids = malloc((s->n_config_ids + 1) * sizeof *ids);
+    *n = 0;
+    for (size_t i = 0; ids && i < s->n_config_ids; i++) {
+        const pull *p = s->pulls;
+        while (p && p->peer != s->config_ids[i])
+            p = p->next;
+        if (!p) ids[(*n)++] = s->config_ids[i];
+    }
+    return ids;
 }
 
 void storage_catchup_free(storage *s) {
@@ -240,5 +237,4 @@ void storage_catchup_free(storage *s) {
         pull_end(s->pulls);
     free(s->config_ids);
     free(s->caught_up);
-    free(s->pending);
 }

@@ -381,8 +381,6 @@ static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n
     return n && !*dst ? -1 : 0;
 }
 
-#define HANDOVER_MAX_PENDING 64
-
 /* The state goes to the next generation as a Snapshot: a disk store as its open environment
  * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
  * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
@@ -390,23 +388,22 @@ static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
     st_store *st = storage_store(s, NULL);
-    uint32_t pending[HANDOVER_MAX_PENDING];
     Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
     snap.store = (uintptr_t)st_store_env(st);
     snap.process = getpid();
-    snap.n_pendingpulls = storage_catchup_pending(s, pending, HANDOVER_MAX_PENDING);
-    snap.pendingpulls = pending;
+    snap.configcaughtup = storage_caught_up_config(s, &snap.n_configcaughtup);
     snap.recovering = s->recovering;
     snap.n_caughtupfrom = s->n_caught_up;
     snap.caughtupfrom = s->caught_up;
     entry_list l = {0};
     bool more;
-    int rc = st ? 0 : -1;
+    int rc = st && snap.configcaughtup ? 0 : -1;
     if (rc == 0 && !snap.store) rc = entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more);
     snap.n_entries = l.n;
     snap.entries = l.ptrs;
     if (rc == 0) rc = nh_msg_pack(&snap.base, out);
     entry_list_free(&l);
+    free(snap.configcaughtup);
     return rc != 0 ? oom(err) : 0;
 }
 
@@ -451,7 +448,8 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
                               "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
                               w == ST_FULL ? "max_keys reached" : "write failed");
     }
-    if (rc == 0 && copy_ids(&s->pending, &s->n_pending, snap->pendingpulls, snap->n_pendingpulls))
+    if (rc == 0 &&
+        copy_ids(&s->config_ids, &s->n_config_ids, snap->configcaughtup, snap->n_configcaughtup))
         rc = oom(err);
     if (rc == 0 && snap->recovering) {
         s->recovering = true;

@@ -25,12 +25,10 @@ typedef struct storage {
     int64_t last_sec;
     int32_t last_nsec;
     /* Catch-up. */
-    uint32_t *config_ids; /* the Config seen last */
+    uint32_t *config_ids; /* the Config seen last (after a reload: its peers caught up with) */
     size_t n_config_ids;
-    bool config_seen, retired;
+    bool retired;
     struct pull *pulls;
-    uint32_t *pending; /* peers whose pulls the previous generation had not finished */
-    size_t n_pending;
     /* Recovery of a memory store after a start. */
     size_t n_members;
     bool recovering;
@@ -52,8 +50,9 @@ void storage_retire(void *state);
 /** While a memory store recovers after a start: answers UNAVAILABLE (reads are refused) and
  * returns true. */
 bool storage_recovering(const storage *s, nh_server_ctx *ctx);
-/** The peers with a pull in progress (up to max into ids); returns how many. */
-size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max);
+/** The peers of the Config seen last that no pull runs for, for the next generation: *n of them
+ * in a malloc'ed array (NULL when out of memory). */
+uint32_t *storage_caught_up_config(const storage *s, size_t *n);
 void storage_catchup_free(storage *s);
 
 #endif
