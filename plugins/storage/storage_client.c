@@ -430,7 +430,7 @@ static const struct command {
 
 int main(int argc, char **argv) {
     client c = {.timeout_ms = 5000};
-    const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
+    nh_tls_opts to = {0};
     static const struct option opts[] = {
         {"nodes", required_argument, NULL, 'n'},    {"timeout-ms", required_argument, NULL, 't'},
         {"for-ms", required_argument, NULL, 'f'},   {"tls-ca", required_argument, NULL, 'A'},
@@ -444,7 +444,7 @@ int main(int argc, char **argv) {
             (o == 'f' && !parse_ms(optarg, "--for-ms", false, &c.for_ms)))
             goto out;
         if (o == 'A' || o == 'C' || o == 'K')
-            *(o == 'A' ? &tls_ca : o == 'C' ? &tls_cert : &tls_key) = optarg;
+            *(o == 'A' ? &to.ca_file : o == 'C' ? &to.cert_file : &to.key_file) = optarg;
         if (o == 'h' || o == '?') {
             usage(o == 'h' ? stdout : stderr);
             status = o == '?';
@@ -461,18 +461,6 @@ int main(int argc, char **argv) {
     const struct command *cmd = NULL;
     for (size_t i = 0; argc >= 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[0], commands[i].name)) cmd = &commands[i];
-    if (!cmd || argc - 1 != cmd->args || ((tls_cert || tls_key) && !tls_ca)) {
-        if (argc < 1)
-            warnx("no command given (see --help)");
-        else if (!cmd)
-            warnx("unknown command \"%s\" (see --help)", argv[0]);
-        else if (argc - 1 != cmd->args)
-            warnx("%s takes %d argument%s (see --help)", argv[0], cmd->args,
-                  cmd->args == 1 ? "" : "s");
-        else
-            warnx("--tls-cert and --tls-key need --tls-ca");
-        goto out;
-    }
 
     /* Signals that stop `listen`, blocked in every thread (the runtime's threads inherit it). */
     sigemptyset(&c.stop);
@@ -481,17 +469,22 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &c.stop, NULL);
 
     nh_error err;
-    nh_tls_opts to = {.ca_file = tls_ca, .cert_file = tls_cert, .key_file = tls_key};
     nh_runtime_opts ro = {.name = "storage-client"};
-    if ((tls_ca && nh_tls_new(&to, &c.tls, NULL, &err) != 0) ||
-        nh_runtime_new(&ro, &c.rt, &err) != 0) {
-        warnx("%s", err.message);
-        goto out;
-    }
-    char **a = argv + 1;
     nh_config *cfg = NULL;
-    if (cmd->target != ONE && !c.n)
+    char **a = argv + 1;
+    if (argc < 1)
+        warnx("no command given (see --help)");
+    else if (!cmd)
+        warnx("unknown command \"%s\" (see --help)", argv[0]);
+    else if (argc - 1 != cmd->args)
+        warnx("%s takes %d argument%s (see --help)", argv[0], cmd->args, cmd->args == 1 ? "" : "s");
+    else if ((to.cert_file || to.key_file) && !to.ca_file)
+        warnx("--tls-cert and --tls-key need --tls-ca");
+    else if (cmd->target != ONE && !c.n)
         warnx("--nodes is required for this command");
+    else if ((to.ca_file && nh_tls_new(&to, &c.tls, NULL, &err) != 0) ||
+             nh_runtime_new(&ro, &c.rt, &err) != 0)
+        warnx("%s", err.message);
     else if (cmd->target == OWN ||
              (cfg = cmd->target == ONE ? open_one(&c, a[0]) : open_nodes(&c, c.nodes, c.n, NULL))) {
         if (cfg) wait_connected(cfg, c.timeout_ms);
