@@ -170,25 +170,23 @@ static void write_done(const Proto__WriteResponse *value,
 /* A timestamp later than (sec, nsec) and than the last one this coordinator picked (it never
  * reuses one); the wall clock when that is later, so that values keep a meaningful time. */
 static void pick_timestamp(storage *s, int64_t sec, int32_t nsec, Google__Protobuf__Timestamp *t) {
+    if (sec < s->last_sec || (sec == s->last_sec && nsec < s->last_nsec)) {
+        sec = s->last_sec;
+        nsec = s->last_nsec;
+    }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t cs = now.tv_sec;
-    int32_t cn = (int32_t)now.tv_nsec;
-    if (cs < s->last_sec || (cs == s->last_sec && cn < s->last_nsec)) {
-        cs = s->last_sec;
-        cn = s->last_nsec;
-    }
-    if (cs < sec || (cs == sec && cn < nsec)) {
-        cs = sec;
-        cn = nsec;
+    if (sec < now.tv_sec || (sec == now.tv_sec && nsec < now.tv_nsec)) {
+        sec = now.tv_sec;
+        nsec = (int32_t)now.tv_nsec;
     }
     /* +1 ns past the newest of the three (strictly later than anything seen or picked). */
-    if (++cn >= 1000000000) {
-        cn = 0;
-        cs++;
+    if (++nsec >= 1000000000) {
+        nsec = 0;
+        sec++;
     }
-    t->seconds = s->last_sec = cs;
-    t->nanos = s->last_nsec = cn;
+    t->seconds = s->last_sec = sec;
+    t->nanos = s->last_nsec = nsec;
 }
 
 static void write_queried(const Proto__ReadResponse *value,
@@ -208,12 +206,9 @@ void proto_storage_write_nested_qc_handler(nh_server_ctx *ctx, const Proto__Writ
                                            void *state) {
     op *o = op_new(ctx, state, "WriteNestedQC", req->key, req->value);
     if (!o) return;
-    o->w.time = &o->ts;
-    if (!req->time) {
+    o->w.time = req->time ? req->time : &o->ts; /* the request's (borrowed), or picked */
+    if (req->time)
+        write_phase(o, write_done, "write");
+    else
         read_phase(o, write_queried, "query");
-        return;
-    }
-    o->ts.seconds = req->time->seconds;
-    o->ts.nanos = req->time->nanos;
-    write_phase(o, write_done, "write");
 }
