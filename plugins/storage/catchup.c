@@ -30,7 +30,7 @@
 typedef struct pull {
     storage *s;
     uint32_t peer;
-    char *after;
+    char *after; /* the last key pulled */
     size_t pages, entries;
     uint32_t retry_ms; /* pause before the next try of a failed page (0: none failed) */
     bool restart;      /* the peer left and came back: start again from the first key */
@@ -47,12 +47,10 @@ static int64_t mono_ns(void) {
 }
 
 static void pull_end(pull *p) {
-    storage *s = p->s;
-    for (pull **pp = &s->pulls; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
+    pull **pp = &p->s->pulls;
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
     free(p->after);
     free(p);
 }
@@ -186,9 +184,8 @@ static void start_pull(storage *s, uint32_t peer) {
             p->restart = true; /* it came back while its pull runs: start over */
             return;
         }
-    pull *p = calloc(1, sizeof *p);
-    if (!p || !(p->after = strdup(""))) {
-        free(p);
+    pull *p = calloc(1, sizeof *p); /* after NULL: from the first key */
+    if (!p) {
         nh_logf(NH_LOG_ERROR, "storage", "catch-up from node %u: out of memory", peer);
         return;
     }
