@@ -182,20 +182,6 @@ void proto_storage_read_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest 
     proto_storage_read_rpc_handler(ctx, req, state);
 }
 
-/* Answers a failed write; false when the write succeeded (old or new). Any thread. */
-static bool write_failed(nh_server_ctx *ctx, const storage *s, st_put_result r) {
-    if (r == ST_OLD || r == ST_NEW) return false;
-    if (r == ST_FULL)
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu%s)",
-                           (size_t)s->max_keys, s->data_dir ? " or map_size" : "");
-    else if (r == ST_INVALID)
-        nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT, "storage: the key must be 1 to %s bytes long",
-                           s->data_dir ? "511" : "any number of");
-    else
-        nh_ctx_reply_error(ctx, NH_INTERNAL, "storage: write failed (see the node's log)");
-    return true;
-}
-
 /* A write request waiting for its store: the memory store answers at once, the disk store from
  * its writer thread once the write is committed (and synced, unless sync is none). */
 typedef struct pending_write {
@@ -204,15 +190,26 @@ typedef struct pending_write {
     bool oneway;
 } pending_write;
 
+/* Answers the write (any thread). */
 static void write_done(void *arg, st_put_result r) {
     pending_write *pw = arg;
-    nh_metric_add(pw->s->writes[r == ST_NEW ? 0 : r == ST_OLD ? 1 : 2], 1);
+    const storage *s = pw->s;
+    nh_metric_add(s->writes[r == ST_NEW ? 0 : r == ST_OLD ? 1 : 2], 1);
     if (pw->oneway) {
         nh_ctx_finish(pw->ctx); /* a multicast: nothing is sent back, a failure is dropped */
-    } else if (!write_failed(pw->ctx, pw->s, r)) {
+    } else if (r == ST_OLD || r == ST_NEW) {
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
         resp.new_ = r == ST_NEW;
         proto_storage_write_rpc_reply(pw->ctx, &resp); /* or WriteQC */
+    } else if (r == ST_FULL) {
+        nh_ctx_reply_error(pw->ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu%s)",
+                           (size_t)s->max_keys, s->data_dir ? " or map_size" : "");
+    } else if (r == ST_INVALID) {
+        nh_ctx_reply_error(pw->ctx, NH_INVALID_ARGUMENT,
+                           "storage: the key must be 1 to %s bytes long",
+                           s->data_dir ? "511" : "any number of");
+    } else {
+        nh_ctx_reply_error(pw->ctx, NH_INTERNAL, "storage: write failed (see the node's log)");
     }
     free(pw);
 }
