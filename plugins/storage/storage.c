@@ -304,48 +304,46 @@ void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__Write
 
 /* ---- Pull and reload hand-over: entries as WriteRequest messages ---------------------------- */
 
-/* Up to limit entries of the store after `after` (st_scan()), copied. */
-typedef struct entry_list {
-    struct listed {
-        Proto__WriteRequest msg;
-        Google__Protobuf__Timestamp time;
-    } * items;
-    Proto__WriteRequest **ptrs;
-    size_t n;
-} entry_list;
+/* An entry's message with its timestamp, key and value, in one allocation (e is borrowed). */
+typedef struct listed {
+    Proto__WriteRequest msg;
+    Google__Protobuf__Timestamp time;
+    char text[];
+} listed;
 
 static void add_entry(void *user, const st_entry *e) {
-    entry_list *l = user;
-    struct listed *x = &l->items[l->n];
+    Proto__PullResponse *page = user;
+    size_t klen = strlen(e->key) + 1;
+    listed *x = malloc(sizeof *x + klen + e->value_len + 1);
+    page->entries[page->n_entries++] = x ? &x->msg : NULL; /* NULL: out of memory */
+    if (!x) return;
     proto__write_request__init(&x->msg);
     google__protobuf__timestamp__init(&x->time);
     x->time.seconds = e->sec;
     x->time.nanos = e->nsec;
     x->msg.time = &x->time;
-    x->msg.key = strdup(e->key); /* e is borrowed */
-    x->msg.value = strndup(e->value, e->value_len);
-    l->ptrs[l->n++] = &x->msg;
+    x->msg.key = memcpy(x->text, e->key, klen);
+    x->msg.value = memcpy(x->text + klen, e->value, e->value_len);
+    x->msg.value[e->value_len] = '\0';
 }
 
-static void entry_list_free(entry_list *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].msg.key);
-        free(l->items[i].msg.value);
-    }
-    free(l->items);
-    free(l->ptrs);
-}
-
-/* Fills l (entry_list_free() it either way); 0, or -1 when out of memory. */
-static int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit,
-                           size_t max_bytes, bool *more) {
-    *l = (entry_list){calloc(limit + 1, sizeof *l->items), calloc(limit + 1, sizeof *l->ptrs), 0};
-    *more = false;
-    if (!l->items || !l->ptrs) return -1;
-    if (limit) st_scan(st, after, limit, max_bytes, add_entry, l, more);
-    for (size_t i = 0; i < l->n; i++)
-        if (!l->items[i].msg.key || !l->items[i].msg.value) return -1;
+/* Fills page with up to limit entries of the store after `after` (st_scan()); 0, or -1 when out
+ * of memory (entries_free() it either way). */
+static int entries_fill(Proto__PullResponse *page, st_store *st, const char *after, size_t limit,
+                        size_t max_bytes) {
+    bool more = false;
+    if (!(page->entries = calloc(limit + 1, sizeof *page->entries))) return -1;
+    if (limit) st_scan(st, after, limit, max_bytes, add_entry, page, &more);
+    page->more = more;
+    for (size_t i = 0; i < page->n_entries; i++)
+        if (!page->entries[i]) return -1;
     return 0;
+}
+
+static void entries_free(Proto__PullResponse *page) {
+    for (size_t i = 0; i < page->n_entries; i++)
+        free(page->entries[i]); /* its listed */
+    free(page->entries);
 }
 
 /* One page of catch-up (catchup.c pulls them). */
@@ -354,19 +352,13 @@ void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *re
     if (!st) return;
     size_t limit = req->limit ? req->limit : 500;
     if (limit > 10000) limit = 10000;
-    entry_list l;
-    bool more;
+    Proto__PullResponse page = PROTO__PULL_RESPONSE__INIT;
     /* ~1 MiB of keys and values a page: far below the 4 MiB message limit. */
-    if (entry_list_fill(&l, st, req->after, limit, 1u << 20, &more) == 0) {
-        Proto__PullResponse resp = PROTO__PULL_RESPONSE__INIT;
-        resp.more = more;
-        resp.n_entries = l.n;
-        resp.entries = l.ptrs;
-        proto_storage_pull_reply(ctx, &resp);
-    } else {
+    if (entries_fill(&page, st, req->after, limit, 1u << 20) == 0)
+        proto_storage_pull_reply(ctx, &page);
+    else
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    entry_list_free(&l);
+    entries_free(&page);
 }
 
 /* *dst = a copy of the n ids; -1 when out of memory. */
@@ -392,14 +384,13 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     snap.recovering = s->recovering;
     snap.n_caughtupfrom = s->n_caught_up;
     snap.caughtupfrom = s->caught_up;
-    entry_list l = {0};
-    bool more;
+    Proto__PullResponse all = PROTO__PULL_RESPONSE__INIT;
     int rc = st && snap.configcaughtup ? 0 : -1;
-    if (rc == 0 && !snap.store) rc = entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more);
-    snap.n_entries = l.n;
-    snap.entries = l.ptrs;
+    if (rc == 0 && !snap.store) rc = entries_fill(&all, st, "", st_count(st), SIZE_MAX);
+    snap.n_entries = all.n_entries;
+    snap.entries = all.entries;
     if (rc == 0) rc = nh_msg_pack(&snap.base, out);
-    entry_list_free(&l);
+    entries_free(&all);
     free(snap.configcaughtup);
     return rc != 0 ? oom(err) : 0;
 }
