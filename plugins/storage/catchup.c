@@ -204,13 +204,12 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids) return;
     nh_config_ids(cfg, ids, n);
-    uint32_t *old = s->config_ids;
-    size_t n_old = s->n_config_ids;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s->node_id && !has_id(s->config_ids, s->n_config_ids, ids[i]))
+            start_pull(s, ids[i]);
+    free(s->config_ids);
     s->config_ids = ids;
     s->n_config_ids = n;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] != s->node_id && !has_id(old, n_old, ids[i])) start_pull(s, ids[i]);
-    free(old);
 }
 
 void storage_retire(void *state) {

@@ -1,14 +1,10 @@
 /* storage: the coordinated methods (their contract: storage.proto), ABD over the node's
- * membership (every known peer, connected or not; nh_ctx_members()). Both release the stream's
- * order and answer asynchronously.
- *
- * ReadNestedQC: the newest version among a majority's ReadQC replies is the answer; when those
- * replies do not all carry it, it is first written back to a majority (WriteQC), so that no later
- * read can return an older version: reads are linearizable per key.
- *
- * WriteNestedQC without a Time: ReadQC to a majority first (the newest timestamp any of them
- * holds), then WriteQC with a later timestamp to a majority. A write that starts after another
- * ended therefore gets a later timestamp than it, whichever node coordinates either. */
+ * membership (every known peer, connected or not; nh_ctx_members()); both release the stream's
+ * order and answer asynchronously. ReadNestedQC answers the newest version among a majority's
+ * ReadQC replies, after writing it back to a majority (WriteQC) when they do not all carry it, so
+ * that no later read can return an older version. WriteNestedQC without a Time asks a majority
+ * for the newest timestamp (ReadQC), then writes with a later one to a majority (WriteQC): a
+ * write that starts after another ended supersedes it, whichever nodes coordinate them. */
 #include "storage_impl.h"
 
 #include <stdlib.h>
