@@ -62,11 +62,11 @@ static const char *fmt_time(const Google__Protobuf__Timestamp *t, char *buf, siz
     if (!t) return "-";
     time_t secs = (time_t)t->seconds;
     struct tm tm;
-    char date[40];
-    if (!gmtime_r(&secs, &tm) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm))
-        snprintf(buf, size, "%llds", (long long)t->seconds);
+    size_t n = gmtime_r(&secs, &tm) ? strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm) : 0;
+    if (n)
+        snprintf(buf + n, size - n, ".%09dZ", (int)t->nanos);
     else
-        snprintf(buf, size, "%s.%09dZ", date, (int)t->nanos);
+        snprintf(buf, size, "%llds", (long long)t->seconds);
     return buf;
 }
 
@@ -164,15 +164,6 @@ static nh_config *open_one(client *c, const char *node) {
     }
     nh_node_addr one = {.id = 1, .address = node, .identity = "*"}; /* any certificate of the CA */
     return open_nodes(c, &one, 1, NULL);
-}
-
-/* Waits until every node of cfg is connected (or the timeout); returns how many are. */
-static size_t wait_connected(const nh_config *cfg, uint32_t timeout_ms) {
-    int64_t start = now_ns(CLOCK_MONOTONIC);
-    size_t up;
-    while ((up = nh_config_reachable(cfg)) < nh_config_size(cfg) && ms_since(start) < timeout_ms)
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    return up;
 }
 
 /* ---- commands: each gets the configuration its call goes to (NULL: it opens its own) ------- */
@@ -393,7 +384,7 @@ static int cmd_listen(client *c, nh_config *cfg, char **a) {
     }
     if (!(cfg = open_nodes(c, c->nodes, c->n, "0"))) return 1; /* a client peer: node ID 0 */
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    size_t up = wait_connected(cfg, c->timeout_ms);
+    size_t up = nh_config_wait_reachable(cfg, c->timeout_ms);
     char list[256];
     printf("listen: client peer of nodes %s, %zu of %zu connected, %.2f ms\n",
            fmt_config(cfg, list, sizeof list), up, nh_config_size(cfg), ms_since(start));
@@ -487,7 +478,7 @@ int main(int argc, char **argv) {
         warnx("%s", err.message);
     else if (cmd->target == OWN ||
              (cfg = cmd->target == ONE ? open_one(&c, a[0]) : open_nodes(&c, c.nodes, c.n, NULL))) {
-        if (cfg) wait_connected(cfg, c.timeout_ms);
+        if (cfg) nh_config_wait_reachable(cfg, c.timeout_ms);
         c.start = now_ns(CLOCK_MONOTONIC);
         status = cmd->run(&c, cfg, a);
     }
