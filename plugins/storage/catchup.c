@@ -14,8 +14,9 @@
  *   majority, whichever nodes that majority had), it refuses ReadRPC/ReadQC with UNAVAILABLE;
  *   it takes writes and serves Pull meanwhile. A disk store keeps what it acknowledged and
  *   serves at once: it is one stale replica of a majority, never the only source.
- * - Reload: unfinished pulls, the recovery state and the peers caught up from are handed to the
- *   new generation (storage.c), which restarts those pulls. */
+ * - Reload: the peers of Config caught up with, the recovery state and the peers caught up from
+ *   are handed to the new generation (storage.c), which pulls from every other peer of its
+ *   Config (unfinished pulls start over). */
 #include "storage_impl.h"
 
 #include <stdlib.h>
@@ -29,7 +30,7 @@
 typedef struct pull {
     storage *s;
     uint32_t peer;
-    char *after;
+    char *after; /* the last key pulled */
     size_t pages, entries;
     uint32_t retry_ms; /* pause before the next try of a failed page (0: none failed) */
     bool restart;      /* the peer left and came back: start again from the first key */
@@ -37,7 +38,7 @@ typedef struct pull {
     struct pull *next;
 } pull;
 
-static void page(pull *p);
+static void page(void *arg);
 
 static int64_t mono_ns(void) {
     struct timespec ts;
@@ -46,12 +47,10 @@ static int64_t mono_ns(void) {
 }
 
 static void pull_end(pull *p) {
-    storage *s = p->s;
-    for (pull **pp = &s->pulls; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
+    pull **pp = &p->s->pulls;
+    while (*pp != p)
+        pp = &(*pp)->next;
+    *pp = p->next;
     free(p->after);
     free(p);
 }
@@ -97,17 +96,6 @@ bool storage_recovering(const storage *s, nh_server_ctx *ctx) {
     return s->recovering;
 }
 
-static void retry(void *arg) {
-    pull *p = arg;
-    if (p->s->retired || !has_id(p->s->config_ids, p->s->n_config_ids, p->peer)) {
-        nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped after %zu entries (%s)",
-                p->peer, p->entries, p->s->retired ? "plugin retired" : "peer left Config");
-        pull_end(p);
-        return;
-    }
-    page(p);
-}
-
 /* Errors after which asking again cannot help: the peer refused the request, or its reply does
  * not decode (the stubs' local INTERNAL). (UNIMPLEMENTED is not one: a peer that is starting
  * answers it until its plugins registered their methods; the pause grows to 8 s.) */
@@ -129,7 +117,7 @@ static void page_failed(pull *p, const nh_error *e) {
     nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u: page %zu failed (%s); again in %u ms",
             p->peer, p->pages + 1, e->message, p->retry_ms);
     nh_error err;
-    if (nh_timer_start(s->rt, p->retry_ms, 0, retry, p, NULL, &err) != 0) pull_end(p);
+    if (nh_timer_start(s->rt, p->retry_ms, 0, page, p, NULL, &err) != 0) pull_end(p);
 }
 
 static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *user) {
@@ -149,32 +137,33 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
     const char *next = p->restart                          ? ""
                        : resp->more && resp->n_entries > 0 ? resp->entries[resp->n_entries - 1]->key
                                                            : NULL;
-    if (next) {
-        char *after = strdup(next);
-        if (!after) {
-            page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
-            return;
-        }
-        p->restart = false;
-        free(p->after);
-        p->after = after;
-        if (s->retired)
-            pull_end(p); /* the new generation restarts it */
-        else
-            page(p);
+    if (!next) {
+        nh_logf(NH_LOG_INFO, "storage",
+                "caught up from node %u: %zu entries in %zu page(s), %.1f ms", p->peer, p->entries,
+                p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
+        uint32_t peer = p->peer;
+        pull_end(p);
+        caught_up(s, peer);
         return;
     }
-    nh_logf(NH_LOG_INFO, "storage", "caught up from node %u: %zu entries in %zu page(s), %.1f ms",
-            p->peer, p->entries, p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
-    uint32_t peer = p->peer;
-    pull_end(p);
-    caught_up(s, peer);
+    char *after = strdup(next);
+    if (!after) {
+        page_failed(p, &(nh_error){.code = NH_RESOURCE_EXHAUSTED, .message = "out of memory"});
+        return;
+    }
+    p->restart = false;
+    free(p->after);
+    p->after = after;
+    page(p);
 }
 
-static void page(pull *p) {
+/* Asks the peer for the page after p->after; ends the pull when the plugin retired (the new
+ * generation restarts it) or the peer left Config. Also the retry timer's function. */
+static void page(void *arg) {
+    pull *p = arg;
     storage *s = p->s;
     nh_config *cfg = nh_server_config(s->srv);
-    nh_node *node = nh_config_find(cfg, p->peer);
+    nh_node *node = s->retired ? NULL : nh_config_find(cfg, p->peer);
     Proto__PullRequest req = PROTO__PULL_REQUEST__INIT;
     req.after = p->after;
     req.limit = s->pull_page;
@@ -182,11 +171,11 @@ static void page(pull *p) {
     nh_error err;
     int rc = node ? proto_storage_pull_async(node, &req, &o, page_done, p, &err) : -1;
     nh_config_unref(cfg);
-    if (rc != 0) {
-        nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped: %s", p->peer,
-                node ? err.message : "the peer is not in Config");
-        pull_end(p);
-    }
+    if (rc == 0) return;
+    const char *why = s->retired ? "plugin retired" : node ? err.message : "peer left Config";
+    nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u stopped after %zu entries (%s)", p->peer,
+            p->entries, why);
+    pull_end(p);
 }
 
 static void start_pull(storage *s, uint32_t peer) {
@@ -195,9 +184,8 @@ static void start_pull(storage *s, uint32_t peer) {
             p->restart = true; /* it came back while its pull runs: start over */
             return;
         }
-    pull *p = calloc(1, sizeof *p);
-    if (!p || !(p->after = strdup(""))) {
-        free(p);
+    pull *p = calloc(1, sizeof *p); /* after NULL: from the first key */
+    if (!p) {
         nh_logf(NH_LOG_ERROR, "storage", "catch-up from node %u: out of memory", peer);
         return;
     }
@@ -216,33 +204,28 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids) return;
     nh_config_ids(cfg, ids, n);
-    uint32_t *old = s->config_ids;
-    size_t n_old = s->n_config_ids;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != s->node_id && !has_id(s->config_ids, s->n_config_ids, ids[i]))
+            start_pull(s, ids[i]);
+    free(s->config_ids);
     s->config_ids = ids;
     s->n_config_ids = n;
-    /* A reload's first view is the Config the old generation already caught up with, except
-     * for the pulls it had not finished. */
-    bool first_after_reload = !s->config_seen && s->generation > 1;
-    s->config_seen = true;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] != s->node_id && (first_after_reload ? has_id(s->pending, s->n_pending, ids[i])
-                                                        : !has_id(old, n_old, ids[i])))
-            start_pull(s, ids[i]);
-    free(s->pending);
-    s->pending = NULL;
-    s->n_pending = 0;
-    free(old);
 }
 
 void storage_retire(void *state) {
     ((storage *)state)->retired = true;
 }
 
-size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max) {
-    size_t n = 0;
-    for (const pull *p = s->pulls; p; p = p->next)
-        if (n < max) ids[n++] = p->peer;
-    return n;
+uint32_t *storage_caught_up_config(const storage *s, size_t *n) {
+    uint32_t *ids = malloc((s->n_config_ids + 1) * sizeof *ids);
+    *n = 0;
+    for (size_t i = 0; ids && i < s->n_config_ids; i++) {
+        const pull *p = s->pulls;
+        while (p && p->peer != s->config_ids[i])
+            p = p->next;
+        if (!p) ids[(*n)++] = s->config_ids[i];
+    }
+    return ids;
 }
 
 void storage_catchup_free(storage *s) {
@@ -250,26 +233,4 @@ void storage_catchup_free(storage *s) {
         pull_end(s->pulls);
     free(s->config_ids);
     free(s->caught_up);
-    free(s->pending);
-}
-
-/* The server side: one page. */
-void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
-    st_store *st = storage_store(state, ctx);
-    if (!st) return;
-    size_t limit = req->limit ? req->limit : 500;
-    if (limit > 10000) limit = 10000;
-    entry_list l;
-    bool more = false;
-    /* ~1 MiB of keys and values a page: far below the 4 MiB message limit. */
-    if (entry_list_fill(&l, st, req->after, limit, 1u << 20, &more) == 0) {
-        Proto__PullResponse resp = PROTO__PULL_RESPONSE__INIT;
-        resp.n_entries = l.n;
-        resp.entries = l.ptrs;
-        resp.more = more;
-        proto_storage_pull_reply(ctx, &resp);
-    } else {
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    entry_list_free(&l);
 }

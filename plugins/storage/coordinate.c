@@ -1,14 +1,10 @@
 /* storage: the coordinated methods (their contract: storage.proto), ABD over the node's
- * membership (every known peer, connected or not; nh_ctx_members()). Both release the stream's
- * order and answer asynchronously.
- *
- * ReadNestedQC: the newest version among a majority's ReadQC replies is the answer; when those
- * replies do not all carry it, it is first written back to a majority (WriteQC), so that no later
- * read can return an older version: reads are linearizable per key.
- *
- * WriteNestedQC without a Time: ReadQC to a majority first (the newest timestamp any of them
- * holds), then WriteQC with a later timestamp to a majority. A write that starts after another
- * ended therefore gets a later timestamp than it, whichever node coordinates either. */
+ * membership (every known peer, connected or not; nh_ctx_members()); both release the stream's
+ * order and answer asynchronously. ReadNestedQC answers the newest version among a majority's
+ * ReadQC replies, after writing it back to a majority (WriteQC) when they do not all carry it, so
+ * that no later read can return an older version. WriteNestedQC without a Time asks a majority
+ * for the newest timestamp (ReadQC), then writes with a later one to a majority (WriteQC): a
+ * write that starts after another ended supersedes it, whichever nodes coordinate them. */
 #include "storage_impl.h"
 
 #include <stdlib.h>
@@ -20,14 +16,14 @@ typedef struct op {
     nh_server_ctx *ctx;
     nh_config *members;
     const char *name;      /* ReadNestedQC or WriteNestedQC */
-    Proto__WriteRequest w; /* the write phase's request (key and value owned; time: &ts) */
+    Proto__WriteRequest w; /* the write phase's request (time: &ts; value: the request's or copy) */
     Google__Protobuf__Timestamp ts;
+    char *copy; /* a read's newest value, written back (the replies go) */
 } op;
 
 static void op_free(op *o) {
     nh_config_unref(o->members);
-    free(o->w.key);
-    free(o->w.value);
+    free(o->copy);
     free(o);
 }
 
@@ -43,10 +39,9 @@ static bool failed(op *o, const nh_qc_result *r, const char *phase) {
     return r->err.code != NH_OK;
 }
 
-/* A new op over the serving node's membership (key and value copied; value NULL for a read), or
- * NULL after answering the error. */
-static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, const char *key,
-                  const char *value) {
+/* A new op over the serving node's membership (key and value borrowed from the request, which
+ * lives until the call ends; value NULL for a read), or NULL after answering the error. */
+static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, char *key, char *value) {
     op *o = malloc(sizeof *o);
     if (!o) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
@@ -55,21 +50,18 @@ static op *op_new(nh_server_ctx *ctx, storage *s, const char *name, const char *
     *o = (op){.s = s, .ctx = ctx, .members = nh_ctx_members(ctx), .name = name};
     proto__write_request__init(&o->w);
     google__protobuf__timestamp__init(&o->ts);
-    o->w.key = strdup(key);
-    o->w.value = value ? strdup(value) : NULL;
+    o->w.key = key;
+    o->w.value = value;
     if (nh_config_size(o->members) == 0) {
         nh_ctx_reply_error(ctx, NH_FAILED_PRECONDITION,
                            "%s needs the node's membership (a node ID and its peers)", name);
-    } else if (!o->w.key || (value && !o->w.value)) {
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
-        nh_ctx_release(ctx);
-        nh_ctx_defer(ctx);
-        return o;
+        op_free(o);
+        return NULL;
     }
-    op_free(o);
-    return NULL;
+    /* Gorums' rule before a nested call: release the stream's order; the call stays open. */
+    nh_ctx_release(ctx);
+    nh_ctx_defer(ctx);
+    return o;
 }
 
 /* ReadQC of the op's key to a majority of the members; on refusal answers the error. */
@@ -141,7 +133,7 @@ static void read_collected(const Proto__ReadResponse *value,
     }
     /* The majority disagrees: make the newest version a majority's before answering it (a copy:
      * the replies go when this returns). */
-    if (!(o->w.value = strdup(best->value))) {
+    if (!(o->w.value = o->copy = strdup(best->value))) {
         fail(o, "write-back", NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
@@ -174,25 +166,23 @@ static void write_done(const Proto__WriteResponse *value,
 /* A timestamp later than (sec, nsec) and than the last one this coordinator picked (it never
  * reuses one); the wall clock when that is later, so that values keep a meaningful time. */
 static void pick_timestamp(storage *s, int64_t sec, int32_t nsec, Google__Protobuf__Timestamp *t) {
+    if (sec < s->last_sec || (sec == s->last_sec && nsec < s->last_nsec)) {
+        sec = s->last_sec;
+        nsec = s->last_nsec;
+    }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    int64_t cs = now.tv_sec;
-    int32_t cn = (int32_t)now.tv_nsec;
-    if (cs < s->last_sec || (cs == s->last_sec && cn < s->last_nsec)) {
-        cs = s->last_sec;
-        cn = s->last_nsec;
-    }
-    if (cs < sec || (cs == sec && cn < nsec)) {
-        cs = sec;
-        cn = nsec;
+    if (sec < now.tv_sec || (sec == now.tv_sec && nsec < now.tv_nsec)) {
+        sec = now.tv_sec;
+        nsec = (int32_t)now.tv_nsec;
     }
     /* +1 ns past the newest of the three (strictly later than anything seen or picked). */
-    if (++cn >= 1000000000) {
-        cn = 0;
-        cs++;
+    if (++nsec >= 1000000000) {
+        nsec = 0;
+        sec++;
     }
-    t->seconds = s->last_sec = cs;
-    t->nanos = s->last_nsec = cn;
+    t->seconds = s->last_sec = sec;
+    t->nanos = s->last_nsec = nsec;
 }
 
 static void write_queried(const Proto__ReadResponse *value,
@@ -212,12 +202,9 @@ void proto_storage_write_nested_qc_handler(nh_server_ctx *ctx, const Proto__Writ
                                            void *state) {
     op *o = op_new(ctx, state, "WriteNestedQC", req->key, req->value);
     if (!o) return;
-    o->w.time = &o->ts;
-    if (!req->time) {
+    o->w.time = req->time ? req->time : &o->ts; /* the request's (borrowed), or picked */
+    if (req->time)
+        write_phase(o, write_done, "write");
+    else
         read_phase(o, write_queried, "query");
-        return;
-    }
-    o->ts.seconds = req->time->seconds;
-    o->ts.nanos = req->time->nanos;
-    write_phase(o, write_done, "write");
 }

@@ -1,8 +1,9 @@
 /* storage: a replicated key-value store in the style of Gorums' examples/storage, with the same
  * wire format (storage.proto, package `proto`), made durable and linearizable; the design is in
  * docs/architecture.md, the configuration keys in docs/man/nodehost.yaml.5. This file: the
- * configuration, the replica methods (each on the node's own copy), NotifyClients, Info and the
- * reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC, catchup.c Pull.
+ * configuration, the replica methods (each on the node's own copy), NotifyClients, Info, Pull's
+ * server side and the reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC,
+ * catchup.c the pulls.
  *
  * An entry is replaced only by a newer version (store.h), so replicas stay identical whatever
  * order they see writes in (Gorums' example also replaces on an equal timestamp). A disk write
@@ -181,20 +182,6 @@ void proto_storage_read_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest 
     proto_storage_read_rpc_handler(ctx, req, state);
 }
 
-/* Answers a failed write; false when the write succeeded (old or new). Any thread. */
-static bool write_failed(nh_server_ctx *ctx, const storage *s, st_put_result r) {
-    if (r == ST_OLD || r == ST_NEW) return false;
-    if (r == ST_FULL)
-        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu%s)",
-                           (size_t)s->max_keys, s->data_dir ? " or map_size" : "");
-    else if (r == ST_INVALID)
-        nh_ctx_reply_error(ctx, NH_INVALID_ARGUMENT, "storage: the key must be 1 to %s bytes long",
-                           s->data_dir ? "511" : "any number of");
-    else
-        nh_ctx_reply_error(ctx, NH_INTERNAL, "storage: write failed (see the node's log)");
-    return true;
-}
-
 /* A write request waiting for its store: the memory store answers at once, the disk store from
  * its writer thread once the write is committed (and synced, unless sync is none). */
 typedef struct pending_write {
@@ -203,15 +190,26 @@ typedef struct pending_write {
     bool oneway;
 } pending_write;
 
+/* Answers the write (any thread). */
 static void write_done(void *arg, st_put_result r) {
     pending_write *pw = arg;
-    nh_metric_add(pw->s->writes[r == ST_NEW ? 0 : r == ST_OLD ? 1 : 2], 1);
+    const storage *s = pw->s;
+    nh_metric_add(s->writes[r == ST_NEW ? 0 : r == ST_OLD ? 1 : 2], 1);
     if (pw->oneway) {
         nh_ctx_finish(pw->ctx); /* a multicast: nothing is sent back, a failure is dropped */
-    } else if (!write_failed(pw->ctx, pw->s, r)) {
+    } else if (r == ST_OLD || r == ST_NEW) {
         Proto__WriteResponse resp = PROTO__WRITE_RESPONSE__INIT;
         resp.new_ = r == ST_NEW;
         proto_storage_write_rpc_reply(pw->ctx, &resp); /* or WriteQC */
+    } else if (r == ST_FULL) {
+        nh_ctx_reply_error(pw->ctx, NH_RESOURCE_EXHAUSTED, "storage is full (max_keys %zu%s)",
+                           (size_t)s->max_keys, s->data_dir ? " or map_size" : "");
+    } else if (r == ST_INVALID) {
+        nh_ctx_reply_error(pw->ctx, NH_INVALID_ARGUMENT,
+                           "storage: the key must be 1 to %s bytes long",
+                           s->data_dir ? "511" : "any number of");
+    } else {
+        nh_ctx_reply_error(pw->ctx, NH_INTERNAL, "storage: write failed (see the node's log)");
     }
     free(pw);
 }
@@ -304,21 +302,64 @@ void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__Write
     nh_config_unref(cc);
 }
 
-/* ---- reload hand-over --------------------------------------------------------------------- */
+/* ---- Pull and reload hand-over: entries as WriteRequest messages ---------------------------- */
 
-/* An open disk store is handed over as a pointer (same process), marked so that nothing else
- * is mistaken for one; a memory store as a Snapshot of every entry. */
-#define HANDOVER_MAGIC "NHSTORE1"
+/* An entry's message with its timestamp, key and value, in one allocation (e is borrowed). */
+typedef struct listed {
+    Proto__WriteRequest msg;
+    Google__Protobuf__Timestamp time;
+    char text[];
+} listed;
 
-#define HANDOVER_MAX_PENDING 64
+static void add_entry(void *user, const st_entry *e) {
+    Proto__PullResponse *page = user;
+    size_t klen = strlen(e->key) + 1;
+    listed *x = malloc(sizeof *x + klen + e->value_len + 1);
+    page->entries[page->n_entries++] = x ? &x->msg : NULL; /* NULL: out of memory */
+    if (!x) return;
+    proto__write_request__init(&x->msg);
+    google__protobuf__timestamp__init(&x->time);
+    x->time.seconds = e->sec;
+    x->time.nanos = e->nsec;
+    x->msg.time = &x->time;
+    x->msg.key = memcpy(x->text, e->key, klen);
+    x->msg.value = memcpy(x->text + klen, e->value, e->value_len);
+    x->msg.value[e->value_len] = '\0';
+}
 
-typedef struct handover {
-    char magic[8];
-    pid_t pid;
-    st_env *env;
-    uint32_t n_pending; /* unfinished pulls, restarted by the new generation */
-    uint32_t pending[HANDOVER_MAX_PENDING];
-} handover;
+/* Fills page with up to limit entries of the store after `after` (st_scan()); 0, or -1 when out
+ * of memory (entries_free() it either way). */
+static int entries_fill(Proto__PullResponse *page, st_store *st, const char *after, size_t limit,
+                        size_t max_bytes) {
+    bool more = false;
+    if (!(page->entries = calloc(limit + 1, sizeof *page->entries))) return -1;
+    if (limit) st_scan(st, after, limit, max_bytes, add_entry, page, &more);
+    page->more = more;
+    for (size_t i = 0; i < page->n_entries; i++)
+        if (!page->entries[i]) return -1;
+    return 0;
+}
+
+static void entries_free(Proto__PullResponse *page) {
+    for (size_t i = 0; i < page->n_entries; i++)
+        free(page->entries[i]); /* its listed */
+    free(page->entries);
+}
+
+/* One page of catch-up (catchup.c pulls them). */
+void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *req, void *state) {
+    st_store *st = storage_store(state, ctx);
+    if (!st) return;
+    size_t limit = req->limit ? req->limit : 500;
+    if (limit > 10000) limit = 10000;
+    Proto__PullResponse page = PROTO__PULL_RESPONSE__INIT;
+    /* ~1 MiB of keys and values a page: far below the 4 MiB message limit. */
+    if (entries_fill(&page, st, req->after, limit, 1u << 20) == 0)
+        proto_storage_pull_reply(ctx, &page);
+    else
+        nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
+    entries_free(&page);
+}
 
 /* *dst = a copy of the n ids; -1 when out of memory. */
 static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n) {
@@ -329,76 +370,28 @@ static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n
     return n && !*dst ? -1 : 0;
 }
 
-typedef struct listed {
-    Proto__WriteRequest msg;
-    Google__Protobuf__Timestamp time;
-} listed;
-
-static void add_entry(void *user, const st_entry *e) {
-    entry_list *l = user;
-    listed *x = &l->items[l->n];
-    proto__write_request__init(&x->msg);
-    google__protobuf__timestamp__init(&x->time);
-    x->time.seconds = e->sec;
-    x->time.nanos = e->nsec;
-    x->msg.time = &x->time;
-    x->msg.key = strdup(e->key); /* e is borrowed */
-    x->msg.value = strndup(e->value, e->value_len);
-    l->ptrs[l->n++] = &x->msg;
-}
-
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
-                    bool *more) {
-    *l = (entry_list){calloc(limit + 1, sizeof *l->items), calloc(limit + 1, sizeof *l->ptrs), 0};
-    *more = false;
-    if (!l->items || !l->ptrs) return -1;
-    if (limit) st_scan(st, after, limit, max_bytes, add_entry, l, more);
-    for (size_t i = 0; i < l->n; i++)
-        if (!l->items[i].msg.key || !l->items[i].msg.value) return -1;
-    return 0;
-}
-
-void entry_list_free(entry_list *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->items[i].msg.key);
-        free(l->items[i].msg.value);
-    }
-    free(l->items);
-    free(l->ptrs);
-    *l = (entry_list){0};
-}
-
+/* The state goes to the next generation as a Snapshot: a disk store as its open environment
+ * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
+ * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
+ * state either way. */
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
-    st_env *env = st_store_env(s->store);
-    if (env) {
-        /* The old generation keeps its store (and reference) until its fini; the new one takes
-         * a reference of its own in import. */
-        handover h = {.pid = getpid(), .env = env};
-        h.n_pending = (uint32_t)storage_catchup_pending(s, h.pending, HANDOVER_MAX_PENDING);
-        memcpy(h.magic, HANDOVER_MAGIC, 8);
-        if (!(out->data = malloc(sizeof h))) return oom(err);
-        memcpy(out->data, &h, sizeof h);
-        out->len = sizeof h;
-        return 0;
-    }
     st_store *st = storage_store(s, NULL);
-    entry_list l = {0};
-    bool more;
-    int rc = st ? entry_list_fill(&l, st, "", st_count(st), SIZE_MAX, &more) : -1;
-    uint32_t pending[HANDOVER_MAX_PENDING];
-    if (rc == 0) {
-        Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
-        snap.n_entries = l.n;
-        snap.entries = l.ptrs;
-        snap.n_pendingpulls = storage_catchup_pending(s, pending, HANDOVER_MAX_PENDING);
-        snap.pendingpulls = pending;
-        snap.recovering = s->recovering;
-        snap.n_caughtupfrom = s->n_caught_up;
-        snap.caughtupfrom = s->caught_up;
-        rc = nh_msg_pack(&snap.base, out);
-    }
-    entry_list_free(&l);
+    Proto__Snapshot snap = PROTO__SNAPSHOT__INIT;
+    snap.store = (uintptr_t)st_store_env(st);
+    snap.process = getpid();
+    snap.configcaughtup = storage_caught_up_config(s, &snap.n_configcaughtup);
+    snap.recovering = s->recovering;
+    snap.n_caughtupfrom = s->n_caught_up;
+    snap.caughtupfrom = s->caught_up;
+    Proto__PullResponse all = PROTO__PULL_RESPONSE__INIT;
+    int rc = st && snap.configcaughtup ? 0 : -1;
+    if (rc == 0 && !snap.store) rc = entries_fill(&all, st, "", st_count(st), SIZE_MAX);
+    snap.n_entries = all.n_entries;
+    snap.entries = all.entries;
+    if (rc == 0) rc = nh_msg_pack(&snap.base, out);
+    entries_free(&all);
+    free(snap.configcaughtup);
     return rc != 0 ? oom(err) : 0;
 }
 
@@ -408,34 +401,30 @@ static void import_done(void *arg, st_put_result r) {
 
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
-    if (len == sizeof(handover) && memcmp(data, HANDOVER_MAGIC, 8) == 0) {
-        handover h;
-        memcpy(&h, data, sizeof h);
-        if (h.pid != getpid() || !h.env)
-            return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                                "storage: the store handed over is not this process's");
-        if (!s->data_dir || strcmp(s->data_dir, st_env_path(h.env)) != 0)
-            return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                                "storage: data_dir cannot be changed by a reload (the store is "
-                                "in %s); restart the node",
-                                st_env_path(h.env));
-        if (s->store) /* opened at first use meanwhile: never two handles on one store */
-            return nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                                "storage: the new generation already opened its store");
-        if (!(s->store = open_store(s, h.env, err))) return -1;
-        s->config_seen = false;
-        return copy_ids(&s->pending, &s->n_pending, h.pending, h.n_pending) ? oom(err) : 0;
-    }
     Proto__Snapshot *snap = proto__snapshot__unpack(NULL, len, data);
     if (!snap)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "storage: the state handed over does not decode (%zu bytes)", len);
+    st_env *env = (st_env *)(uintptr_t)snap->store;
     int rc = 0;
-    if (snap->n_entries > (size_t)s->max_keys)
+    if (env && snap->process != getpid())
+        rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                          "storage: the store handed over is not this process's");
+    else if (env && (!s->data_dir || strcmp(s->data_dir, st_env_path(env)) != 0))
+        rc = nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                          "storage: data_dir cannot be changed by a reload (the store is in %s); "
+                          "restart the node",
+                          st_env_path(env));
+    else if (env && s->store) /* opened at first use meanwhile: never two handles on one store */
+        rc = nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                          "storage: the new generation already opened its store");
+    else if (env)
+        rc = (s->store = open_store(s, env, err)) ? 0 : -1;
+    else if (snap->n_entries > (size_t)s->max_keys)
         rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
                           "storage: the state handed over has %zu keys, more than max_keys %zu",
                           snap->n_entries, (size_t)s->max_keys);
-    if (rc == 0 && !storage_store(s, NULL))
+    else if (!storage_store(s, NULL))
         rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
     /* A memory store takes every entry at once (and says which failed); a disk store (data_dir
      * added by this reload) queues them to its writer. */
@@ -447,7 +436,8 @@ static int storage_import(void *state, const uint8_t *data, size_t len, nh_error
                               "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
                               w == ST_FULL ? "max_keys reached" : "write failed");
     }
-    if (rc == 0 && copy_ids(&s->pending, &s->n_pending, snap->pendingpulls, snap->n_pendingpulls))
+    if (rc == 0 &&
+        copy_ids(&s->config_ids, &s->n_config_ids, snap->configcaughtup, snap->n_configcaughtup))
         rc = oom(err);
     if (rc == 0 && snap->recovering) {
         s->recovering = true;

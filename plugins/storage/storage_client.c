@@ -62,11 +62,11 @@ static const char *fmt_time(const Google__Protobuf__Timestamp *t, char *buf, siz
     if (!t) return "-";
     time_t secs = (time_t)t->seconds;
     struct tm tm;
-    char date[40];
-    if (!gmtime_r(&secs, &tm) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm))
-        snprintf(buf, size, "%llds", (long long)t->seconds);
+    size_t n = gmtime_r(&secs, &tm) ? strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm) : 0;
+    if (n)
+        snprintf(buf + n, size - n, ".%09dZ", (int)t->nanos);
     else
-        snprintf(buf, size, "%s.%09dZ", date, (int)t->nanos);
+        snprintf(buf, size, "%llds", (long long)t->seconds);
     return buf;
 }
 
@@ -137,9 +137,8 @@ static int parse_nodes(client *c, const char *list) {
 }
 
 /* A configuration of nodes, announcing `announce` as gorums-node-id (or nothing); NULL after
- * saying why (after `what`). */
-static nh_config *open_nodes(client *c, const nh_node_addr *nodes, size_t n, const char *announce,
-                             const char *what) {
+ * saying why. */
+static nh_config *open_nodes(client *c, const nh_node_addr *nodes, size_t n, const char *announce) {
     nh_metadata md = {"gorums-node-id", announce};
     nh_config_opts o = {.nodes = nodes, .count = n, .metadata = &md, .tls = c->tls};
     o.metadata_count = announce ? 1 : 0;
@@ -148,7 +147,7 @@ static nh_config *open_nodes(client *c, const nh_node_addr *nodes, size_t n, con
     nh_config *cfg;
     nh_error err;
     if (nh_config_new(c->rt, &o, &cfg, &err) == 0) return cfg;
-    warnx("%s%s", what, err.message);
+    warnx("%s", err.message);
     return NULL;
 }
 
@@ -158,22 +157,13 @@ static nh_config *open_one(client *c, const char *node) {
     bool is_id = all_digits(node, strlen(node));
     for (size_t i = 0; i < c->n; i++)
         if (is_id ? c->nodes[i].id == strtoul(node, NULL, 10) : !strcmp(node, c->nodes[i].address))
-            return open_nodes(c, &c->nodes[i], 1, NULL, "");
+            return open_nodes(c, &c->nodes[i], 1, NULL);
     if (is_id) {
         warnx("node %s is not in --nodes", node);
         return NULL;
     }
     nh_node_addr one = {.id = 1, .address = node, .identity = "*"}; /* any certificate of the CA */
-    return open_nodes(c, &one, 1, NULL, "");
-}
-
-/* Waits until every node of cfg is connected (or the timeout); returns how many are. */
-static size_t wait_connected(const nh_config *cfg, uint32_t timeout_ms) {
-    int64_t start = now_ns(CLOCK_MONOTONIC);
-    size_t up;
-    while ((up = nh_config_reachable(cfg)) < nh_config_size(cfg) && ms_since(start) < timeout_ms)
-        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
-    return up;
+    return open_nodes(c, &one, 1, NULL);
 }
 
 /* ---- commands: each gets the configuration its call goes to (NULL: it opens its own) ------- */
@@ -348,32 +338,26 @@ static int cmd_notify(client *c, nh_config *cfg, char **a) {
 
 /* info: proto.Storage.Info on every --nodes node, one line each ("node N: storage VERSION
  * generation G, K keys"); a node that fails gets a line on stderr and makes the exit status 1. */
-static int cmd_info(client *c, nh_config *unused, char **a) {
+static int cmd_info(client *c, nh_config *cfg, char **a) {
     int status = 0;
     for (const nh_node_addr *n = c->nodes; n < c->nodes + c->n; n++) {
-        char what[320];
-        snprintf(what, sizeof what, "info: node %u (%s): ", n->id, n->address);
-        nh_config *cfg = open_nodes(c, n, 1, NULL, what);
-        if (!cfg) {
-            status = 1;
-            continue;
-        }
-        wait_connected(cfg, c->timeout_ms);
         Google__Protobuf__Empty req = GOOGLE__PROTOBUF__EMPTY__INIT;
         nh_call_opts o = {.timeout_ms = c->timeout_ms};
         Proto__InfoResponse *r;
         nh_error err;
         int64_t start = now_ns(CLOCK_MONOTONIC);
-        if (proto_storage_info(nh_config_node(cfg, 0), &req, &o, &r, &err) == 0) {
+        if (proto_storage_info(nh_config_find(cfg, n->id), &req, &o, &r, &err) == 0) {
             printf("node %u: storage %s generation %llu, %llu keys\n", n->id, r->version,
                    (unsigned long long)r->generation, (unsigned long long)r->keys);
             proto__info_response__free_unpacked(r, NULL);
-        } else { /* the error may name the node already */
-            warnx("%s%s (%.2f ms)", strstr(err.message, n->address) ? "info: " : what, err.message,
-                  ms_since(start));
-            status = 1;
+            continue;
         }
-        nh_config_unref(cfg);
+        if (strstr(err.message, n->address)) /* the error names the node already */
+            warnx("info: %s (%.2f ms)", err.message, ms_since(start));
+        else
+            warnx("info: node %u (%s): %s (%.2f ms)", n->id, n->address, err.message,
+                  ms_since(start));
+        status = 1;
     }
     return status;
 }
@@ -392,16 +376,15 @@ static void on_notify(nh_server_ctx *ctx, const Proto__WriteRequest *w, void *us
     proto_storage_client_notify_reply(ctx, &resp);
 }
 
-static int cmd_listen(client *c, nh_config *unused, char **a) {
+static int cmd_listen(client *c, nh_config *cfg, char **a) {
     nh_error err;
     if (proto_storage_client_notify_serve(c->rt, on_notify, NULL, &err) != 0) {
         warnx("%s", err.message);
         return 1;
     }
-    nh_config *cfg = open_nodes(c, c->nodes, c->n, "0", ""); /* a client peer: node ID 0 */
-    if (!cfg) return 1;
+    if (!(cfg = open_nodes(c, c->nodes, c->n, "0"))) return 1; /* a client peer: node ID 0 */
     int64_t start = now_ns(CLOCK_MONOTONIC);
-    size_t up = wait_connected(cfg, c->timeout_ms);
+    size_t up = nh_config_wait_reachable(cfg, c->timeout_ms);
     char list[256];
     printf("listen: client peer of nodes %s, %zu of %zu connected, %.2f ms\n",
            fmt_config(cfg, list, sizeof list), up, nh_config_size(cfg), ms_since(start));
@@ -419,12 +402,9 @@ static int cmd_listen(client *c, nh_config *unused, char **a) {
     return 0;
 }
 
-enum target {
-    ALL,
-    ONE,
-    OWN
-}; /* a command's call goes to every --nodes node, to NODE (its first
-      argument), or it opens its own configurations */
+/* A command's call goes to every --nodes node, to NODE (its first argument), or it opens its own
+ * configuration. */
+enum target { ALL, ONE, OWN };
 
 static const struct command {
     const char *name;
@@ -437,11 +417,11 @@ static const struct command {
                 {"nested", 2, ONE, cmd_nested},
                 {"notify", 3, ONE, cmd_notify},
                 {"listen", 0, OWN, cmd_listen},
-                {"info", 0, OWN, cmd_info}};
+                {"info", 0, ALL, cmd_info}};
 
 int main(int argc, char **argv) {
     client c = {.timeout_ms = 5000};
-    const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL;
+    nh_tls_opts to = {0};
     static const struct option opts[] = {
         {"nodes", required_argument, NULL, 'n'},    {"timeout-ms", required_argument, NULL, 't'},
         {"for-ms", required_argument, NULL, 'f'},   {"tls-ca", required_argument, NULL, 'A'},
@@ -455,7 +435,7 @@ int main(int argc, char **argv) {
             (o == 'f' && !parse_ms(optarg, "--for-ms", false, &c.for_ms)))
             goto out;
         if (o == 'A' || o == 'C' || o == 'K')
-            *(o == 'A' ? &tls_ca : o == 'C' ? &tls_cert : &tls_key) = optarg;
+            *(o == 'A' ? &to.ca_file : o == 'C' ? &to.cert_file : &to.key_file) = optarg;
         if (o == 'h' || o == '?') {
             usage(o == 'h' ? stdout : stderr);
             status = o == '?';
@@ -472,18 +452,6 @@ int main(int argc, char **argv) {
     const struct command *cmd = NULL;
     for (size_t i = 0; argc >= 1 && i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[0], commands[i].name)) cmd = &commands[i];
-    if (!cmd || argc - 1 != cmd->args || ((tls_cert || tls_key) && !tls_ca)) {
-        if (argc < 1)
-            warnx("no command given (see --help)");
-        else if (!cmd)
-            warnx("unknown command \"%s\" (see --help)", argv[0]);
-        else if (argc - 1 != cmd->args)
-            warnx("%s takes %d argument%s (see --help)", argv[0], cmd->args,
-                  cmd->args == 1 ? "" : "s");
-        else
-            warnx("--tls-cert and --tls-key need --tls-ca");
-        goto out;
-    }
 
     /* Signals that stop `listen`, blocked in every thread (the runtime's threads inherit it). */
     sigemptyset(&c.stop);
@@ -492,21 +460,25 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &c.stop, NULL);
 
     nh_error err;
-    nh_tls_opts to = {.ca_file = tls_ca, .cert_file = tls_cert, .key_file = tls_key};
     nh_runtime_opts ro = {.name = "storage-client"};
-    if ((tls_ca && nh_tls_new(&to, &c.tls, NULL, &err) != 0) ||
-        nh_runtime_new(&ro, &c.rt, &err) != 0) {
-        warnx("%s", err.message);
-        goto out;
-    }
-    char **a = argv + 1;
     nh_config *cfg = NULL;
-    if (cmd->target != ONE && !c.n)
+    char **a = argv + 1;
+    if (argc < 1)
+        warnx("no command given (see --help)");
+    else if (!cmd)
+        warnx("unknown command \"%s\" (see --help)", argv[0]);
+    else if (argc - 1 != cmd->args)
+        warnx("%s takes %d argument%s (see --help)", argv[0], cmd->args, cmd->args == 1 ? "" : "s");
+    else if ((to.cert_file || to.key_file) && !to.ca_file)
+        warnx("--tls-cert and --tls-key need --tls-ca");
+    else if (cmd->target != ONE && !c.n)
         warnx("--nodes is required for this command");
+    else if ((to.ca_file && nh_tls_new(&to, &c.tls, NULL, &err) != 0) ||
+             nh_runtime_new(&ro, &c.rt, &err) != 0)
+        warnx("%s", err.message);
     else if (cmd->target == OWN ||
-             (cfg = cmd->target == ONE ? open_one(&c, a[0])
-                                       : open_nodes(&c, c.nodes, c.n, NULL, ""))) {
-        if (cfg) wait_connected(cfg, c.timeout_ms);
+             (cfg = cmd->target == ONE ? open_one(&c, a[0]) : open_nodes(&c, c.nodes, c.n, NULL))) {
+        if (cfg) nh_config_wait_reachable(cfg, c.timeout_ms);
         c.start = now_ns(CLOCK_MONOTONIC);
         status = cmd->run(&c, cfg, a);
     }

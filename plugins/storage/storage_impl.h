@@ -25,12 +25,10 @@ typedef struct storage {
     int64_t last_sec;
     int32_t last_nsec;
     /* Catch-up. */
-    uint32_t *config_ids; /* the Config seen last */
+    uint32_t *config_ids; /* the Config seen last (after a reload: its peers caught up with) */
     size_t n_config_ids;
-    bool config_seen, retired;
+    bool retired;
     struct pull *pulls;
-    uint32_t *pending; /* peers whose pulls the previous generation had not finished */
-    size_t n_pending;
     /* Recovery of a memory store after a start. */
     size_t n_members;
     bool recovering;
@@ -46,27 +44,15 @@ st_store *storage_store(storage *s, nh_server_ctx *ctx);
  * the result: at once in memory, from the disk store's writer thread once committed. */
 void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg);
 
-/** Entries of the store as WriteRequest messages (a catch-up page, a reload snapshot). */
-typedef struct entry_list {
-    struct listed *items; /* each one's message and timestamp */
-    Proto__WriteRequest **ptrs;
-    size_t n;
-} entry_list;
-
-/** Fills l with up to limit entries after `after` (st_scan()). 0, or -1 when out of memory
- * (l must be freed either way). */
-int entry_list_fill(entry_list *l, st_store *st, const char *after, size_t limit, size_t max_bytes,
-                    bool *more);
-void entry_list_free(entry_list *l);
-
 /* catchup.c */
 void storage_config_changed(void *state, nh_config *cfg, bool client_config);
 void storage_retire(void *state);
 /** While a memory store recovers after a start: answers UNAVAILABLE (reads are refused) and
  * returns true. */
 bool storage_recovering(const storage *s, nh_server_ctx *ctx);
-/** The peers with a pull in progress (up to max into ids); returns how many. */
-size_t storage_catchup_pending(const storage *s, uint32_t *ids, size_t max);
+/** The peers of the Config seen last that no pull runs for, for the next generation: *n of them
+ * in a malloc'ed array (NULL when out of memory). */
+uint32_t *storage_caught_up_config(const storage *s, size_t *n);
 void storage_catchup_free(storage *s);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "nh_test_util.h"
 #include "node/node_impl.h"
+#include "util/clock.h"
 
 #include <nodehost/nodehost.h>
 
@@ -983,6 +984,45 @@ static void test_released_configuration_keeps_derived_ones_working(void **state)
     nh_node_unref(n2);
 }
 
+/* ---- waiting for the nodes ---------------------------------------------------------------- */
+
+static void count_on_owner(void *p) {
+    owner_arg *a = p;
+    a->rc = (int)nh_config_wait_reachable(a->base, 60000); /* does not wait there */
+    pthread_mutex_lock(&a->mu);
+    a->done = true;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void test_wait_reachable_waits_for_every_node_or_the_timeout(void **state) {
+    fixture *f = *state;
+    nh_error err;
+    nh_server *srv;
+    nh_server_opts so = {.listen = f->addr[0]};
+    assert_int_equal(nh_server_new(f->rt, &so, &srv, NULL, &err), 0);
+    nh_config *up = new_list(f, 1), *both = new_list(f, 2); /* addr[1]: nothing listens */
+    assert_int_equal(nh_config_wait_reachable(up, 5000), 1);
+    int64_t start = nh_now_ns();
+    assert_int_equal(nh_config_wait_reachable(both, 200), 1);
+    assert_true(nh_now_ns() - start >= 200 * 1000000LL);
+    assert_int_equal(nh_config_wait_reachable(NULL, 5000), 0);
+    owner_arg a = {.base = both};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    assert_int_equal(nh_runtime_post(f->rt, count_on_owner, &a), 0);
+    pthread_mutex_lock(&a.mu);
+    while (!a.done)
+        pthread_cond_wait(&a.cv, &a.mu);
+    pthread_mutex_unlock(&a.mu);
+    assert_int_equal(a.rc, 1);
+    pthread_cond_destroy(&a.cv);
+    pthread_mutex_destroy(&a.mu);
+    nh_config_unref(up);
+    nh_config_unref(both);
+    nh_server_free(srv);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1025,6 +1065,7 @@ int main(void) {
         T(test_without_errors_of_all_nodes_is_empty),
         T(test_without_errors_and_no_errors_is_a_copy),
         T(test_released_configuration_keeps_derived_ones_working),
+        T(test_wait_reachable_waits_for_every_node_or_the_timeout),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,6 +127,12 @@ NH_API size_t nh_config_ids(const nh_config *cfg, uint32_t *ids, size_t max);
  * (a snapshot: connections come and go). */
 NH_API size_t nh_config_reachable(const nh_config *cfg);
 
+/** Waits until every node of cfg is reachable (nh_config_reachable()) or timeout_ms passed,
+ * looking every 10 ms, and returns how many are reachable then: a client program can let its
+ * nodes connect before it times its calls. On the owner thread, where connections progress, it
+ * does not wait. Any thread. */
+NH_API size_t nh_config_wait_reachable(const nh_config *cfg, uint32_t timeout_ms);
+
 /**
  * True when cfg is a node's membership (nh_server_members(), nh_ctx_members()) or a reordered
  * copy of it (the nh_config_sort_* functions keep the mark; set operations drop it). Quorum

@@ -3,6 +3,7 @@
  * needs no lock; its reference count and its nodes' reference counts are atomic. */
 #include "config/config_impl.h"
 #include "node/node_impl.h"
+#include "util/clock.h"
 
 #include <nodehost/quorum.h>
 
@@ -248,6 +249,15 @@ size_t nh_config_reachable(const nh_config *cfg) {
     for (size_t i = 0; i < nh_config_size(cfg); i++)
         if (nh_node_connected(cfg->nodes[i])) k++;
     return k;
+}
+
+size_t nh_config_wait_reachable(const nh_config *cfg, uint32_t timeout_ms) {
+    bool owner = cfg && nh_runtime_on_owner(cfg->rt);
+    int64_t end = nh_now_ns() + (int64_t)timeout_ms * 1000000;
+    size_t up;
+    while ((up = nh_config_reachable(cfg)) < nh_config_size(cfg) && !owner && nh_now_ns() < end)
+        nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+    return up;
 }
 
 bool nh_config_is_membership(const nh_config *cfg) {
