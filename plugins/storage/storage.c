@@ -374,6 +374,9 @@ static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n
  * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
  * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
  * state either way. */
+/* Marks a hand-over that carries an open disk store (same process) rather than entries. */
+#define DISK_MARK "NHSTORE2"
+
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
     storage *s = state;
     st_store *st = storage_store(s, NULL);
@@ -390,6 +393,19 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     snap.n_entries = all.n_entries;
     snap.entries = all.entries;
     if (rc == 0) rc = nh_msg_pack(&snap.base, out);
+    /* A disk store's hand-over starts with DISK_MARK, which no Snapshot decoder accepts: an
+     * older build refuses it rather than open the store a second time in this process. */
+    uint8_t *marked = rc == 0 && snap.store ? malloc(out->len + 8) : NULL;
+    if (marked) {
+        size_t n = out->len;
+        memcpy(marked, DISK_MARK, 8);
+        memcpy(marked + 8, out->data, n);
+        nh_buf_free(out);
+        *out = (nh_buf){marked, n + 8};
+    } else if (rc == 0 && snap.store) {
+        nh_buf_free(out);
+        rc = -1;
+    }
     entries_free(&all);
     free(snap.configcaughtup);
     return rc != 0 ? oom(err) : 0;
@@ -401,11 +417,16 @@ static void import_done(void *arg, st_put_result r) {
 
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
-    Proto__Snapshot *snap = proto__snapshot__unpack(NULL, len, data);
+    bool disk = len >= 8 && memcmp(data, DISK_MARK, 8) == 0;
+    if (len >= 8 && memcmp(data, "NHSTORE1", 8) == 0)
+        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
+                            "storage: the store was handed over by an older storage plugin; "
+                            "restart the node to load this one");
+    Proto__Snapshot *snap = proto__snapshot__unpack(NULL, disk ? len - 8 : len, data + disk * 8);
     if (!snap)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "storage: the state handed over does not decode (%zu bytes)", len);
-    st_env *env = (st_env *)(uintptr_t)snap->store;
+    st_env *env = disk ? (st_env *)(uintptr_t)snap->store : NULL;
     int rc = 0;
     if (env && snap->process != getpid())
         rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,

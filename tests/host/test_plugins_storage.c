@@ -466,6 +466,14 @@ static void test_export_import_keeps_the_data_across_a_reload(void **state) {
     ph_on_owner(n1, do_import, &z);
     assert_int_equal(z.rc, -1);
     assert_int_equal(z.err.code, NH_INVALID_ARGUMENT);
+    /* A disk store handed over by an older build (its raw "NHSTORE1" record): refused with the
+     * way out, never opened a second time. */
+    uint8_t old_format[64] = "NHSTORE1";
+    z.buf = (nh_buf){old_format, sizeof old_format};
+    ph_on_owner(n1, do_import, &z);
+    assert_int_equal(z.rc, -1);
+    assert_int_equal(z.err.code, NH_FAILED_PRECONDITION);
+    assert_non_null(strstr(z.err.message, "restart the node"));
     g.plugin.d->fini(bad);
 
     /* The real hand-over: new instance, import, switch the handlers, fini the old one. */
