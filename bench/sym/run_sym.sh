@@ -11,7 +11,8 @@
 #                     the N-1 peers): majority and all, at concurrency 1 and 16
 #   cli:K             node 1 (sym_node, node_id 1, no peers) and ceil(K/STREAMS_PER_PROC)
 #                     sym_clients processes holding K client-peer streams (gorums-node-id 0);
-#                     node 1 drives quorum calls over its ClientConfig: all and majority at
+#                     node 1 drives quorum calls over its ClientConfig: all and majority, and
+#                     multicasts to all (done when every send completed), at
 #                     concurrency 1 (and 16 when K <= 10); node 1's VmRSS before any client and
 #                     once all K are connected; the admission of the K clients: time from the
 #                     first in to the K-th, node 1's CPU time meanwhile, the longest a task
@@ -181,7 +182,7 @@ run_cfg() { # run_cfg <rep> <n>
 # ---- ClientConfig: node 1 and K client peers ---------------------------------------------------------
 run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
     local rep=$1 k=$2 spp=$3 name=$4:$2 attempt runs port out procs per left i driver rss0 rssk heap0 heapk line f
-    runs="all:1,majority:1"
+    runs="all:1,majority:1,multicast:1"
     if ((k <= 10)); then runs="$runs,all:16,majority:16"; fi
     runs=$(workloads "$rep" "$runs")
     out=$WORK/node1.out
@@ -336,7 +337,7 @@ if [[ -n $CLIENTS$OWN_CONN ]]; then
     printf '| CPU µs/op all | node 1 CPU µs per leg | errors |\n'
     echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     while read -r cs k conns; do
-        list="all:1 majority:1"
+        list="all:1 majority:1 multicast:1"
         if ((k <= 10)); then list="$list all:16 majority:16"; fi
         for qc in $list; do
             q=${qc%:*} c=${qc#*:}

@@ -25,7 +25,8 @@
  * while the peers were arriving (a probe thread posts one, waits for it, sleeps 1 ms, again), and
  * notifications the change notifications of that configuration until then.
  *
- * then runs each entry of LIST ("all:1,majority:16,...": quorum rule and calls in flight;
+ * then runs each entry of LIST ("all:1,majority:16,multicast:1,...": quorum rule, or a one-way
+ * multicast to every node done when every send completed, and calls in flight;
  * default "majority:1,all:1,majority:16,all:16") over that snapshot from its owner thread: the
  * start task issues C quorum calls of `bench.Echo` with a B-byte payload (default 64), and each
  * completion callback records the round trip and issues the next call, for S seconds (default
@@ -34,7 +35,7 @@
  * CPU time of every process with a bench.Cpu quorum call (All) over the same configuration, plus
  * its own. One line per entry:
  *
- *   result target=<config|clients> size=<K> quorum=<all|majority> conc=<C> ops_per_s=<f>
+ *   result target=<config|clients> size=<K> quorum=<all|majority|multicast> conc=<C> ops_per_s=<f>
  *     p50_us=<f> p99_us=<f> count=<n> errors=<n> cpu_self_us_per_op=<f>
  *     cpu_all_us_per_op=<f> procs=<n> self_in_config=<0|1> heap_kb=<kB>
  *
@@ -169,6 +170,7 @@ static void *probe_main(void *arg) {
 
 typedef struct run_spec {
     nh_quorum_kind quorum;
+    bool multicast; /* a one-way multicast to every node, done when every send completed */
     size_t conc;
 } run_spec;
 
@@ -179,6 +181,7 @@ typedef struct phase {
     const uint8_t *payload;
     size_t payload_len;
     size_t conc;
+    bool multicast;
     nhb_rec rec;
     int64_t issued[64];
     size_t outstanding;
@@ -199,28 +202,41 @@ static void phase_finish(void) {
 
 static void issue(size_t slot);
 
-static void on_done(const nh_qc_result *r, void *user) {
-    size_t slot = (size_t)(uintptr_t)user;
+static void slot_done(size_t slot, bool ok) {
     g.outstanding--;
     if (g.finished) return;
+    /* A failed slot is not re-issued (as bench/rpc_bench.c). */
+    if (nhb_rec_complete(&g.rec, g.issued[slot], ok) && ok) issue(slot);
+    if (g.outstanding == 0 && !g.starting) phase_finish();
+}
+
+static void on_done(const nh_qc_result *r, void *user) {
     bool ok = r->err.code == NH_OK && r->value_len == g.payload_len;
-    if (!ok && !g.first_error[0]) {
+    if (!ok && !g.first_error[0] && !g.finished) {
         if (r->err.code != NH_OK)
             snprintf(g.first_error, sizeof g.first_error, "%s", r->err.message);
         else
             snprintf(g.first_error, sizeof g.first_error, "value of %zu bytes", r->value_len);
     }
-    /* A failed slot is not re-issued (as bench/rpc_bench.c). */
-    if (nhb_rec_complete(&g.rec, g.issued[slot], ok) && ok) issue(slot);
-    if (g.outstanding == 0 && !g.starting) phase_finish();
+    slot_done((size_t)(uintptr_t)user, ok);
+}
+
+static void on_mc_done(const nh_error *err, void *user) {
+    if (err->code != NH_OK && !g.first_error[0] && !g.finished)
+        snprintf(g.first_error, sizeof g.first_error, "%s", err->message);
+    slot_done((size_t)(uintptr_t)user, err->code == NH_OK);
 }
 
 static void issue(size_t slot) {
     g.issued[slot] = nhb_now_ns();
     g.outstanding++;
     nh_error err;
-    if (nh_quorum_call_async(g.cfg, "bench.Echo", g.payload, g.payload_len, &g.opts, on_done,
-                             (void *)(uintptr_t)slot, &err) != 0) {
+    void *user = (void *)(uintptr_t)slot;
+    int rc = g.multicast ? nh_multicast_async(g.cfg, "bench.Echo", g.payload, g.payload_len,
+                                              &g.opts, on_mc_done, user, &err)
+                         : nh_quorum_call_async(g.cfg, "bench.Echo", g.payload, g.payload_len,
+                                                &g.opts, on_done, user, &err);
+    if (rc != 0) {
         g.outstanding--;
         g.extra_errors++;
         if (!g.first_error[0]) snprintf(g.first_error, sizeof g.first_error, "%s", err.message);
@@ -382,7 +398,10 @@ static int drive(nh_runtime *rt, nh_server *srv, uint32_t id, const drive_args *
     bool stalled = false;
     for (size_t r = 0; r < d->n_runs && !g_stop; r++) {
         const run_spec *rs = &d->runs[r];
-        const char *qname = rs->quorum == NH_QUORUM_ALL ? "all" : "majority";
+        const char *qname = rs->multicast                 ? "multicast"
+                            : rs->quorum == NH_QUORUM_ALL ? "all"
+                                                          : "majority";
+        g.multicast = rs->multicast;
         g.opts = (nh_qc_opts){.call = {.timeout_ms = 10000}, .quorum = {.kind = rs->quorum}};
         g.conc = rs->conc;
         cpu_sample c0, c1;
@@ -447,7 +466,8 @@ static int parse_runs(const char *list, drive_args *d) {
         if (!colon || d->n_runs == MAX_RUNS) return -1;
         *colon = '\0';
         run_spec *rs = &d->runs[d->n_runs++];
-        if (!strcmp(tok, "all"))
+        rs->multicast = !strcmp(tok, "multicast");
+        if (!strcmp(tok, "all") || rs->multicast)
             rs->quorum = NH_QUORUM_ALL;
         else if (!strcmp(tok, "majority"))
             rs->quorum = NH_QUORUM_MAJORITY;
@@ -481,13 +501,14 @@ static int free_ports(int n) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr,
-            "usage: %s --id N [--peer ID=HOST:PORT]... [--dial] [--listen HOST:PORT]\n"
-            "          [--drive config|clients --size K [--runs all:1,majority:16,...]\n"
-            "           [--seconds S] [--warmup S] [--payload B] [--settle S] [--calls M]]\n"
-            "          [--keepalive TIME_MS,TIMEOUT_MS]\n"
-            "       %s --free-ports N\n",
-            argv0, argv0);
+    fprintf(
+        stderr,
+        "usage: %s --id N [--peer ID=HOST:PORT]... [--dial] [--listen HOST:PORT]\n"
+        "          [--drive config|clients --size K [--runs all:1,majority:16,multicast:1,...]\n"
+        "           [--seconds S] [--warmup S] [--payload B] [--settle S] [--calls M]]\n"
+        "          [--keepalive TIME_MS,TIMEOUT_MS]\n"
+        "       %s --free-ports N\n",
+        argv0, argv0);
     return 2;
 }
 
