@@ -27,7 +27,7 @@
 # Environment (all optional):
 #   RUN_SECONDS=5  measured seconds per workload     REPS=3         repetitions
 #   WARMUP=1       warm-up seconds per workload      PAYLOAD=64     payload bytes
-#   SIZES="3 5"    Config sizes                      CLIENTS="10 100 1000"  ClientConfig sizes
+#   SIZES="3 5"    Config sizes ("": none)          CLIENTS="10 100 1000"  ClientConfig sizes
 #   STREAMS_PER_PROC=250  client-peer streams per sym_clients process (cli:K)
 #   OWN_CONN="100" ClientConfig sizes run with one process (and connection) per client
 #   SYM_KEEPALIVE=TIME_MS,TIMEOUT_MS  node 1's keepalive in the cli/own cases (sym_node
@@ -42,7 +42,7 @@ RUN_SECONDS=${RUN_SECONDS:-5}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 PAYLOAD=${PAYLOAD:-64}
-SIZES=${SIZES:-"3 5"}
+SIZES=${SIZES-"3 5"}
 CLIENTS=${CLIENTS:-"10 100 1000"}
 STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
 OWN_CONN=${OWN_CONN-100}

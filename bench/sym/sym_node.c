@@ -582,6 +582,8 @@ int main(int argc, char **argv) {
                          .backoff_max_ms = 500,
                          .keepalive_time_ms = ka_time,
                          .keepalive_timeout_ms = ka_timeout,
+                         /* the one-connection layout holds every client on one connection */
+                         .max_clients_per_connection = d.clients && d.size > 1000 ? d.size : 0,
                          .on_config_change = on_change};
     nh_server *srv;
     int port = 0;
