@@ -181,7 +181,8 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* A client program's configuration of node 1 as a client peer (its own connection). */
+/* A client program's configuration of node 1 as a client peer (plaintext: every one of them
+ * shares the program's one connection to node 1). */
 static nh_config *client(void) {
     nh_error err;
     const char *addrs[] = {g_addr};
@@ -409,6 +410,58 @@ static void test_one_connection_cannot_take_every_slot(void **state) {
     wait_size(0);
 }
 
+/* ---- what an idle client peer costs node 1 --------------------------------------------------- */
+
+typedef struct ops_probe {
+    long ops;
+} ops_probe;
+
+static void read_ops(void *arg) {
+    ((ops_probe *)arg)->ops = nh_tp_loop_pending_ops(g_srt->loop);
+}
+
+static long server_ops(void) {
+    ops_probe p = {0};
+    assert_int_equal(nh_runtime_sync(g_srt, read_ops, &p), 0);
+    return p.ops;
+}
+
+/* Waits until node 1's loop has want operations pending; returns the last count seen. */
+static long wait_ops(long want) {
+    long ops = server_ops();
+    for (int tries = 0; tries < 1000 && ops != want; tries++) {
+        nh_test_sleep_ms(5);
+        ops = server_ops();
+    }
+    return ops;
+}
+
+static void test_idle_client_peers_share_a_connection_and_keep_one_operation_pending(void **state) {
+    (void)state;
+    enum { K = 20 };
+    long base = server_ops(); /* the accept slot */
+    nh_config *cfgs[K];
+    for (int i = 0; i < K; i++)
+        cfgs[i] = client();
+    wait_size(K);
+    /* Each idle accepted stream has its receive armed and nothing else: no RECV_CLOSE_ON_SERVER
+     * beside it (libgrpc scans the pending operations on every completion). */
+    assert_int_equal(wait_ops(base + K), base + K);
+    /* Plaintext configurations of one program to one node share one connection. */
+    nh_config *cc = nh_server_client_config(g_srv);
+    for (size_t i = 1; i < nh_config_size(cc); i++)
+        assert_string_equal(nh_node_address(nh_config_node(cc, i)),
+                            nh_node_address(nh_config_node(cc, 0)));
+    nh_config_unref(cc);
+    /* Calls still work both ways, and every stream's end is still noticed. */
+    for (int i = 0; i < K; i += 7)
+        assert_true(who_am_i(cfgs[i]) >= FIRST_CLIENT);
+    for (int i = 0; i < K; i++)
+        nh_config_unref(cfgs[i]);
+    wait_size(0);
+    assert_int_equal(wait_ops(base), base);
+}
+
 /* ---- coalesced notifications --------------------------------------------------------------- */
 
 /* Keeps node 1's owner thread busy until released (at most 20 s). */
@@ -494,6 +547,9 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_burst_of_arrivals_is_notified_a_few_times, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_idle_client_peers_share_a_connection_and_keep_one_operation_pending, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_one_connection_cannot_take_every_slot, setup_cap,
                                         teardown),
     };

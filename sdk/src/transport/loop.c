@@ -356,6 +356,10 @@ void nh_tp_loop_op_end(nh_tp_loop *l) {
     l->ops--;
 }
 
+long nh_tp_loop_pending_ops(const nh_tp_loop *l) {
+    return l->ops;
+}
+
 void *nh_tp_loop_cq(nh_tp_loop *l) {
     return l->cq;
 }

@@ -84,6 +84,10 @@ size_t nh_tp_loop_max_message(const nh_tp_loop *l);
 void nh_tp_loop_op_begin(nh_tp_loop *l);
 void nh_tp_loop_op_end(nh_tp_loop *l);
 
+/** Operations started on the completion queue and not completed yet. Owner thread (tests and
+ * diagnostics: every pending operation costs each completion a scan in Debian's libgrpc). */
+long nh_tp_loop_pending_ops(const nh_tp_loop *l);
+
 /* For transport files: the completion queue (a grpc_completion_queue*). */
 void *nh_tp_loop_cq(nh_tp_loop *l);
 
