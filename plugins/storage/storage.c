@@ -317,8 +317,7 @@ static void add_entry(void *user, const st_entry *e) {
     listed *x = malloc(sizeof *x + klen + e->value_len + 1);
     page->entries[page->n_entries++] = x ? &x->msg : NULL; /* NULL: out of memory */
     if (!x) return;
-    proto__write_request__init(&x->msg);
-    google__protobuf__timestamp__init(&x->time);
+    *x = (listed){PROTO__WRITE_REQUEST__INIT, GOOGLE__PROTOBUF__TIMESTAMP__INIT};
     x->time.seconds = e->sec;
     x->time.nanos = e->nsec;
     x->msg.time = &x->time;
@@ -361,20 +360,10 @@ void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *re
     entries_free(&page);
 }
 
-/* *dst = a copy of the n ids; -1 when out of memory. */
-static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n) {
-    free(*dst);
-    *dst = n ? malloc(n * sizeof *ids) : NULL;
-    *n_dst = *dst ? n : 0;
-    if (*dst) memcpy(*dst, ids, n * sizeof *ids);
-    return n && !*dst ? -1 : 0;
-}
-
 /* The state goes to the next generation as a Snapshot: a disk store as its open environment
  * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
  * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
- * state either way. */
-/* Marks a hand-over that carries an open disk store (same process) rather than entries. */
+ * state either way. DISK_MARK marks a hand-over that carries an open disk store. */
 #define DISK_MARK "NHSTORE2"
 
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
@@ -392,77 +381,74 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     if (rc == 0 && !snap.store) rc = entries_fill(&all, st, "", st_count(st), SIZE_MAX);
     snap.n_entries = all.n_entries;
     snap.entries = all.entries;
-    if (rc == 0) rc = nh_msg_pack(&snap.base, out);
     /* A disk store's hand-over starts with DISK_MARK, which no Snapshot decoder accepts: an
      * older build refuses it rather than open the store a second time in this process. */
-    uint8_t *marked = rc == 0 && snap.store ? malloc(out->len + 8) : NULL;
-    if (marked) {
-        size_t n = out->len;
-        memcpy(marked, DISK_MARK, 8);
-        memcpy(marked + 8, out->data, n);
-        nh_buf_free(out);
-        *out = (nh_buf){marked, n + 8};
-    } else if (rc == 0 && snap.store) {
-        nh_buf_free(out);
-        rc = -1;
+    size_t mark = snap.store ? 8 : 0;
+    uint8_t *buf = rc == 0 ? malloc(mark + protobuf_c_message_get_packed_size(&snap.base)) : NULL;
+    if (buf) {
+        memcpy(buf, DISK_MARK, mark);
+        *out = (nh_buf){buf, mark + protobuf_c_message_pack(&snap.base, buf + mark)};
     }
     entries_free(&all);
     free(snap.configcaughtup);
-    return rc != 0 ? oom(err) : 0;
+    return buf ? 0 : oom(err);
 }
 
 static void import_done(void *arg, st_put_result r) {
     *(st_put_result *)arg = r;
 }
 
+/* A local error "storage: ..." in err; returns -1. */
+#define ERR(code, ...) nh_error_set(err, code, NH_ERR_LOCAL, 0, "storage: " __VA_ARGS__)
+
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
     bool disk = len >= 8 && memcmp(data, DISK_MARK, 8) == 0;
     if (len >= 8 && memcmp(data, "NHSTORE1", 8) == 0)
-        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                            "storage: the store was handed over by an older storage plugin; "
-                            "restart the node to load this one");
+        return ERR(NH_FAILED_PRECONDITION, "the store was handed over by an older storage "
+                                           "plugin; restart the node to load this one");
     Proto__Snapshot *snap = proto__snapshot__unpack(NULL, disk ? len - 8 : len, data + disk * 8);
     if (!snap)
-        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                            "storage: the state handed over does not decode (%zu bytes)", len);
+        return ERR(NH_INVALID_ARGUMENT, "the state handed over does not decode (%zu bytes)", len);
     st_env *env = disk ? (st_env *)(uintptr_t)snap->store : NULL;
     int rc = 0;
     if (env && snap->process != getpid())
-        rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                          "storage: the store handed over is not this process's");
+        rc = ERR(NH_INVALID_ARGUMENT, "the store handed over is not this process's");
     else if (env && (!s->data_dir || strcmp(s->data_dir, st_env_path(env)) != 0))
-        rc = nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                          "storage: data_dir cannot be changed by a reload (the store is in %s); "
-                          "restart the node",
-                          st_env_path(env));
+        rc = ERR(NH_FAILED_PRECONDITION,
+                 "data_dir cannot be changed by a reload (the store is in %s); restart the node",
+                 st_env_path(env));
     else if (env && s->store) /* opened at first use meanwhile: never two handles on one store */
-        rc = nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                          "storage: the new generation already opened its store");
+        rc = ERR(NH_INTERNAL, "the new generation already opened its store");
     else if (env)
         rc = (s->store = open_store(s, env, err)) ? 0 : -1;
     else if (snap->n_entries > (size_t)s->max_keys)
-        rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
-                          "storage: the state handed over has %zu keys, more than max_keys %zu",
-                          snap->n_entries, (size_t)s->max_keys);
+        rc =
+            ERR(NH_RESOURCE_EXHAUSTED, "the state handed over has %zu keys, more than max_keys %zu",
+                snap->n_entries, (size_t)s->max_keys);
     else if (!storage_store(s, NULL))
-        rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
+        rc = ERR(NH_UNAVAILABLE, "cannot open the store");
     /* A memory store takes every entry at once (and says which failed); a disk store (data_dir
      * added by this reload) queues them to its writer. */
     st_put_result w = ST_NEW;
     for (size_t i = 0; rc == 0 && i < snap->n_entries; i++) {
         storage_apply(s, snap->entries[i], st_store_env(s->store) ? NULL : import_done, &w);
         if (w == ST_FULL || w == ST_FAILED || w == ST_INVALID)
-            rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
-                              "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
-                              w == ST_FULL ? "max_keys reached" : "write failed");
+            rc = ERR(NH_RESOURCE_EXHAUSTED, "cannot take key %zu of %zu: %s", i + 1,
+                     snap->n_entries, w == ST_FULL ? "max_keys reached" : "write failed");
     }
-    if (rc == 0 &&
-        copy_ids(&s->config_ids, &s->n_config_ids, snap->configcaughtup, snap->n_configcaughtup))
-        rc = oom(err);
+    if (rc == 0) { /* the ID lists move to s (the Snapshot is freed without them) */
+        free(s->config_ids);
+        s->config_ids = snap->configcaughtup;
+        s->n_config_ids = snap->n_configcaughtup;
+        snap->configcaughtup = NULL;
+    }
     if (rc == 0 && snap->recovering) {
         s->recovering = true;
-        copy_ids(&s->caught_up, &s->n_caught_up, snap->caughtupfrom, snap->n_caughtupfrom);
+        free(s->caught_up);
+        s->caught_up = snap->caughtupfrom;
+        s->n_caught_up = snap->n_caughtupfrom;
+        snap->caughtupfrom = NULL;
     }
     proto__snapshot__free_unpacked(snap, NULL);
     return rc;
