@@ -258,16 +258,18 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 /* Whatever the outcome (all answered, timeout), the replies say who acknowledged. */
-static void reply_acks(nh_server_ctx *ctx, const nh_node_reply *replies, size_t n) {
-    uint32_t *ids = n ? malloc(n * sizeof *ids) : NULL;
-    if (n && !ids) {
+static void notify_done(const Proto__WriteResponse *value,
+                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
+                        void *ctx) {
+    uint32_t *ids = malloc((r->n_replies + 1) * sizeof *ids);
+    if (!ids) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (replies[i].err.code == NH_OK) ids[k++] = replies[i].node_id;
-    if (k > 1) qsort(ids, k, sizeof *ids, cmp_u32);
+    for (size_t i = 0; i < r->n_replies; i++)
+        if (r->replies[i].err.code == NH_OK) ids[k++] = r->replies[i].node_id;
+    qsort(ids, k, sizeof *ids, cmp_u32);
     Proto__NotifyResponse resp = PROTO__NOTIFY_RESPONSE__INIT;
     resp.acked = (uint32_t)k;
     resp.n_clientids = k;
@@ -276,28 +278,19 @@ static void reply_acks(nh_server_ctx *ctx, const nh_node_reply *replies, size_t 
     free(ids);
 }
 
-static void notify_done(const Proto__WriteResponse *value,
-                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
-                        void *user) {
-    reply_acks(user, r->replies, r->n_replies);
-}
-
 void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
                                           void *state) {
     const storage *s = state;
     nh_config *cc = nh_ctx_client_config(ctx);
-    if (nh_config_size(cc) == 0) {
-        nh_config_unref(cc);
-        reply_acks(ctx, NULL, 0);
-        return;
-    }
     nh_ctx_release(ctx);
     nh_ctx_defer(ctx);
     /* Every client: the rule waits for each one's answer or error (or the timeout). */
     proto_storage_client_notify_opts o = {.call = {.timeout_ms = s->notify_timeout_ms},
                                           .quorum = {.kind = NH_QUORUM_ALL}};
     nh_error err;
-    if (proto_storage_client_notify_async(cc, req, &o, notify_done, ctx, &err) != 0)
+    if (nh_config_size(cc) == 0) /* no client: none acknowledged */
+        notify_done(NULL, NULL, &(nh_qc_result){0}, ctx);
+    else if (proto_storage_client_notify_async(cc, req, &o, notify_done, ctx, &err) != 0)
         nh_ctx_reply_error(ctx, err.code, "Notify: %s", err.message);
     nh_config_unref(cc);
 }
