@@ -61,8 +61,7 @@ static bool has_id(const uint32_t *ids, size_t n, uint32_t id) {
     return false;
 }
 
-/* The peers a recovering node must have caught up from. */
-static size_t recovery_needed(const storage *s) {
+size_t storage_recovery_needed(const storage *s) {
     size_t others = s->n_members > 0 ? s->n_members - 1 : 0;
     size_t majority = s->n_members / 2 + 1;
     return others < majority ? others : majority;
@@ -74,7 +73,7 @@ static void caught_up(storage *s, uint32_t peer) {
     if (!ids) return;
     s->caught_up = ids;
     ids[s->n_caught_up++] = peer;
-    size_t need = recovery_needed(s);
+    size_t need = storage_recovery_needed(s);
     if (s->n_caught_up >= need) {
         s->recovering = false;
         nh_logf(NH_LOG_INFO, "storage",
@@ -85,15 +84,6 @@ static void caught_up(storage *s, uint32_t peer) {
                 "recovering: caught up from %zu of the %zu peers needed before reads are served",
                 s->n_caught_up, need);
     }
-}
-
-bool storage_recovering(const storage *s, nh_server_ctx *ctx) {
-    if (s->recovering)
-        nh_ctx_reply_error(ctx, NH_UNAVAILABLE,
-                           "storage: node %u restarted without data_dir and has caught up from "
-                           "%zu of the %zu peers it needs before it answers reads",
-                           s->node_id, s->n_caught_up, recovery_needed(s));
-    return s->recovering;
 }
 
 /* Errors after which asking again cannot help: the peer refused the request, or its reply does
@@ -210,10 +200,6 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     free(s->config_ids);
     s->config_ids = ids;
     s->n_config_ids = n;
-}
-
-void storage_retire(void *state) {
-    ((storage *)state)->retired = true;
 }
 
 uint32_t *storage_caught_up_config(const storage *s, size_t *n) {

@@ -79,7 +79,9 @@ static st_store *open_store(storage *s, st_env *env, nh_error *err) {
     return d;
 }
 
-st_store *storage_store(storage *s, nh_server_ctx *ctx) {
+/* The store, opened on first use if needed; NULL (with an error answered on ctx, when given) when
+ * it cannot be opened. */
+static st_store *storage_store(storage *s, nh_server_ctx *ctx) {
     if (s->store) return s->store;
     nh_error err;
     s->store = open_store(s, NULL, &err);
@@ -90,10 +92,26 @@ st_store *storage_store(storage *s, nh_server_ctx *ctx) {
     return s->store;
 }
 
+static void storage_retire(void *state) {
+    ((storage *)state)->retired = true;
+}
+
+static void storage_fini(void *state) {
+    storage *s = state;
+    storage_catchup_free(s);
+    st_close(s->store); /* the disk store's writer finishes what is queued */
+    free(s->data_dir);
+    free(s);
+}
+
 static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     storage *s = calloc(1, sizeof *s);
     const char *data_dir;
     if (!s) return oom(err);
+    s->generation = env->generation;
+    s->node_id = env->node_id;
+    s->rt = env->runtime;
+    s->srv = env->server;
     int rc = storage_read_config(env->config, s, &data_dir, err);
     if (rc == 0 && data_dir && asprintf(&s->data_dir, "%s/node-%u", data_dir, env->node_id) < 0) {
         s->data_dir = NULL; /* undefined after a failure */
@@ -104,14 +122,9 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
      * in one process), or opens it at first use. */
     if (rc == 0 && env->generation == 1 && !(s->store = open_store(s, NULL, err))) rc = -1;
     if (rc != 0) {
-        free(s->data_dir);
-        free(s);
+        storage_fini(s);
         return -1;
     }
-    s->generation = env->generation;
-    s->node_id = env->node_id;
-    s->rt = env->runtime;
-    s->srv = env->server;
     nh_config *members = nh_server_members(env->server);
     s->n_members = nh_config_size(members);
     nh_config_unref(members);
@@ -129,14 +142,6 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     s->recovering = env->generation == 1 && !data_dir && s->n_members > 1;
     *state = s;
     return 0;
-}
-
-static void storage_fini(void *state) {
-    storage *s = state;
-    storage_catchup_free(s);
-    st_close(s->store); /* the disk store's writer finishes what is queued */
-    free(s->data_dir);
-    free(s);
 }
 
 void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg) {
@@ -158,8 +163,14 @@ void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, vo
 /* ReadRPC; ReadQC answers the same (its caller combines the replies). */
 void proto_storage_read_rpc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req,
                                     void *state) {
+    storage *s = state;
     st_store *st = NULL;
-    if (storage_recovering(state, ctx) || !(st = storage_store(state, ctx))) return;
+    if (s->recovering) /* a memory store that started and has not caught up yet (catchup.c) */
+        nh_ctx_reply_error(ctx, NH_UNAVAILABLE,
+                           "storage: node %u restarted without data_dir and has caught up from "
+                           "%zu of the %zu peers it needs before it answers reads",
+                           s->node_id, s->n_caught_up, storage_recovery_needed(s));
+    if (s->recovering || !(st = storage_store(s, ctx))) return;
     st_entry e;
     int found = st_get(st, req->key, &e);
     if (found < 0) {
