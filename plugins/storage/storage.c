@@ -2,13 +2,11 @@
  * wire format (storage.proto, package `proto`), made durable and linearizable; the design is in
  * docs/architecture.md, the configuration keys in docs/man/nodehost.yaml.5. This file: the
  * configuration, the replica methods (each on the node's own copy), NotifyClients, Info, Pull's
- * server side and the reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC,
- * catchup.c the pulls.
- *
- * An entry is replaced only by a newer version (store.h), so replicas stay identical whatever
- * order they see writes in (Gorums' example also replaces on an equal timestamp). A disk write
- * is answered once committed (and synced, unless sync is none); readers see a write only once it
- * is committed, so with sync always or batch nothing read can be lost. */
+ * server side and the reload hand-over (coordinate.c: ReadNestedQC, WriteNestedQC; catchup.c:
+ * the pulls). An entry is replaced only by a newer version (store.h), so replicas stay identical
+ * whatever order they see writes in (Gorums' example also replaces on an equal timestamp). A disk
+ * write is answered once committed (and synced, unless sync is none); readers see a write only
+ * once it is committed, so with sync always or batch nothing read can be lost. */
 #include "storage_impl.h"
 
 #include <stdio.h>
@@ -193,8 +191,7 @@ void proto_storage_read_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest 
     proto_storage_read_rpc_handler(ctx, req, state);
 }
 
-/* A write request waiting for its store: the memory store answers at once, the disk store from
- * its writer thread once the write is committed (and synced, unless sync is none). */
+/* A write waiting for its store's result (write_done). */
 typedef struct pending_write {
     storage *s;
     nh_server_ctx *ctx;
@@ -255,7 +252,6 @@ void proto_storage_write_qc_handler(nh_server_ctx *ctx, const Proto__WriteReques
     write_request(ctx, req, state, false);
 }
 
-/* One-way, nothing is sent back (a write that fails is dropped). */
 void proto_storage_write_multicast_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
                                            void *state) {
     write_request(ctx, req, state, true);
