@@ -1,22 +1,18 @@
-/* storage: catch-up (anti-entropy). When a peer joins this node's Config (this node started,
- * the peer restarted, or a partition between them healed), this node pulls every entry the peer
- * holds, page by page in key order (proto.Storage.Pull), and keeps the newer versions. A node
- * that was down or cut off thus gets every write it missed from each peer it reconnects to,
- * without anyone keeping a log.
+/* storage: catch-up (anti-entropy). When a peer joins this node's Config (this node started, the
+ * peer restarted, or a partition between them healed), this node pulls every entry the peer
+ * holds, page by page in key order (proto.Storage.Pull), and keeps the newer versions: a node that
+ * was down or cut off gets every write it missed, without anyone keeping a log. One pull per peer
+ * at a time; a peer that leaves and comes back meanwhile gets it restarted from the first key
+ * (entries before the cursor may have changed). A failed page is retried after a growing pause
+ * while the peer is in Config, unless the error is permanent().
  *
- * - One pull per peer at a time; a peer that leaves and comes back while its pull runs gets it
- *   restarted from the first key (entries before the cursor may have changed meanwhile).
- * - A page that fails is retried after a growing pause while the peer is in Config, unless the
- *   error is permanent() (then the pull is given up on with a warning).
- * - Recovery (memory store only): a node without data_dir that starts has lost whatever it
- *   acknowledged before, so its empty answers must not count in read quorums. Until it caught
- *   up from min(n-1, n/2+1) of its n-1 peers (so that the peers it pulled from meet every
- *   majority, whichever nodes that majority had), it refuses ReadRPC/ReadQC with UNAVAILABLE;
- *   it takes writes and serves Pull meanwhile. A disk store keeps what it acknowledged and
- *   serves at once: it is one stale replica of a majority, never the only source.
- * - Reload: the peers of Config caught up with, the recovery state and the peers caught up from
- *   are handed to the new generation (storage.c), which pulls from every other peer of its
- *   Config (unfinished pulls start over). */
+ * Recovery (memory store only): a node without data_dir that starts has lost what it acknowledged
+ * before, so its empty answers must not count in read quorums. Until it caught up from
+ * min(n-1, n/2+1) of its n-1 peers (so that they meet every majority), it refuses ReadRPC/ReadQC
+ * with UNAVAILABLE; it takes writes and serves Pull meanwhile. A disk store keeps what it
+ * acknowledged and serves at once: it is one stale replica of a majority, never the only source.
+ * A reload hands the peers of Config caught up with and the recovery state to the new generation
+ * (storage.c), which pulls from every other peer of its Config (unfinished pulls start over). */
 #include "storage_impl.h"
 
 #include <stdlib.h>
@@ -61,8 +57,7 @@ static bool has_id(const uint32_t *ids, size_t n, uint32_t id) {
     return false;
 }
 
-/* The peers a recovering node must have caught up from. */
-static size_t recovery_needed(const storage *s) {
+size_t storage_recovery_needed(const storage *s) {
     size_t others = s->n_members > 0 ? s->n_members - 1 : 0;
     size_t majority = s->n_members / 2 + 1;
     return others < majority ? others : majority;
@@ -74,7 +69,7 @@ static void caught_up(storage *s, uint32_t peer) {
     if (!ids) return;
     s->caught_up = ids;
     ids[s->n_caught_up++] = peer;
-    size_t need = recovery_needed(s);
+    size_t need = storage_recovery_needed(s);
     if (s->n_caught_up >= need) {
         s->recovering = false;
         nh_logf(NH_LOG_INFO, "storage",
@@ -87,15 +82,6 @@ static void caught_up(storage *s, uint32_t peer) {
     }
 }
 
-bool storage_recovering(const storage *s, nh_server_ctx *ctx) {
-    if (s->recovering)
-        nh_ctx_reply_error(ctx, NH_UNAVAILABLE,
-                           "storage: node %u restarted without data_dir and has caught up from "
-                           "%zu of the %zu peers it needs before it answers reads",
-                           s->node_id, s->n_caught_up, recovery_needed(s));
-    return s->recovering;
-}
-
 /* Errors after which asking again cannot help: the peer refused the request, or its reply does
  * not decode (the stubs' local INTERNAL). (UNIMPLEMENTED is not one: a peer that is starting
  * answers it until its plugins registered their methods; the pause grows to 8 s.) */
@@ -106,7 +92,6 @@ static bool permanent(const nh_error *e) {
 }
 
 static void page_failed(pull *p, const nh_error *e) {
-    storage *s = p->s;
     if (permanent(e)) {
         nh_logf(NH_LOG_WARN, "storage", "catch-up from node %u given up: %s", p->peer, e->message);
         pull_end(p);
@@ -116,8 +101,7 @@ static void page_failed(pull *p, const nh_error *e) {
     if (p->retry_ms > RETRY_MAX_MS) p->retry_ms = RETRY_MAX_MS;
     nh_logf(NH_LOG_INFO, "storage", "catch-up from node %u: page %zu failed (%s); again in %u ms",
             p->peer, p->pages + 1, e->message, p->retry_ms);
-    nh_error err;
-    if (nh_timer_start(s->rt, p->retry_ms, 0, page, p, NULL, &err) != 0) pull_end(p);
+    if (nh_timer_start(p->s->rt, p->retry_ms, 0, page, p, NULL, NULL) != 0) pull_end(p);
 }
 
 static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *user) {
@@ -132,8 +116,7 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
     for (size_t i = 0; i < resp->n_entries; i++)
         storage_apply(s, resp->entries[i], NULL, NULL); /* older versions are ignored */
     p->entries += resp->n_entries;
-    /* The next page: after this one's last key, or (the peer left and came back meanwhile)
-     * from the first key again. */
+    /* After this page's last key, or from the first key again (the peer left and came back). */
     const char *next = p->restart                          ? ""
                        : resp->more && resp->n_entries > 0 ? resp->entries[resp->n_entries - 1]->key
                                                            : NULL;
@@ -141,9 +124,8 @@ static void page_done(const Proto__PullResponse *resp, const nh_reply *r, void *
         nh_logf(NH_LOG_INFO, "storage",
                 "caught up from node %u: %zu entries in %zu page(s), %.1f ms", p->peer, p->entries,
                 p->pages, (double)(mono_ns() - p->started_ns) / 1e6);
-        uint32_t peer = p->peer;
+        caught_up(s, p->peer);
         pull_end(p);
-        caught_up(s, peer);
         return;
     }
     char *after = strdup(next);
@@ -184,15 +166,12 @@ static void start_pull(storage *s, uint32_t peer) {
             p->restart = true; /* it came back while its pull runs: start over */
             return;
         }
-    pull *p = calloc(1, sizeof *p); /* after NULL: from the first key */
+    pull *p = malloc(sizeof *p); /* its first page: after NULL, from the first key */
     if (!p) {
         nh_logf(NH_LOG_ERROR, "storage", "catch-up from node %u: out of memory", peer);
         return;
     }
-    p->s = s;
-    p->peer = peer;
-    p->started_ns = mono_ns();
-    p->next = s->pulls;
+    *p = (pull){.s = s, .peer = peer, .started_ns = mono_ns(), .next = s->pulls};
     s->pulls = p;
     page(p);
 }
@@ -210,10 +189,6 @@ void storage_config_changed(void *state, nh_config *cfg, bool client_config) {
     free(s->config_ids);
     s->config_ids = ids;
     s->n_config_ids = n;
-}
-
-void storage_retire(void *state) {
-    ((storage *)state)->retired = true;
 }
 
 uint32_t *storage_caught_up_config(const storage *s, size_t *n) {

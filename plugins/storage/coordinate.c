@@ -131,8 +131,7 @@ static void read_collected(const Proto__ReadResponse *value,
         op_free(o);
         return;
     }
-    /* The majority disagrees: make the newest version a majority's before answering it (a copy:
-     * the replies go when this returns). */
+    /* The majority disagrees: make the newest version a majority's before answering it. */
     if (!(o->w.value = o->copy = strdup(best->value))) {
         fail(o, "write-back", NH_RESOURCE_EXHAUSTED, "out of memory");
         return;

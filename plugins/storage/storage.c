@@ -2,13 +2,11 @@
  * wire format (storage.proto, package `proto`), made durable and linearizable; the design is in
  * docs/architecture.md, the configuration keys in docs/man/nodehost.yaml.5. This file: the
  * configuration, the replica methods (each on the node's own copy), NotifyClients, Info, Pull's
- * server side and the reload hand-over; coordinate.c runs ReadNestedQC and WriteNestedQC,
- * catchup.c the pulls.
- *
- * An entry is replaced only by a newer version (store.h), so replicas stay identical whatever
- * order they see writes in (Gorums' example also replaces on an equal timestamp). A disk write
- * is answered once committed (and synced, unless sync is none); readers see a write only once it
- * is committed, so with sync always or batch nothing read can be lost. */
+ * server side and the reload hand-over (coordinate.c: ReadNestedQC, WriteNestedQC; catchup.c:
+ * the pulls). An entry is replaced only by a newer version (store.h), so replicas stay identical
+ * whatever order they see writes in (Gorums' example also replaces on an equal timestamp). A disk
+ * write is answered once committed (and synced, unless sync is none); readers see a write only
+ * once it is committed, so with sync always or batch nothing read can be lost. */
 #include "storage_impl.h"
 
 #include <stdio.h>
@@ -79,7 +77,9 @@ static st_store *open_store(storage *s, st_env *env, nh_error *err) {
     return d;
 }
 
-st_store *storage_store(storage *s, nh_server_ctx *ctx) {
+/* The store, opened on first use if needed; NULL (with an error answered on ctx, when given) when
+ * it cannot be opened. */
+static st_store *storage_store(storage *s, nh_server_ctx *ctx) {
     if (s->store) return s->store;
     nh_error err;
     s->store = open_store(s, NULL, &err);
@@ -90,10 +90,26 @@ st_store *storage_store(storage *s, nh_server_ctx *ctx) {
     return s->store;
 }
 
+static void storage_retire(void *state) {
+    ((storage *)state)->retired = true;
+}
+
+static void storage_fini(void *state) {
+    storage *s = state;
+    storage_catchup_free(s);
+    st_close(s->store); /* the disk store's writer finishes what is queued */
+    free(s->data_dir);
+    free(s);
+}
+
 static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     storage *s = calloc(1, sizeof *s);
     const char *data_dir;
     if (!s) return oom(err);
+    s->generation = env->generation;
+    s->node_id = env->node_id;
+    s->rt = env->runtime;
+    s->srv = env->server;
     int rc = storage_read_config(env->config, s, &data_dir, err);
     if (rc == 0 && data_dir && asprintf(&s->data_dir, "%s/node-%u", data_dir, env->node_id) < 0) {
         s->data_dir = NULL; /* undefined after a failure */
@@ -104,14 +120,9 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
      * in one process), or opens it at first use. */
     if (rc == 0 && env->generation == 1 && !(s->store = open_store(s, NULL, err))) rc = -1;
     if (rc != 0) {
-        free(s->data_dir);
-        free(s);
+        storage_fini(s);
         return -1;
     }
-    s->generation = env->generation;
-    s->node_id = env->node_id;
-    s->rt = env->runtime;
-    s->srv = env->server;
     nh_config *members = nh_server_members(env->server);
     s->n_members = nh_config_size(members);
     nh_config_unref(members);
@@ -129,14 +140,6 @@ static int storage_init(const nh_plugin_env *env, void **state, nh_error *err) {
     s->recovering = env->generation == 1 && !data_dir && s->n_members > 1;
     *state = s;
     return 0;
-}
-
-static void storage_fini(void *state) {
-    storage *s = state;
-    storage_catchup_free(s);
-    st_close(s->store); /* the disk store's writer finishes what is queued */
-    free(s->data_dir);
-    free(s);
 }
 
 void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg) {
@@ -158,8 +161,14 @@ void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, vo
 /* ReadRPC; ReadQC answers the same (its caller combines the replies). */
 void proto_storage_read_rpc_handler(nh_server_ctx *ctx, const Proto__ReadRequest *req,
                                     void *state) {
+    storage *s = state;
     st_store *st = NULL;
-    if (storage_recovering(state, ctx) || !(st = storage_store(state, ctx))) return;
+    if (s->recovering) /* a memory store that started and has not caught up yet (catchup.c) */
+        nh_ctx_reply_error(ctx, NH_UNAVAILABLE,
+                           "storage: node %u restarted without data_dir and has caught up from "
+                           "%zu of the %zu peers it needs before it answers reads",
+                           s->node_id, s->n_caught_up, storage_recovery_needed(s));
+    if (s->recovering || !(st = storage_store(s, ctx))) return;
     st_entry e;
     int found = st_get(st, req->key, &e);
     if (found < 0) {
@@ -182,8 +191,7 @@ void proto_storage_read_qc_handler(nh_server_ctx *ctx, const Proto__ReadRequest 
     proto_storage_read_rpc_handler(ctx, req, state);
 }
 
-/* A write request waiting for its store: the memory store answers at once, the disk store from
- * its writer thread once the write is committed (and synced, unless sync is none). */
+/* A write waiting for its store's result (write_done). */
 typedef struct pending_write {
     storage *s;
     nh_server_ctx *ctx;
@@ -244,7 +252,6 @@ void proto_storage_write_qc_handler(nh_server_ctx *ctx, const Proto__WriteReques
     write_request(ctx, req, state, false);
 }
 
-/* One-way, nothing is sent back (a write that fails is dropped). */
 void proto_storage_write_multicast_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
                                            void *state) {
     write_request(ctx, req, state, true);
@@ -258,16 +265,18 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 /* Whatever the outcome (all answered, timeout), the replies say who acknowledged. */
-static void reply_acks(nh_server_ctx *ctx, const nh_node_reply *replies, size_t n) {
-    uint32_t *ids = n ? malloc(n * sizeof *ids) : NULL;
-    if (n && !ids) {
+static void notify_done(const Proto__WriteResponse *value,
+                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
+                        void *ctx) {
+    uint32_t *ids = malloc((r->n_replies + 1) * sizeof *ids);
+    if (!ids) {
         nh_ctx_reply_error(ctx, NH_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (replies[i].err.code == NH_OK) ids[k++] = replies[i].node_id;
-    if (k > 1) qsort(ids, k, sizeof *ids, cmp_u32);
+    for (size_t i = 0; i < r->n_replies; i++)
+        if (r->replies[i].err.code == NH_OK) ids[k++] = r->replies[i].node_id;
+    qsort(ids, k, sizeof *ids, cmp_u32);
     Proto__NotifyResponse resp = PROTO__NOTIFY_RESPONSE__INIT;
     resp.acked = (uint32_t)k;
     resp.n_clientids = k;
@@ -276,28 +285,19 @@ static void reply_acks(nh_server_ctx *ctx, const nh_node_reply *replies, size_t 
     free(ids);
 }
 
-static void notify_done(const Proto__WriteResponse *value,
-                        const Proto__WriteResponse *const *replies, const nh_qc_result *r,
-                        void *user) {
-    reply_acks(user, r->replies, r->n_replies);
-}
-
 void proto_storage_notify_clients_handler(nh_server_ctx *ctx, const Proto__WriteRequest *req,
                                           void *state) {
     const storage *s = state;
     nh_config *cc = nh_ctx_client_config(ctx);
-    if (nh_config_size(cc) == 0) {
-        nh_config_unref(cc);
-        reply_acks(ctx, NULL, 0);
-        return;
-    }
     nh_ctx_release(ctx);
     nh_ctx_defer(ctx);
     /* Every client: the rule waits for each one's answer or error (or the timeout). */
     proto_storage_client_notify_opts o = {.call = {.timeout_ms = s->notify_timeout_ms},
                                           .quorum = {.kind = NH_QUORUM_ALL}};
     nh_error err;
-    if (proto_storage_client_notify_async(cc, req, &o, notify_done, ctx, &err) != 0)
+    if (nh_config_size(cc) == 0) /* no client: none acknowledged */
+        notify_done(NULL, NULL, &(nh_qc_result){0}, ctx);
+    else if (proto_storage_client_notify_async(cc, req, &o, notify_done, ctx, &err) != 0)
         nh_ctx_reply_error(ctx, err.code, "Notify: %s", err.message);
     nh_config_unref(cc);
 }
@@ -317,8 +317,7 @@ static void add_entry(void *user, const st_entry *e) {
     listed *x = malloc(sizeof *x + klen + e->value_len + 1);
     page->entries[page->n_entries++] = x ? &x->msg : NULL; /* NULL: out of memory */
     if (!x) return;
-    proto__write_request__init(&x->msg);
-    google__protobuf__timestamp__init(&x->time);
+    *x = (listed){PROTO__WRITE_REQUEST__INIT, GOOGLE__PROTOBUF__TIMESTAMP__INIT};
     x->time.seconds = e->sec;
     x->time.nanos = e->nsec;
     x->msg.time = &x->time;
@@ -361,20 +360,10 @@ void proto_storage_pull_handler(nh_server_ctx *ctx, const Proto__PullRequest *re
     entries_free(&page);
 }
 
-/* *dst = a copy of the n ids; -1 when out of memory. */
-static int copy_ids(uint32_t **dst, size_t *n_dst, const uint32_t *ids, size_t n) {
-    free(*dst);
-    *dst = n ? malloc(n * sizeof *ids) : NULL;
-    *n_dst = *dst ? n : 0;
-    if (*dst) memcpy(*dst, ids, n * sizeof *ids);
-    return n && !*dst ? -1 : 0;
-}
-
 /* The state goes to the next generation as a Snapshot: a disk store as its open environment
  * (the same process: LMDB must not be opened twice; the old generation keeps its reference until
  * its fini, the new one takes one of its own), a memory store as every entry; and the catch-up
- * state either way. */
-/* Marks a hand-over that carries an open disk store (same process) rather than entries. */
+ * state either way. DISK_MARK marks a hand-over that carries an open disk store. */
 #define DISK_MARK "NHSTORE2"
 
 static int storage_export(void *state, nh_buf *out, nh_error *err) {
@@ -392,77 +381,74 @@ static int storage_export(void *state, nh_buf *out, nh_error *err) {
     if (rc == 0 && !snap.store) rc = entries_fill(&all, st, "", st_count(st), SIZE_MAX);
     snap.n_entries = all.n_entries;
     snap.entries = all.entries;
-    if (rc == 0) rc = nh_msg_pack(&snap.base, out);
     /* A disk store's hand-over starts with DISK_MARK, which no Snapshot decoder accepts: an
      * older build refuses it rather than open the store a second time in this process. */
-    uint8_t *marked = rc == 0 && snap.store ? malloc(out->len + 8) : NULL;
-    if (marked) {
-        size_t n = out->len;
-        memcpy(marked, DISK_MARK, 8);
-        memcpy(marked + 8, out->data, n);
-        nh_buf_free(out);
-        *out = (nh_buf){marked, n + 8};
-    } else if (rc == 0 && snap.store) {
-        nh_buf_free(out);
-        rc = -1;
+    size_t mark = snap.store ? 8 : 0;
+    uint8_t *buf = rc == 0 ? malloc(mark + protobuf_c_message_get_packed_size(&snap.base)) : NULL;
+    if (buf) {
+        memcpy(buf, DISK_MARK, mark);
+        *out = (nh_buf){buf, mark + protobuf_c_message_pack(&snap.base, buf + mark)};
     }
     entries_free(&all);
     free(snap.configcaughtup);
-    return rc != 0 ? oom(err) : 0;
+    return buf ? 0 : oom(err);
 }
 
 static void import_done(void *arg, st_put_result r) {
     *(st_put_result *)arg = r;
 }
 
+/* A local error "storage: ..." in err; returns -1. */
+#define ERR(code, ...) nh_error_set(err, code, NH_ERR_LOCAL, 0, "storage: " __VA_ARGS__)
+
 static int storage_import(void *state, const uint8_t *data, size_t len, nh_error *err) {
     storage *s = state;
     bool disk = len >= 8 && memcmp(data, DISK_MARK, 8) == 0;
     if (len >= 8 && memcmp(data, "NHSTORE1", 8) == 0)
-        return nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                            "storage: the store was handed over by an older storage plugin; "
-                            "restart the node to load this one");
+        return ERR(NH_FAILED_PRECONDITION, "the store was handed over by an older storage "
+                                           "plugin; restart the node to load this one");
     Proto__Snapshot *snap = proto__snapshot__unpack(NULL, disk ? len - 8 : len, data + disk * 8);
     if (!snap)
-        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                            "storage: the state handed over does not decode (%zu bytes)", len);
+        return ERR(NH_INVALID_ARGUMENT, "the state handed over does not decode (%zu bytes)", len);
     st_env *env = disk ? (st_env *)(uintptr_t)snap->store : NULL;
     int rc = 0;
     if (env && snap->process != getpid())
-        rc = nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
-                          "storage: the store handed over is not this process's");
+        rc = ERR(NH_INVALID_ARGUMENT, "the store handed over is not this process's");
     else if (env && (!s->data_dir || strcmp(s->data_dir, st_env_path(env)) != 0))
-        rc = nh_error_set(err, NH_FAILED_PRECONDITION, NH_ERR_LOCAL, 0,
-                          "storage: data_dir cannot be changed by a reload (the store is in %s); "
-                          "restart the node",
-                          st_env_path(env));
+        rc = ERR(NH_FAILED_PRECONDITION,
+                 "data_dir cannot be changed by a reload (the store is in %s); restart the node",
+                 st_env_path(env));
     else if (env && s->store) /* opened at first use meanwhile: never two handles on one store */
-        rc = nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
-                          "storage: the new generation already opened its store");
+        rc = ERR(NH_INTERNAL, "the new generation already opened its store");
     else if (env)
         rc = (s->store = open_store(s, env, err)) ? 0 : -1;
     else if (snap->n_entries > (size_t)s->max_keys)
-        rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
-                          "storage: the state handed over has %zu keys, more than max_keys %zu",
-                          snap->n_entries, (size_t)s->max_keys);
+        rc =
+            ERR(NH_RESOURCE_EXHAUSTED, "the state handed over has %zu keys, more than max_keys %zu",
+                snap->n_entries, (size_t)s->max_keys);
     else if (!storage_store(s, NULL))
-        rc = nh_error_set(err, NH_UNAVAILABLE, NH_ERR_LOCAL, 0, "storage: cannot open the store");
+        rc = ERR(NH_UNAVAILABLE, "cannot open the store");
     /* A memory store takes every entry at once (and says which failed); a disk store (data_dir
      * added by this reload) queues them to its writer. */
     st_put_result w = ST_NEW;
     for (size_t i = 0; rc == 0 && i < snap->n_entries; i++) {
         storage_apply(s, snap->entries[i], st_store_env(s->store) ? NULL : import_done, &w);
         if (w == ST_FULL || w == ST_FAILED || w == ST_INVALID)
-            rc = nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0,
-                              "storage: cannot take key %zu of %zu: %s", i + 1, snap->n_entries,
-                              w == ST_FULL ? "max_keys reached" : "write failed");
+            rc = ERR(NH_RESOURCE_EXHAUSTED, "cannot take key %zu of %zu: %s", i + 1,
+                     snap->n_entries, w == ST_FULL ? "max_keys reached" : "write failed");
     }
-    if (rc == 0 &&
-        copy_ids(&s->config_ids, &s->n_config_ids, snap->configcaughtup, snap->n_configcaughtup))
-        rc = oom(err);
+    if (rc == 0) { /* the ID lists move to s (the Snapshot is freed without them) */
+        free(s->config_ids);
+        s->config_ids = snap->configcaughtup;
+        s->n_config_ids = snap->n_configcaughtup;
+        snap->configcaughtup = NULL;
+    }
     if (rc == 0 && snap->recovering) {
         s->recovering = true;
-        copy_ids(&s->caught_up, &s->n_caught_up, snap->caughtupfrom, snap->n_caughtupfrom);
+        free(s->caught_up);
+        s->caught_up = snap->caughtupfrom;
+        s->n_caught_up = snap->n_caughtupfrom;
+        snap->caughtupfrom = NULL;
     }
     proto__snapshot__free_unpacked(snap, NULL);
     return rc;

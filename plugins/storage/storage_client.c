@@ -3,7 +3,6 @@
  * stderr. Exit status 0 on success, 1 on any failure. See usage() for the commands. */
 #include "storage.nh.h" /* generated from storage.proto */
 
-#include <ctype.h>
 #include <err.h>
 #include <getopt.h>
 #include <signal.h>
@@ -86,11 +85,9 @@ static const char *fmt_config(const nh_config *cfg, char *buf, size_t size) {
     return fmt_ids(ids, n < MAX_NODES ? n : MAX_NODES, buf, size);
 }
 
+/* Whether n > 0 and the first n characters of s are all digits. */
 static bool all_digits(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && isdigit((unsigned char)s[i]))
-        i++;
-    return n && i == n;
+    return n && strspn(s, "0123456789") >= n;
 }
 
 /* --timeout-ms, --for-ms: a number of milliseconds (not 0 when positive is set). */
@@ -352,11 +349,10 @@ static int cmd_info(client *c, nh_config *cfg, char **a) {
             proto__info_response__free_unpacked(r, NULL);
             continue;
         }
-        if (strstr(err.message, n->address)) /* the error names the node already */
-            warnx("info: %s (%.2f ms)", err.message, ms_since(start));
-        else
-            warnx("info: node %u (%s): %s (%.2f ms)", n->id, n->address, err.message,
-                  ms_since(start));
+        char who[512] = ""; /* unless the error names the node already */
+        if (!strstr(err.message, n->address))
+            snprintf(who, sizeof who, "node %u (%s): ", n->id, n->address);
+        warnx("info: %s%s (%.2f ms)", who, err.message, ms_since(start));
         status = 1;
     }
     return status;
@@ -460,7 +456,6 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &c.stop, NULL);
 
     nh_error err;
-    nh_runtime_opts ro = {.name = "storage-client"};
     nh_config *cfg = NULL;
     char **a = argv + 1;
     if (argc < 1)
@@ -474,7 +469,7 @@ int main(int argc, char **argv) {
     else if (cmd->target != ONE && !c.n)
         warnx("--nodes is required for this command");
     else if ((to.ca_file && nh_tls_new(&to, &c.tls, NULL, &err) != 0) ||
-             nh_runtime_new(&ro, &c.rt, &err) != 0)
+             nh_runtime_new(&(nh_runtime_opts){.name = "storage-client"}, &c.rt, &err) != 0)
         warnx("%s", err.message);
     else if (cmd->target == OWN ||
              (cfg = cmd->target == ONE ? open_one(&c, a[0]) : open_nodes(&c, c.nodes, c.n, NULL))) {

@@ -6,8 +6,6 @@
 #include "storage.nh.h" /* generated from storage.proto */
 #include "store.h"
 
-#include <nodehost/metrics.h>
-
 typedef struct storage {
     /* Immutable after init. */
     uint64_t generation;
@@ -36,20 +34,14 @@ typedef struct storage {
     size_t n_caught_up;
 } storage;
 
-/** The store, opened on first use if needed; NULL (with an error answered on ctx, when given)
- * when it cannot be opened. */
-st_store *storage_store(storage *s, nh_server_ctx *ctx);
-
 /** Applies a write (a request, a pulled entry, a hand-over) to the store; done (may be NULL) gets
  * the result: at once in memory, from the disk store's writer thread once committed. */
 void storage_apply(storage *s, const Proto__WriteRequest *w, st_done_fn done, void *arg);
 
 /* catchup.c */
 void storage_config_changed(void *state, nh_config *cfg, bool client_config);
-void storage_retire(void *state);
-/** While a memory store recovers after a start: answers UNAVAILABLE (reads are refused) and
- * returns true. */
-bool storage_recovering(const storage *s, nh_server_ctx *ctx);
+/** The peers a recovering node must have caught up from before it serves reads. */
+size_t storage_recovery_needed(const storage *s);
 /** The peers of the Config seen last that no pull runs for, for the next generation: *n of them
  * in a malloc'ed array (NULL when out of memory). */
 uint32_t *storage_caught_up_config(const storage *s, size_t *n);
