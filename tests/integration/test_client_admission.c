@@ -328,13 +328,9 @@ static int closed_count(conn *c, int from, int to) {
     return k;
 }
 
-static bool size_is(const nh_config *cfg, void *user) {
-    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
-}
-
 static void wait_size(size_t n) {
     nh_error err;
-    if (nh_server_wait_config(g_srv, true, size_is, (void *)(uintptr_t)n, 10000, &err) != 0)
+    if (nh_server_wait_config(g_srv, true, nh_test_size_is, (void *)(uintptr_t)n, 10000, &err) != 0)
         fail_msg("ClientConfig never had %zu clients: %s", n, err.message);
 }
 

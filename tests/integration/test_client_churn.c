@@ -8,13 +8,11 @@
 
 #include <nodehost/nodehost.h>
 
+#include "nh_test_util.h"
+
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>
-
-static bool size_is(const nh_config *cfg, void *user) {
-    return nh_config_size(cfg) == (size_t)(uintptr_t)user;
-}
 
 static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **state) {
     (void)state;
@@ -37,7 +35,8 @@ static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **s
         nh_config *c[BATCH];
         for (int i = 0; i < BATCH; i++)
             assert_int_equal(nh_config_new(crt, &co, &c[i], &err), 0);
-        if (nh_server_wait_config(srv, true, size_is, (void *)(uintptr_t)BATCH, 30000, &err) != 0)
+        if (nh_server_wait_config(srv, true, nh_test_size_is, (void *)(uintptr_t)BATCH, 30000,
+                                  &err) != 0)
             fail_msg("round %d: %s", round, err.message);
         nh_config *cc = nh_server_client_config(srv);
         uint32_t ids[BATCH];
@@ -47,7 +46,7 @@ static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **s
         nh_config_unref(cc);
         for (int i = 0; i < BATCH; i++)
             nh_config_unref(c[i]);
-        if (nh_server_wait_config(srv, true, size_is, (void *)0, 30000, &err) != 0)
+        if (nh_server_wait_config(srv, true, nh_test_size_is, (void *)0, 30000, &err) != 0)
             fail_msg("round %d: %s", round, err.message);
         if (round == 9) {
             malloc_trim(0);
@@ -61,7 +60,7 @@ static void test_client_churn_keeps_client_config_exact_and_memory_flat(void **s
     /* One more client gets ID 1048576 + 1000: none was reused. */
     nh_config *last;
     assert_int_equal(nh_config_new(crt, &co, &last, &err), 0);
-    assert_int_equal(nh_server_wait_config(srv, true, size_is, (void *)1, 30000, &err), 0);
+    assert_int_equal(nh_server_wait_config(srv, true, nh_test_size_is, (void *)1, 30000, &err), 0);
     nh_config *cc = nh_server_client_config(srv);
     uint32_t id;
     assert_int_equal(nh_config_ids(cc, &id, 1), 1);
