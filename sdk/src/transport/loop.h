@@ -1,5 +1,5 @@
 /* The owner-thread engine: one gRPC completion queue and one libuv loop driven by one thread
- * (DESIGN.md section 3, notes/grpc-core-stack.md section 4.3). Other threads hand it work with
+ * (docs/architecture.md, "Threads and ownership"). Other threads hand it work with
  * nh_tp_loop_post(), which wakes the thread at once. */
 #ifndef NH_TRANSPORT_LOOP_H
 #define NH_TRANSPORT_LOOP_H
