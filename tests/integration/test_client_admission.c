@@ -328,6 +328,12 @@ static int closed_count(conn *c, int from, int to) {
     return k;
 }
 
+/* Waits (at most 5 s) until at least want of streams [from, to) of c ended. */
+static void wait_closed(conn *c, int from, int to, int want) {
+    for (int tries = 0; tries < 1000 && closed_count(c, from, to) < want; tries++)
+        nh_test_sleep_ms(5);
+}
+
 static void wait_size(size_t n) {
     nh_error err;
     if (nh_server_wait_config(g_srv, true, nh_test_size_is, (void *)(uintptr_t)n, 10000, &err) != 0)
@@ -350,8 +356,7 @@ static void test_one_connection_cannot_take_every_slot(void **state) {
     assert_int_equal(nh_runtime_sync(g_crt, open_task, c), 0);
     assert_non_null(c->ch);
     wait_size(3);
-    for (int tries = 0; tries < 1000 && closed_count(c, 0, 5) < 2; tries++)
-        nh_test_sleep_ms(5);
+    wait_closed(c, 0, 5, 2);
     nh_test_sleep_ms(50); /* nothing more is refused */
     assert_int_equal(closed_count(c, 0, 5), 2);
     nh_config *cc = nh_server_client_config(g_srv);
@@ -388,8 +393,7 @@ static void test_one_connection_cannot_take_every_slot(void **state) {
     c->open_to = 7; /* two more: one in, one refused */
     assert_int_equal(nh_runtime_sync(g_crt, open_task, c), 0);
     wait_size(4);
-    for (int tries = 0; tries < 1000 && closed_count(c, 5, 7) < 1; tries++)
-        nh_test_sleep_ms(5);
+    wait_closed(c, 5, 7, 1);
     nh_test_sleep_ms(50);
     assert_int_equal(closed_count(c, 5, 7), 1);
     for (int i = 5; i < 7; i++)
@@ -398,8 +402,7 @@ static void test_one_connection_cannot_take_every_slot(void **state) {
     /* Clean up: every raw stream ends before the runtimes go. */
     c->cancel = -1;
     assert_int_equal(nh_runtime_sync(g_crt, cancel_task, c), 0);
-    for (int tries = 0; tries < 1000 && closed_count(c, 0, 7) < 7; tries++)
-        nh_test_sleep_ms(5);
+    wait_closed(c, 0, 7, 7);
     assert_int_equal(closed_count(c, 0, 7), 7);
     assert_int_equal(nh_runtime_sync(g_crt, free_channel_task, c), 0);
     nh_config_unref(other);
@@ -531,8 +534,7 @@ static void test_a_burst_of_arrivals_is_notified_a_few_times(void **state) {
             ms);
     assert_true(departures >= 1);
     assert_true(departures <= (long)(ms / NH_TP_TURN_MS) + 2);
-    for (int tries = 0; tries < 1000 && closed_count(c, 0, BURST) < BURST; tries++)
-        nh_test_sleep_ms(5);
+    wait_closed(c, 0, BURST, BURST);
     assert_int_equal(closed_count(c, 0, BURST), BURST);
     assert_int_equal(nh_runtime_sync(g_crt, free_channel_task, c), 0);
 }
