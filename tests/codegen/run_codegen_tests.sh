@@ -137,8 +137,8 @@ grep -q "warning: nopkg.proto has no package" "$tmp/nopkg.log" || fail "no warni
 echo "   a .proto without package: generated, with a warning"
 
 step "5. the program"
-"$gen" --help | grep -q "nodehost_out" || fail "--help"
-"$gen" --version | grep -q "protoc-gen-nodehost" || fail "--version"
+grep -q "nodehost_out" <<<"$("$gen" --help)" || fail "--help"
+grep -q "protoc-gen-nodehost" <<<"$("$gen" --version)" || fail "--version"
 if printf 'garbage\377\377' | "$gen" >"$tmp/g.out" 2>"$tmp/g.err"; then fail "garbage accepted"; fi
 grep -q "not a CodeGeneratorRequest" "$tmp/g.err" || { cat "$tmp/g.err" >&2; fail "garbage message"; }
 if "$gen" --bogus >/dev/null 2>&1; then fail "--bogus accepted"; fi

@@ -208,7 +208,7 @@ run cc cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -shared -fPIC -fvisibility=hi
   $(pkg-config --cflags --libs nodehost)
 
 for so in "$so_cmake" "$so_pc"; do
-  readelf -d "$so" | grep -q 'NEEDED.*\[libnodehost\.so\.0\]' ||
+  grep -q 'NEEDED.*\[libnodehost\.so\.0\]' <<<"$(readelf -d "$so")" ||
     fail "$so does not need libnodehost.so.0: $(readelf -d "$so" | grep NEEDED)"
   exported=$(nm -D --defined-only "$so" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort | tr '\n' ' ')
   [ "$exported" = "nh_plugin_entry " ] ||

@@ -170,8 +170,8 @@ if command -v readelf >/dev/null; then
   while IFS= read -r f; do
     head -c 4 "$f" | grep -q $'^\x7fELF' || continue
     elves=$((elves + 1))
-    ! readelf -dW "$f" | grep -q -e TEXTREL -e 'FLAGS.*TEXTREL' || fail "$f has text relocations"
-    readelf -lW "$f" | grep -q 'GNU_STACK.* RW  ' ||
+    ! grep -q -e TEXTREL -e 'FLAGS.*TEXTREL' <<<"$(readelf -dW "$f")" || fail "$f has text relocations"
+    grep -q 'GNU_STACK.* RW  ' <<<"$(readelf -lW "$f")" ||
       fail "$f has no non-executable GNU_STACK: $(readelf -lW "$f" | grep GNU_STACK)"
   done < <(find "$root" -type f)
   [ "$elves" -ge 7 ] || fail "only $elves ELF files in the package"
@@ -182,8 +182,9 @@ export NH_PLUGIN_DIR=$root$plugindir
 nodehost=$root/usr/bin/nodehost
 out=$("$nodehost" --version) || fail "$nodehost --version failed"
 [ "$out" = "nodehost $version" ] || fail "--version says '$out', expected 'nodehost $version'"
-# The unpacked program uses the unpacked library.
-ldd "$nodehost" | grep -q "libnodehost.so.0 => $root$lib/libnodehost.so.0" ||
+# The unpacked program uses the unpacked library. (Output read first: `ldd | grep -q` fails
+# under pipefail when grep stops reading early.)
+grep -q "libnodehost.so.0 => $root$lib/libnodehost.so.0" <<<"$(ldd "$nodehost")" ||
   fail "the unpacked nodehost does not use the unpacked library: $(ldd "$nodehost" | grep nodehost)"
 echo "   $out"
 
