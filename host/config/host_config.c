@@ -9,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_PLUGIN_NAME 63
 
 static const char *const root_keys[] = {"version", "node",    "peers",     "clients", "plugins",
                                         "reload",  "limits",  "keepalive", "log",     "tls",
-                                        "admin",   "metrics", NULL};
+                                        "admin",   "metrics", "threads",   NULL};
 static const char *const node_keys[] = {"id", "listen", NULL};
 static const char *const peer_keys[] = {"id", "address", "identity", NULL};
 static const char *const clients_keys[] = {"accept", "max", "max_per_connection", NULL};
@@ -161,6 +162,15 @@ static bool plugin_name_ok(const char *s) {
         }
     }
     return true;
+}
+
+unsigned nh_host_threads(const nh_host_config *c) {
+    if (c->threads) return c->threads;
+    const char *env = getenv("NH_THREADS");
+    if (env && *env) return 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    return cores > NH_MAX_THREADS ? NH_MAX_THREADS : (unsigned)cores;
 }
 
 char *nh_host_join_path(const char *dir, const char *rel) {
@@ -496,6 +506,9 @@ static int read_config(reader *r, uint32_t id_override) {
     before = errors(r);
     if (read_peers(r, section_list(r, root, "peers")) != 0) return -1;
     bool peers_clean = errors(r) == before;
+
+    /* threads (0: not set; the node then uses the number of cores) */
+    rec(r, get_u32(root, "threads", 0, 1, NH_MAX_THREADS, &c->threads, &r->e));
 
     /* clients */
     const nh_conf_node *clients = section_map(r, root, "clients", clients_keys, NULL);

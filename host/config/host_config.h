@@ -6,6 +6,9 @@
  * peers:                                       # known peers (Config); IDs and addresses unique
  *   - { id: 1, address: 127.0.0.1:7001 }
  *   - { id: 2, address: "[::1]:7002" }
+ * threads: 2                                   # event loops, 1..64; default: the number of
+ *                                              # cores (NH_THREADS when set); see
+ *                                              # nh_runtime_opts.threads
  * clients: { accept: true, max: 10000 }        # client peers (ClientConfig); max 1..1000000
  *                                              # max_per_connection: 1..1000000, default 1000
  * plugins:
@@ -72,6 +75,7 @@
 #include <stdint.h>
 
 #include <nodehost/conf.h>
+#include <nodehost/runtime.h>
 
 #include "config/error_list.h"
 #include "config/security_config.h"
@@ -135,6 +139,10 @@ typedef struct nh_host_config {
     bool reload_watch;           /**< reload.watch, default false */
     uint32_t reload_debounce_ms; /**< reload.debounce_ms, 10..60000, default 200 */
 
+    /** threads, 1..64: the node's event loops (nh_runtime_opts.threads); 0 when the file does
+     * not set it (nh_host_threads() then picks) */
+    uint32_t threads;
+
     size_t max_message_size;    /**< limits.max_message_size, 1Ki..64Mi, default 4Mi */
     size_t max_inbox;           /**< limits.max_inbox, 1..1000000, default 1024 */
     uint32_t shutdown_grace_ms; /**< limits.shutdown_grace_ms, 0..600000, default 5000 */
@@ -159,6 +167,11 @@ typedef struct nh_host_config {
     double log_access;             /**< log.access: fraction of calls in the access log, 0..1
                                         (off: 0, the default; all: 1) */
 } nh_host_config;
+
+/** The event loops a node of c runs: c->threads when set, else NH_THREADS when set (its
+ * checks are nh_runtime_new()'s), else the number of online cores, at most NH_MAX_THREADS. 0
+ * means "let nh_runtime_new() read NH_THREADS". */
+unsigned nh_host_threads(const nh_host_config *c);
 
 /** dir joined with rel (rel as is when absolute); malloc'ed, NULL when out of memory. Relative
  * paths of the file (plugins, TLS files) are resolved with it. */

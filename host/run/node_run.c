@@ -333,7 +333,8 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     char rtname[24];
     snprintf(rtname, sizeof rtname, "node%u", cfg->node_id);
-    nh_runtime_opts ro = {.name = rtname, .max_message_size = cfg->max_message_size};
+    nh_runtime_opts ro = {
+        .name = rtname, .max_message_size = cfg->max_message_size, .threads = nh_host_threads(cfg)};
     nh_runtime *rt = NULL;
     if (nh_runtime_new(&ro, &rt, &err) != 0) {
         nh_logf(NH_LOG_ERROR, "host", "cannot start the runtime: %s", err.message);
@@ -421,8 +422,9 @@ int nh_run_node(const nh_host_config *cfg, const char *state_dir) {
     }
     __atomic_store_n(&admin.reloader, reloader, __ATOMIC_RELEASE);
     nh_logf(NH_LOG_INFO, "host",
-            "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s)", cfg->node_id,
-            cfg->listen, port, cfg->peer_count, cfg->plugin_count);
+            "node %u serving on %s (port %d), %zu known peer(s), %zu plugin(s), %u thread(s)",
+            cfg->node_id, cfg->listen, port, cfg->peer_count, cfg->plugin_count,
+            nh_runtime_threads(rt));
     nh_sd_ready("node %u serving on %s, %zu plugin(s)", cfg->node_id, cfg->listen,
                 cfg->plugin_count);
     int sig = wait_stop_signal(reloader);

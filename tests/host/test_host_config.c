@@ -345,7 +345,7 @@ static void test_every_error_is_listed_in_file_order(void **state) {
     static const char *const want[] = {
         "2:15: log.level: must be one of error, warn, info, debug, got \"loud\"",
         "4:1: unknown key 'peer' (expected one of: version, node, peers, clients, plugins, "
-        "reload, limits, keepalive, log, tls, admin, metrics)",
+        "reload, limits, keepalive, log, tls, admin, metrics, threads)",
         "7:23: peers[1].address: bad address \"127.0.0.1\" (expected host:port)",
         "8:11: peers[2].id: must be an integer, got \"x\"",
         "9:11: peers[3].id: duplicate peer ID 1 (also peers[0], line 6)",
@@ -396,7 +396,7 @@ static void test_what_stops_or_hides_errors(void **state) {
     static const char *const typo[] = {
         "2:19: peers[0]: unknown key 'adress' (expected one of: id, address, identity)",
         "3:1: unknown key 'lisen' (expected one of: version, node, peers, clients, plugins, "
-        "reload, limits, keepalive, log, tls, admin, metrics)",
+        "reload, limits, keepalive, log, tls, admin, metrics, threads)",
         "5:7: plugins[0]: unknown key 'nmae' (expected one of: name, path, config, allow)", NULL};
     nh_host_config *c = expect_errors("version: 1\npeers: [ { id: 1, adress: h:1 } ]\n"
                                       "lisen: h:1\nplugins:\n  - { nmae: x, path: dummy.so }\n",
@@ -532,6 +532,8 @@ static void test_full_file(void **state) {
     assert_int_equal(c->slow_reader_timeout_ms, 1500);
     assert_int_equal(c->log_level, 3);
     assert_int_equal(c->log_format, NH_LOGFMT_JSON);
+    assert_int_equal(c->threads, 3);
+    assert_int_equal(nh_host_threads(c), 3);
     nh_host_config_free(c);
 }
 
@@ -558,6 +560,20 @@ static void test_defaults(void **state) {
     assert_int_equal(c->slow_reader_timeout_ms, 30000);
     assert_int_equal(c->log_level, 2);
     assert_int_equal(c->log_format, NH_LOGFMT_TEXT);
+    /* threads: not set; the node uses the number of cores, or lets NH_THREADS decide */
+    assert_int_equal(c->threads, 0);
+    const char *env = getenv("NH_THREADS");
+    char *saved = env ? strdup(env) : NULL;
+    unsetenv("NH_THREADS");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(nh_host_threads(c), cores < 1 ? 1 : cores > 64 ? 64 : cores);
+    setenv("NH_THREADS", "3", 1);
+    assert_int_equal(nh_host_threads(c), 0);
+    if (saved)
+        setenv("NH_THREADS", saved, 1);
+    else
+        unsetenv("NH_THREADS");
+    free(saved);
     nh_host_config_free(c);
 
     /* Optional keys written with no value are absent (defaults apply). */

@@ -1039,7 +1039,7 @@ keepalive: {{ time_ms: 5 }}
         state = new_tmp("multi-state-")
         want = [
             "3:1: unknown key 'colour' (expected one of: version, node, peers, clients, "
-            "plugins, reload, limits, keepalive, log, tls, admin, metrics)",
+            "plugins, reload, limits, keepalive, log, tls, admin, metrics, threads)",
             '6:23: peers[1].address: bad address "127.0.0.1" (expected host:port)',
             "8:5: plugins[0]: plugin 'storage': config: %s:10:25: plugins[0].config.max_keys: "
             "must be between 1 and 1000000000, got 0" % path,

@@ -30,7 +30,16 @@ typedef struct nh_runtime_opts {
     size_t max_message_size; /**< largest message sent or received; 0 means 4 MiB */
     unsigned workers;        /**< worker threads for blocking work (nh_runtime_run_blocking(),
                                   nh_ctx_offload()), started on first use; 0 means 4 */
+    unsigned threads;        /**< event loops (each a thread with its own completion queue):
+                                  1 runs everything on the owner thread; N > 1 adds N - 1
+                                  transport loops that run the gRPC side of the streams
+                                  (spread round robin) while handlers, callbacks and calls stay
+                                  on the owner thread. 0 means the environment variable
+                                  NH_THREADS when set, else 1. At most NH_MAX_THREADS. */
 } nh_runtime_opts;
+
+/** The largest nh_runtime_opts.threads. */
+#define NH_MAX_THREADS 64
 
 /** Creates a runtime and starts its owner thread. Returns 0, or -1 with err set. */
 NH_API int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err);
@@ -41,6 +50,10 @@ NH_API int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_erro
  * is freed. Must not be called on the owner thread. Accepts NULL.
  */
 NH_API void nh_runtime_free(nh_runtime *rt);
+
+/** The runtime's event loops: the owner loop plus its transport loops (nh_runtime_opts.threads
+ * as resolved). Any thread. */
+NH_API unsigned nh_runtime_threads(const nh_runtime *rt);
 
 /** The function type run by nh_runtime_post(). */
 typedef void (*nh_task_fn)(void *arg);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,97 @@ static void *owner_main(void *arg) {
     return NULL;
 }
 
+typedef struct io_main_arg {
+    nh_tp_loop *loop;
+    char name[16];
+} io_main_arg;
+
+static void *io_main(void *arg) {
+    io_main_arg a = *(io_main_arg *)arg;
+    free(arg);
+    pthread_setname_np(pthread_self(), a.name);
+    nh_tp_loop_run(a.loop);
+    return NULL;
+}
+
+static void quit_task(void *arg) {
+    nh_tp_loop_quit(arg);
+}
+
+/* Stops the transport loops (after the owner loop ended: their streams are all closed) and
+ * frees them. */
+static void io_stop(nh_runtime *rt) {
+    for (size_t i = 0; i < rt->io_count; i++) {
+        if (nh_tp_loop_post(rt->io[i], quit_task, rt->io[i]) != 0)
+            nh_log(NH_LOG_ERROR, "runtime", "cannot stop transport loop %zu", i + 1);
+        pthread_join(rt->io_thread[i], NULL);
+        nh_tp_loop_free(rt->io[i]);
+    }
+    free(rt->io);
+    free(rt->io_thread);
+    rt->io = NULL;
+    rt->io_thread = NULL;
+    rt->io_count = 0;
+}
+
+/* The number of loops asked for: opts, else NH_THREADS, else 1. */
+static int threads_wanted(unsigned opt, unsigned *out, nh_error *err) {
+    unsigned n = opt;
+    if (n == 0) {
+        const char *env = getenv("NH_THREADS");
+        n = 1;
+        if (env && *env) {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(env, &end, 10);
+            if (errno || *end || v == 0 || v > NH_MAX_THREADS)
+                return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
+                                    "NH_THREADS=\"%s\" is not a number from 1 to %d", env,
+                                    NH_MAX_THREADS);
+            n = (unsigned)v;
+        }
+    }
+    if (n > NH_MAX_THREADS)
+        return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0, "threads %u is more than %d",
+                            n, NH_MAX_THREADS);
+    *out = n;
+    return 0;
+}
+
+/* Creates and starts threads - 1 transport loops. */
+static int io_start(nh_runtime *rt, unsigned threads, nh_error *err) {
+    size_t n = threads - 1;
+    if (n == 0) return 0;
+    rt->io = calloc(n, sizeof *rt->io);
+    rt->io_thread = calloc(n, sizeof *rt->io_thread);
+    if (!rt->io || !rt->io_thread)
+        return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        nh_tp_loop *l = nh_tp_loop_new(rt->max_message, err);
+        io_main_arg *a = l ? calloc(1, sizeof *a) : NULL;
+        if (a) {
+            char name[64]; /* thread names are 15 characters at most */
+            a->loop = l;
+            snprintf(name, sizeof name, "nh-io%zu-%s", i + 1, rt->name);
+            memcpy(a->name, name, sizeof a->name - 1);
+        }
+        if (!a || pthread_create(&rt->io_thread[i], NULL, io_main, a) != 0) {
+            if (l && !a) nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
+            if (a) {
+                nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                             "cannot start transport thread %zu: %s", i + 1, strerror(errno));
+                free(a);
+            }
+            nh_tp_loop_free(l);
+            return -1;
+        }
+        rt->io[i] = l;
+        rt->io_count = i + 1;
+    }
+    nh_tp_loop_set_io(rt->loop, rt->io, rt->io_count);
+    return 0;
+}
+
 int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err) {
     nh_runtime_opts def = {0};
     if (!opts) opts = &def;
@@ -40,6 +132,8 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
     if (max > (size_t)INT32_MAX)
         return nh_error_set(err, NH_INVALID_ARGUMENT, NH_ERR_LOCAL, 0,
                             "max_message_size %zu is larger than %d", max, INT32_MAX);
+    unsigned threads = 1;
+    if (threads_wanted(opts->threads, &threads, err) != 0) return -1;
     pthread_once(&g_sigpipe_once, ignore_sigpipe);
     nh_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
@@ -55,9 +149,18 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
         free(rt);
         return -1;
     }
+    if (io_start(rt, threads, err) != 0) {
+        io_stop(rt);
+        nh_tp_loop_free(rt->loop);
+        nh_workers_stop(&rt->workers);
+        free(rt->name);
+        free(rt);
+        return -1;
+    }
     if (pthread_create(&rt->thread, NULL, owner_main, rt) != 0) {
         nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "cannot start the owner thread: %s",
                      strerror(errno));
+        io_stop(rt);
         nh_tp_loop_free(rt->loop);
         nh_workers_stop(&rt->workers);
         free(rt->name);
@@ -93,6 +196,7 @@ void nh_runtime_free(nh_runtime *rt) {
     if (nh_tp_loop_post(rt->loop, stop_on_owner, rt) != 0)
         nh_log(NH_LOG_WARN, "runtime", "runtime %s was already stopping", rt->name);
     pthread_join(rt->thread, NULL);
+    io_stop(rt); /* the owner loop ended after its last relayed stream did */
     /* Workers finish what is queued; their calls fail fast now (posts are closed) and their
      * replies are dropped, while the contexts they hold stay valid until just below. */
     nh_workers_stop(&rt->workers);
@@ -155,6 +259,10 @@ int nh_runtime_run_blocking(nh_runtime *rt, nh_task_fn fn, void *arg) {
 
 bool nh_runtime_on_owner(const nh_runtime *rt) {
     return rt && nh_tp_loop_on_owner(rt->loop);
+}
+
+unsigned nh_runtime_threads(const nh_runtime *rt) {
+    return rt ? (unsigned)rt->io_count + 1 : 0;
 }
 
 size_t nh_runtime_max_message_size(const nh_runtime *rt) {

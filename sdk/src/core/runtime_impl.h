@@ -18,9 +18,12 @@ struct nh_server_ctx;
 struct nh_timer;
 
 struct nh_runtime {
-    nh_tp_loop *loop;
+    nh_tp_loop *loop; /* the owner loop */
     pthread_t thread;
     bool thread_started;
+    nh_tp_loop **io;      /* transport loops (threads - 1 of them; docs/architecture.md) */
+    pthread_t *io_thread; /* their threads */
+    size_t io_count;
     char *name;
     size_t max_message;
     uint64_t next_seq;          /* atomic; client-initiated message_seq_no, first is 1 */

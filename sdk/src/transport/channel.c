@@ -5,6 +5,7 @@
 
 #include "transport/keepalive_args.h"
 
+#include "transport/relay.h"
 #include "transport/server.h"
 #include "transport/stream_impl.h"
 #include "transport/tls_creds.h"
@@ -124,61 +125,120 @@ static void on_client_start(nh_tp_tag *tag, bool ok) {
     nh_tp_stream_op_done(s);
 }
 
-nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_t n,
-                                 const nh_tp_stream_events *ev, void *user) {
-    grpc_completion_queue *cq = nh_tp_loop_cq(ch->loop);
-    grpc_slice path = grpc_slice_from_static_string(NH_NODESTREAM_PATH);
-    grpc_call *call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, path,
-                                               NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    if (!call) return NULL;
-    nh_tp_stream *s = nh_tp_stream_new(ch->loop, call, true);
-    if (!s) {
-        grpc_call_unref(call);
+/* The headers of a client stream being started (grpc slices: they may be released on any
+ * thread). */
+typedef struct client_headers {
+    grpc_metadata *md;
+    size_t n;
+} client_headers;
+
+static void client_headers_free(void *arg) {
+    client_headers *h = arg;
+    for (size_t i = 0; i < h->n; i++) {
+        grpc_slice_unref(h->md[i].key);
+        grpc_slice_unref(h->md[i].value);
+    }
+    free(h->md);
+    free(h);
+}
+
+static client_headers *client_headers_new(const nh_metadata *md, size_t n) {
+    client_headers *h = calloc(1, sizeof *h);
+    grpc_metadata *gmd = n ? calloc(n, sizeof *gmd) : NULL;
+    if (!h || (n && !gmd)) {
+        free(h);
+        free(gmd);
         return NULL;
     }
-    nh_tp_stream_set_events(s, ev, user);
-    s->channel = ch->channel;
-    s->tls = nh_tls_ref(ch->tls);
-    s->start_tag.fn = on_client_start;
-    s->close_tag.fn = on_client_status;
-
-    grpc_metadata stack_md[8];
-    grpc_metadata *gmd = n <= 8 ? stack_md : calloc(n, sizeof *gmd);
-    if (!gmd) n = 0, gmd = stack_md;
     for (size_t i = 0; i < n; i++) {
-        memset(&gmd[i], 0, sizeof gmd[i]);
         gmd[i].key = grpc_slice_from_copied_string(md[i].key);
         gmd[i].value = grpc_slice_from_copied_string(md[i].value);
     }
+    h->md = gmd;
+    h->n = n;
+    return h;
+}
+
+/* What starting a client stream came to. */
+typedef enum client_start_result {
+    CLIENT_STARTED,
+    CLIENT_NOT_STARTED,  /* nothing is running: the caller frees the stream */
+    CLIENT_START_FAILED, /* the status batch runs and reports the (cancelled) end */
+} client_start_result;
+
+static client_start_result client_start(nh_tp_stream *s, const client_headers *h) {
     grpc_op start[2] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
                         {.op = GRPC_OP_RECV_INITIAL_METADATA}};
-    start[0].data.send_initial_metadata.count = n;
-    start[0].data.send_initial_metadata.metadata = n ? gmd : NULL;
+    start[0].data.send_initial_metadata.count = h->n;
+    start[0].data.send_initial_metadata.metadata = h->n ? h->md : NULL;
     start[1].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
     /* Client streams watch for their status from the start, unlike server streams: a start
      * batch (RECV_INITIAL_METADATA) of a call cancelled before RECV_STATUS_ON_CLIENT was
      * started can stay pending forever (seen with gRPC 1.51 when a node closes at once). */
     nh_tp_stream_watch_end(s);
-    bool ok = s->close_armed && nh_tp_stream_start(s, start, 2, &s->start_tag);
-    for (size_t i = 0; i < n; i++) {
-        grpc_slice_unref(gmd[i].key);
-        grpc_slice_unref(gmd[i].value);
-    }
-    if (gmd != stack_md) free(gmd);
-    if (!ok) {
-        if (s->ops == 0) {
-            grpc_call_unref(call);
-            nh_tls_unref(s->tls);
-            free(s->peer);
-            free(s);
-            return NULL;
-        }
-        /* The status batch is running: cancel, and let it free the stream, silently. */
-        nh_tp_stream_set_events(s, NULL, NULL);
-        grpc_call_cancel_with_status(call, GRPC_STATUS_INTERNAL, "cannot start the stream", NULL);
-        return NULL;
+    if (!s->close_armed) return CLIENT_NOT_STARTED;
+    if (!nh_tp_stream_start(s, start, 2, &s->start_tag)) {
+        grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "cannot start the stream",
+                                     NULL);
+        return CLIENT_START_FAILED;
     }
     nh_tp_stream_arm_recv(s);
+    return CLIENT_STARTED;
+}
+
+/* The start of a relayed client stream, on its transport loop. */
+static bool client_start_relayed(nh_tp_stream *s, void *arg) {
+    return client_start(s, arg) != CLIENT_NOT_STARTED;
+}
+
+nh_tp_stream *nh_tp_channel_open(nh_tp_channel *ch, const nh_metadata *md, size_t n,
+                                 const nh_tp_stream_events *ev, void *user) {
+    nh_tp_loop *loop = nh_tp_loop_pick(ch->loop);
+    grpc_completion_queue *cq = nh_tp_loop_cq(loop);
+    grpc_slice path = grpc_slice_from_static_string(NH_NODESTREAM_PATH);
+    grpc_call *call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, path,
+                                               NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (!call) return NULL;
+    nh_tp_stream *s = nh_tp_stream_new(loop, call, true);
+    client_headers *h = s ? client_headers_new(md, n) : NULL;
+    if (!h) {
+        if (!s) {
+            grpc_call_unref(call);
+            return NULL;
+        }
+        s->closed = true;
+        nh_tp_stream_free_closed(s); /* unrefs the call */
+        return NULL;
+    }
+    s->channel = ch->channel;
+    s->tls = nh_tls_ref(ch->tls);
+    s->start_tag.fn = on_client_start;
+    s->close_tag.fn = on_client_status;
+    if (loop != ch->loop) {
+        nh_tp_stream *front =
+            nh_tp_relay_new(ch->loop, s, client_start_relayed, h, client_headers_free);
+        if (!front) {
+            client_headers_free(h);
+            s->closed = true;
+            nh_tp_stream_free_closed(s);
+            return NULL;
+        }
+        nh_tp_stream_set_events(front, ev, user);
+        return front;
+    }
+    nh_tp_stream_set_events(s, ev, user);
+    client_start_result r = client_start(s, h);
+    client_headers_free(h);
+    if (r == CLIENT_NOT_STARTED) {
+        s->closed = true;
+        nh_tp_stream_free_closed(s);
+        return NULL;
+    }
+    if (r == CLIENT_START_FAILED) {
+        /* The status batch is running: let it free the stream, silently. */
+        nh_tp_stream_set_events(s, NULL, NULL);
+        return NULL;
+    }
     return s;
 }
 

@@ -41,7 +41,13 @@ struct nh_tp_loop {
     pthread_t owner;
     bool owner_set;
     bool quitting;
-    long ops; /* outstanding operations (owner thread) */
+    long ops;    /* atomic: outstanding operations (changed on the owner thread) */
+    long fronts; /* relayed streams whose end was not delivered yet (owner thread) */
+
+    /* transport loops (docs/architecture.md, "More cores"): set once before any stream */
+    nh_tp_loop **io;
+    size_t io_count;
+    size_t io_next; /* round robin (owner thread) */
 
     /* posts (any thread) */
     pthread_mutex_t mu;
@@ -251,11 +257,13 @@ void nh_tp_loop_run(nh_tp_loop *l) {
     gpr_timespec last_hooks = gpr_time_sub(last_uv, gpr_time_from_seconds(1, GPR_TIMESPAN));
     for (;;) {
         drain_posts(l);
-        if (l->quitting && l->ops == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
+        if (l->quitting && l->ops == 0 && l->fronts == 0 &&
+            !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
             /* Run the close callbacks of handles closed during shutdown (they may release the
              * memory that holds them); they can post more work, so look again. */
             uv_run(&l->uv, UV_RUN_NOWAIT);
-            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0) break;
+            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0 && l->fronts == 0)
+                break;
             continue;
         }
         uv_update_time(&l->uv);
@@ -298,9 +306,9 @@ void nh_tp_loop_quit(nh_tp_loop *l) {
     l->quitting = true;
 }
 
-int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg) {
+static int post(nh_tp_loop *l, void (*fn)(void *), void *arg, bool always) {
     pthread_mutex_lock(&l->mu);
-    if (l->posts_closed) {
+    if (l->posts_closed && !always) {
         pthread_mutex_unlock(&l->mu);
         return -1;
     }
@@ -323,6 +331,34 @@ int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg) {
         kick(l, &l->post_tag);
     pthread_mutex_unlock(&l->mu);
     return 0;
+}
+
+int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg) {
+    return post(l, fn, arg, false);
+}
+
+int nh_tp_loop_post_always(nh_tp_loop *l, void (*fn)(void *), void *arg) {
+    return post(l, fn, arg, true);
+}
+
+void nh_tp_loop_set_io(nh_tp_loop *home, nh_tp_loop **io, size_t n) {
+    home->io = io;
+    home->io_count = n;
+}
+
+nh_tp_loop *nh_tp_loop_pick(nh_tp_loop *home) {
+    if (home->io_count == 0) return home;
+    nh_tp_loop *l = home->io[home->io_next];
+    home->io_next = (home->io_next + 1) % home->io_count;
+    return l;
+}
+
+void nh_tp_loop_front_begin(nh_tp_loop *l) {
+    l->fronts++;
+}
+
+void nh_tp_loop_front_end(nh_tp_loop *l) {
+    l->fronts--;
 }
 
 void nh_tp_loop_close_posts(nh_tp_loop *l) {
@@ -349,15 +385,18 @@ size_t nh_tp_loop_max_message(const nh_tp_loop *l) {
 }
 
 void nh_tp_loop_op_begin(nh_tp_loop *l) {
-    l->ops++;
+    __atomic_add_fetch(&l->ops, 1, __ATOMIC_RELAXED);
 }
 
 void nh_tp_loop_op_end(nh_tp_loop *l) {
-    l->ops--;
+    __atomic_sub_fetch(&l->ops, 1, __ATOMIC_RELAXED);
 }
 
 long nh_tp_loop_pending_ops(const nh_tp_loop *l) {
-    return l->ops;
+    long n = __atomic_load_n(&l->ops, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < l->io_count; i++)
+        n += __atomic_load_n(&l->io[i]->ops, __ATOMIC_RELAXED);
+    return n;
 }
 
 void *nh_tp_loop_cq(nh_tp_loop *l) {

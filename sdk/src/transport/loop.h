@@ -36,6 +36,25 @@ void nh_tp_loop_free(nh_tp_loop *l);
  * when the loop no longer accepts work (after nh_tp_loop_close_posts()). */
 int nh_tp_loop_post(nh_tp_loop *l, void (*fn)(void *), void *arg);
 
+/** nh_tp_loop_post() that also works after nh_tp_loop_close_posts(): for a transport loop's
+ * stream events, which the owner loop must receive until its last relayed stream ended (it
+ * keeps running until then, see nh_tp_loop_front_begin()). Any thread. */
+int nh_tp_loop_post_always(nh_tp_loop *l, void (*fn)(void *), void *arg);
+
+/** Gives the owner loop home n transport loops (the array stays the caller's and must outlive
+ * home's streams): from now on nh_tp_loop_pick() spreads new streams over them. Called once,
+ * before any stream exists. */
+void nh_tp_loop_set_io(nh_tp_loop *home, nh_tp_loop **io, size_t n);
+
+/** The loop a new stream of home runs on: home itself when it has no transport loops, else the
+ * next transport loop, round robin. Owner thread of home. */
+nh_tp_loop *nh_tp_loop_pick(nh_tp_loop *home);
+
+/** A relayed stream's front (transport/relay.c) begins / ends on the owner loop l: run() does
+ * not return while one is open. Owner thread. */
+void nh_tp_loop_front_begin(nh_tp_loop *l);
+void nh_tp_loop_front_end(nh_tp_loop *l);
+
 /** False once posts are refused (nh_tp_loop_close_posts()). A hint: a post may still be refused
  * right after it said true. Any thread. */
 bool nh_tp_loop_accepting(const nh_tp_loop *l);
@@ -84,8 +103,9 @@ size_t nh_tp_loop_max_message(const nh_tp_loop *l);
 void nh_tp_loop_op_begin(nh_tp_loop *l);
 void nh_tp_loop_op_end(nh_tp_loop *l);
 
-/** Operations started on the completion queue and not completed yet. Owner thread (tests and
- * diagnostics: every pending operation costs each completion a scan in Debian's libgrpc). */
+/** Operations started on the completion queue and not completed yet, those of l's transport
+ * loops included. Any thread (tests and diagnostics: every pending operation costs each
+ * completion of its queue a scan in Debian's libgrpc). */
 long nh_tp_loop_pending_ops(const nh_tp_loop *l);
 
 /* For transport files: the completion queue (a grpc_completion_queue*). */

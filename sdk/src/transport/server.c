@@ -7,6 +7,7 @@
 #include "transport/keepalive_args.h"
 
 #include "transport/channel.h"
+#include "transport/relay.h"
 #include "transport/stream_impl.h"
 #include "transport/tls_creds.h"
 #include "util/log.h"
@@ -24,6 +25,7 @@
 
 typedef struct accept_slot {
     nh_tp_tag tag;
+    nh_tp_loop *bound; /* the loop whose queue the accepted call reports to */
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
@@ -32,8 +34,10 @@ typedef struct accept_slot {
 /* A call on a path we do not serve: answered UNIMPLEMENTED, then dropped. */
 typedef struct reject_call {
     nh_tp_tag tag;
-    nh_tp_loop *loop;
+    nh_tp_loop *loop; /* the loop the call is bound to */
     grpc_call *call;
+    grpc_status_code code;
+    char *msg;
     int cancelled;
 } reject_call;
 
@@ -70,9 +74,13 @@ static void arm_accept(nh_tp_server *srv) {
     a->call = NULL;
     grpc_call_details_init(&a->details);
     grpc_metadata_array_init(&a->md);
+    /* The accept is reported on our queue; the call itself is bound to the loop it will run on
+     * (with transport loops, the next one round robin: gRPC needs only the notification queue
+     * to be registered with the server). */
+    a->bound = nh_tp_loop_pick(srv->loop);
     grpc_completion_queue *cq = nh_tp_loop_cq(srv->loop);
-    grpc_call_error e =
-        grpc_server_request_call(srv->server, &a->call, &a->details, &a->md, cq, cq, &a->tag);
+    grpc_call_error e = grpc_server_request_call(srv->server, &a->call, &a->details, &a->md,
+                                                 nh_tp_loop_cq(a->bound), cq, &a->tag);
     if (e != GRPC_CALL_OK) {
         nh_log(NH_LOG_ERROR, "server", "grpc_server_request_call failed (%d)", (int)e);
         grpc_call_details_destroy(&a->details);
@@ -91,30 +99,52 @@ static void on_reject_done(nh_tp_tag *tag, bool ok) {
     free(r);
 }
 
-/* Answers call with a status and drops it. */
-static void reject(nh_tp_server *srv, grpc_call *call, grpc_status_code code, const char *msg) {
+/* Answers r->call with r->code and r->msg and drops it, on the loop the call is bound to. */
+static void reject_on_loop(void *arg) {
+    reject_call *r = arg;
+    grpc_slice details = grpc_slice_from_copied_string(r->msg);
+    grpc_op ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
+                      {.op = GRPC_OP_SEND_STATUS_FROM_SERVER},
+                      {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
+    ops[1].data.send_status_from_server.status = r->code;
+    ops[1].data.send_status_from_server.status_details = &details;
+    ops[2].data.recv_close_on_server.cancelled = &r->cancelled;
+    free(r->msg);
+    r->msg = NULL;
+    if (grpc_call_start_batch(r->call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
+        grpc_call_unref(r->call);
+        free(r);
+    } else {
+        nh_tp_loop_op_begin(r->loop);
+    }
+    grpc_slice_unref(details);
+}
+
+/* Answers call (bound to loop) with a status and drops it. */
+static void reject(nh_tp_server *srv, nh_tp_loop *loop, grpc_call *call, grpc_status_code code,
+                   const char *msg) {
     reject_call *r = calloc(1, sizeof *r);
-    if (!r) {
+    char *text = strdup(msg);
+    if (!r || !text) {
+        free(r);
+        free(text);
+        grpc_call_cancel(call, NULL);
         grpc_call_unref(call);
         return;
     }
     r->tag.fn = on_reject_done;
-    r->loop = srv->loop;
+    r->loop = loop;
     r->call = call;
-    grpc_slice details = grpc_slice_from_copied_string(msg);
-    grpc_op ops[3] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
-                      {.op = GRPC_OP_SEND_STATUS_FROM_SERVER},
-                      {.op = GRPC_OP_RECV_CLOSE_ON_SERVER}};
-    ops[1].data.send_status_from_server.status = code;
-    ops[1].data.send_status_from_server.status_details = &details;
-    ops[2].data.recv_close_on_server.cancelled = &r->cancelled;
-    if (grpc_call_start_batch(call, ops, 3, &r->tag, NULL) != GRPC_CALL_OK) {
+    r->code = code;
+    r->msg = text;
+    if (loop == srv->loop) {
+        reject_on_loop(r);
+    } else if (nh_tp_loop_post(loop, reject_on_loop, r) != 0) {
+        grpc_call_cancel(call, NULL);
         grpc_call_unref(call);
+        free(r->msg);
         free(r);
-    } else {
-        nh_tp_loop_op_begin(srv->loop);
     }
-    grpc_slice_unref(details);
 }
 
 static void on_server_close(nh_tp_tag *tag, bool ok) {
@@ -131,7 +161,23 @@ static void on_start_done(nh_tp_tag *tag, bool ok) {
     nh_tp_stream_op_done(s);
 }
 
-static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_array *md) {
+/* Sends an accepted stream's initial metadata at once (so the client learns the stream is up).
+ * False when it could not be started. */
+static bool send_headers(nh_tp_stream *s) {
+    grpc_op start = {.op = GRPC_OP_SEND_INITIAL_METADATA};
+    return nh_tp_stream_start(s, &start, 1, &s->start_tag);
+}
+
+/* The start of a relayed accepted stream, on its transport loop: headers, then the receive. */
+static bool start_relayed(nh_tp_stream *s, void *arg) {
+    (void)arg;
+    if (!send_headers(s)) return false;
+    nh_tp_stream_arm_recv(s);
+    return true;
+}
+
+static void accept_stream(nh_tp_server *srv, nh_tp_loop *bound, grpc_call *call,
+                          grpc_metadata_array *md) {
     nh_identity *id = NULL;
     if (srv->tls) {
         /* The client's certificate, verified here rather than in the handshake so that both
@@ -149,11 +195,11 @@ static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_arra
                          "none was presented");
             nh_log(NH_LOG_WARN, "server", "refused a stream from %s: %s", peer ? peer : "?", msg);
             gpr_free(peer);
-            reject(srv, call, GRPC_STATUS_UNAUTHENTICATED, msg);
+            reject(srv, bound, call, GRPC_STATUS_UNAUTHENTICATED, msg);
             return;
         }
     }
-    nh_tp_stream *s = nh_tp_stream_new(srv->loop, call, false);
+    nh_tp_stream *s = nh_tp_stream_new(bound, call, false);
     if (!s) {
         nh_identity_unref(id);
         grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
@@ -163,12 +209,13 @@ static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_arra
     s->identity = id;
     s->start_tag.fn = on_start_done;
     s->close_tag.fn = on_server_close;
-    grpc_op start = {.op = GRPC_OP_SEND_INITIAL_METADATA};
-    if (!nh_tp_stream_start(s, &start, 1, &s->start_tag)) {
+    bool relayed = bound != srv->loop;
+    nh_tp_stream *user_side = relayed ? nh_tp_relay_new(srv->loop, s, start_relayed, NULL, NULL)
+                                      : (send_headers(s) ? s : NULL);
+    if (!user_side) {
         grpc_call_cancel(call, NULL);
-        grpc_call_unref(call);
-        free(s->peer);
-        free(s);
+        s->closed = true;
+        nh_tp_stream_free_closed(s); /* unrefs the call */
         return;
     }
 
@@ -181,9 +228,9 @@ static void accept_stream(nh_tp_server *srv, grpc_call *call, grpc_metadata_arra
         views[i].value = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
         views[i].value_len = GRPC_SLICE_LENGTH(md->metadata[i].value);
     }
-    srv->accept_fn(srv->user, s, views, n);
+    srv->accept_fn(srv->user, user_side, views, n);
     if (views != stack_views) free(views);
-    nh_tp_stream_arm_recv(s);
+    if (!relayed) nh_tp_stream_arm_recv(s); /* after the user could pause it */
 }
 
 static void on_accept(nh_tp_tag *tag, bool ok) {
@@ -200,14 +247,14 @@ static void on_accept(nh_tp_tag *tag, bool ok) {
         size_t plen = strlen(NH_NODESTREAM_PATH);
         if (GRPC_SLICE_LENGTH(m) == plen &&
             memcmp(GRPC_SLICE_START_PTR(m), NH_NODESTREAM_PATH, plen) == 0) {
-            accept_stream(srv, a->call, &a->md);
+            accept_stream(srv, a->bound, a->call, &a->md);
         } else {
             char *path = grpc_slice_to_c_string(m);
             nh_log(NH_LOG_INFO, "server", "rejecting a call to unknown path %s", path);
             char msg[300];
             snprintf(msg, sizeof msg, "unknown service path %s: this server serves %s only", path,
                      NH_NODESTREAM_PATH);
-            reject(srv, a->call, GRPC_STATUS_UNIMPLEMENTED, msg);
+            reject(srv, a->bound, a->call, GRPC_STATUS_UNIMPLEMENTED, msg);
             gpr_free(path);
         }
     }

@@ -3,6 +3,7 @@
  * nh_tp_stream_op_done(), which frees the stream once it is closed and no batch is left. */
 #include "transport/stream_impl.h"
 #include "metrics/metrics_impl.h"
+#include "transport/relay.h"
 #include "transport/tls_creds.h"
 
 #include "util/log.h"
@@ -79,6 +80,10 @@ static void stream_free(nh_tp_stream *s) {
     nh_identity_unref(s->identity);
     nh_tls_unref(s->tls);
     free(s);
+}
+
+void nh_tp_stream_free_closed(nh_tp_stream *s) {
+    if (s->closed && s->ops == 0) stream_free(s);
 }
 
 void nh_tp_stream_op_done(nh_tp_stream *s) {
@@ -206,6 +211,10 @@ static void check_backlog(nh_tp_stream *s) {
 }
 
 void nh_tp_stream_set_send_limit(nh_tp_stream *s, size_t max_bytes, uint32_t timeout_ms) {
+    if (s->relay) {
+        nh_tp_relay_set_send_limit(s, max_bytes, timeout_ms);
+        return;
+    }
     s->send_limit = max_bytes;
     s->slow_timeout_ms = timeout_ms;
     check_backlog(s);
@@ -272,6 +281,7 @@ static void on_send(nh_tp_tag *tag, bool ok) {
 }
 
 int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag) {
+    if (s->relay) return nh_tp_relay_send(s, msg, tag);
     if (s->closed || s->finishing) {
         nh_bytes_unref(msg);
         return -1;
@@ -286,10 +296,15 @@ int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag) {
 }
 
 size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag) {
+    if (s->relay) return nh_tp_relay_unqueue(s, tag);
     return nh_send_queue_remove_tag(&s->queue, tag);
 }
 
 void nh_tp_stream_pause_recv(nh_tp_stream *s, bool paused) {
+    if (s->relay) {
+        nh_tp_relay_pause_recv(s, paused);
+        return;
+    }
     s->recv_paused = paused;
     if (paused && !s->recv_armed) nh_tp_stream_watch_end(s);
     if (!paused) nh_tp_stream_arm_recv(s);
@@ -314,6 +329,10 @@ static void on_status_sent(nh_tp_tag *tag, bool ok) {
 }
 
 void nh_tp_stream_finish(nh_tp_stream *s, nh_code code, const char *details) {
+    if (s->relay) {
+        nh_tp_relay_finish(s, code, details);
+        return;
+    }
     if (s->closed || s->finishing) return;
     if (s->client) {
         nh_tp_stream_cancel(s, code, details);
@@ -326,6 +345,10 @@ void nh_tp_stream_finish(nh_tp_stream *s, nh_code code, const char *details) {
 }
 
 void nh_tp_stream_cancel(nh_tp_stream *s, nh_code code, const char *details) {
+    if (s->relay) {
+        nh_tp_relay_cancel(s, code, details);
+        return;
+    }
     if (s->closed) return;
     s->finishing = true;
     grpc_call_cancel_with_status(s->call, (grpc_status_code)code, details ? details : "", NULL);

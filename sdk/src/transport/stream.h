@@ -1,6 +1,8 @@
 /* One Gorums NodeStream: a gRPC bidirectional call, accepted by a server or opened on a
  * channel. The transport keeps one receive always armed (unless paused) and one send in flight
- * with a FIFO behind it. Owner thread only. */
+ * with a FIFO behind it. Owner thread only. With transport loops (nh_tp_loop_set_io()), the
+ * stream a user holds may be a relayed stream's front (transport/relay.h): same functions, same
+ * events in the same order, carried out on the transport loop. */
 #ifndef NH_TRANSPORT_STREAM_H
 #define NH_TRANSPORT_STREAM_H
 
@@ -52,7 +54,8 @@ size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag);
  * read its replies". max_bytes 0 removes the bound. */
 void nh_tp_stream_set_send_limit(nh_tp_stream *s, size_t max_bytes, uint32_t timeout_ms);
 
-/** Bytes waiting to be sent: the queued messages plus the one in flight. */
+/** Bytes waiting to be sent: the queued messages plus the one in flight (0 on a relayed
+ * stream's front: they wait on the transport loop, which applies the send limit itself). */
 size_t nh_tp_stream_queued_bytes(const nh_tp_stream *s);
 
 /** Stops (true) or resumes (false) reading: backpressure through HTTP/2 flow control. */
@@ -75,7 +78,8 @@ struct nh_identity;
  * valid while the stream is. */
 const struct nh_identity *nh_tp_stream_identity(const nh_tp_stream *s);
 
-/** Messages queued (not yet handed to gRPC), the one in flight excluded. */
+/** Messages queued (not yet handed to gRPC), the one in flight excluded (0 on a relayed
+ * stream's front). */
 size_t nh_tp_stream_queued(const nh_tp_stream *s);
 
 #endif

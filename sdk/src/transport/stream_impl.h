@@ -8,8 +8,13 @@
 
 #include <grpc/grpc.h>
 
+struct nh_tp_relay;
+
 struct nh_tp_stream {
     nh_tp_loop *loop;
+    struct nh_tp_relay *relay; /* a relayed stream's front (transport/relay.h): only loop, ev,
+                                  user, peer, identity, client, closed, ready and finishing
+                                  are used here; the call runs on the back */
     grpc_call *call;
     bool client;
     grpc_channel *channel; /* client streams: the channel they run on */
@@ -85,5 +90,8 @@ void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *detai
 
 /* Called at the end of every completion: frees the stream once closed and idle. */
 void nh_tp_stream_op_done(nh_tp_stream *s);
+
+/* Frees a stream that reported its end and has no operation left (one never started). */
+void nh_tp_stream_free_closed(nh_tp_stream *s);
 
 #endif
