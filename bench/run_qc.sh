@@ -12,9 +12,12 @@
 # Environment (all optional):
 #   RUN_SECONDS=5  measured seconds per run        REPS=3      repetitions of every case
 #   WARMUP=1       warm-up seconds per run          PAYLOAD=64  payload bytes (zeros for QC)
-#   QC_CASES="3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"   quorum calls, size:quorum:concurrency;
-#                  a ":b" suffix runs that case against baseline_echo servers instead of
-#                  nh_bench_server (the envelope is the same), e.g. "3:2:1:b"
+#   QC_CASES="3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16 3:2:16:t1 3:2:16:t2"   quorum calls,
+#                  size:quorum:concurrency; a ":b" suffix runs that case against baseline_echo
+#                  servers instead of nh_bench_server (the envelope is the same), e.g. "3:2:1:b";
+#                  a ":tN" suffix runs the client and the servers with N event loops
+#                  (NH_THREADS=N: nh_runtime_opts.threads) and reports its ops/s against the
+#                  same case with ":t1"
 #   RPC_CASES="base:1 base:1000 rpc:1 base:16 rpc:16"   RPC baselines: base = baseline_echo,
 #                  rpc = rpc_bench (nodehost), each with its number of messages in flight
 #   BUILD_DIR=<repo>/build-bench
@@ -32,7 +35,7 @@ RUN_SECONDS=${RUN_SECONDS:-5}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 PAYLOAD=${PAYLOAD:-64}
-QC_CASES=${QC_CASES:-"3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16"}
+QC_CASES=${QC_CASES:-"3:2:1 3:2:16 5:3:1 5:3:16 3:1:1 3:1:16 3:2:16:t1 3:2:16:t2"}
 RPC_CASES=${RPC_CASES:-"base:1 base:1000 rpc:1 base:16 rpc:16"}
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -93,10 +96,11 @@ run_rpc() {
                 (c1 - c0) / hz / d / r * 1e6, (s1 - s0) / hz / d / r * 1e6 }')"
 }
 
-# run_qc <size> <quorum> <concurrency> [b]: one quorum-call run (b: against baseline_echo
-# servers); prints qc_bench's result line.
+# run_qc <size> <quorum> <concurrency> [b|tN]: one quorum-call run (b: against baseline_echo
+# servers; tN: client and servers with N event loops); prints qc_bench's result line.
 run_qc() {
     local n=$1 q=$2 c=$3 line pids
+    if [[ ${4:-} == t* ]]; then export NH_THREADS=${4#t}; fi
     if [[ ${4:-} == b ]]; then
         start_echo_servers baseline "$n"
     else
@@ -182,8 +186,13 @@ for case_ in "${ordered[@]}"; do
         *)
             name="quorum call" n=$a q=$b inflight=$c
             if [[ $d == b ]]; then name="quorum call, baseline_echo servers"; fi
+            if [[ $d == t* ]]; then name="quorum call, threads: ${d#t}"; fi
             ops=$(stat "$case_" ops_per_s) p50=$(stat "$case_" p50_us)
-            if ((c == 1)); then
+            one="qc:$a:$b:$c:t1"
+            if [[ $d == t* && $d != t1 ]] && has_case "$one"; then
+                goal="ops/s ÷ threads: 1 ops/s = $(div "$ops" "$(stat "$one" ops_per_s)")"
+                goal+=" [$(ratio_range "$case_" ops_per_s "$one" ops_per_s)]"
+            elif ((c == 1)); then
                 goal=""
                 for ref in base:1 rpc:1; do
                     has_case "$ref" || continue
