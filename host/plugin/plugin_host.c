@@ -704,6 +704,21 @@ static int run_on_owner(nh_runtime *rt, void (*fn)(void *), void *arg, sem_t *do
     return 0;
 }
 
+/* A new configuration file that changes no plugin, made the one serving on the owner thread. */
+typedef struct conf_swap {
+    nh_plugin_host *ph;
+    nh_conf_hold *hold;
+    sem_t done;
+} conf_swap;
+
+static void swap_conf_on_owner(void *arg) {
+    conf_swap *t = arg;
+    nh_conf_hold *old_conf = t->ph->conf;
+    t->ph->conf = t->hold;
+    nh_conf_hold_unref(old_conf);
+    sem_post(&t->done);
+}
+
 /* Decides whether plugin p differs from what slot s serves. */
 static int plugin_changed(const slot *s, const nh_host_plugin *p, bool *changed, nh_error *err) {
     const nh_generation *g = s->current;
@@ -766,9 +781,12 @@ int nh_plugin_host_reload(nh_plugin_host *ph, nh_host_config *cfg, nh_reload_res
         /* Nothing to switch. The new file becomes the configuration serving (the plugins keep
          * the subtrees of the one they started with, which are equal). */
         nh_conf_hold_ref(hold);
-        nh_conf_hold *old_conf = ph->conf;
-        ph->conf = hold;
-        nh_conf_hold_unref(old_conf);
+        conf_swap t = {.ph = ph, .hold = hold};
+        sem_init(&t.done, 0, 0);
+        /* On the owner thread: handlers read ph->conf there (a stopping node keeps the old). */
+        if (!ph->rt || run_on_owner(ph->rt, swap_conf_on_owner, &t, &t.done) != 0)
+            nh_conf_hold_unref(t.hold);
+        sem_destroy(&t.done);
         rc = 0;
         goto out;
     }

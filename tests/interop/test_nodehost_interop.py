@@ -870,7 +870,9 @@ class GracefulStopTest(Case):
         self.assertNotIn("stopping anyway", node.log())
 
     def test_grace_expiry_stops_the_node_with_a_call_still_open(self):
-        node = self.start_node(slow_ms=1000, grace_ms=200)
+        # The slow call takes well past the grace, also on a slow machine (ThreadSanitizer
+        # builds take most of a second from the signal to the end of the streams).
+        node = self.start_node(slow_ms=3000, grace_ms=200)
         a = self.wire(node.address)
         slow = a.start("benchmark.Benchmark.SlowServer", bpb.Echo(payload=b"slow"))
         ok(a.call("benchmark.Benchmark.QuorumCall", bpb.Echo(payload=b"a")))

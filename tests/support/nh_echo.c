@@ -191,6 +191,7 @@ void nh_echo_reset(void) {
     pthread_mutex_lock(&g_mu);
     g_count = 0;
     g_order_len = 0;
+    g_held_len = 0;
     pthread_mutex_unlock(&g_mu);
 }
 

@@ -29,7 +29,8 @@ long nh_echo_count(void);
  * how many were recorded. */
 size_t nh_echo_order(long *out, size_t max);
 
-/** Resets the counters. */
+/** Resets the counters and forgets the held contexts (without finishing them: for when their
+ * runtime is gone, which freed them). */
 void nh_echo_reset(void);
 
 /** Deferred contexts of test.Echo.Hold that never got an answer; finishes them (owner thread
