@@ -56,6 +56,7 @@ struct nh_tp_loop {
     bool posts_closed; /* written under mu; also read without it (nh_tp_loop_accepting) */
     int kick_pending;  /* atomic: a post kick is in flight */
     int posted;        /* atomic: posts_len != 0 hint for the owner */
+    int sleeping;      /* atomic: the owner is in (or entering) a blocking cq_next */
 
     /* bridge thread for libuv events */
     pthread_t bridge;
@@ -268,6 +269,9 @@ void nh_tp_loop_run(nh_tp_loop *l) {
         }
         uv_update_time(&l->uv);
         int wait_ms = uv_backend_timeout(&l->uv);
+        /* 0 also means "libuv has nothing at all" (no active handle or request): then there is
+         * nothing of libuv's to wait for either. */
+        if (wait_ms == 0 && !uv_loop_alive(&l->uv)) wait_ms = 100;
         if (wait_ms < 0 || wait_ms > 100) wait_ms = 100;
         if (__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) wait_ms = 0;
         gpr_timespec start = gpr_now(GPR_CLOCK_MONOTONIC);
@@ -278,7 +282,19 @@ void nh_tp_loop_run(nh_tp_loop *l) {
                 gpr_time_add(start, gpr_time_from_nanos(left > 0 ? left : 0, GPR_TIMESPAN));
             if (gpr_time_cmp(due, deadline) < 0) deadline = due;
         }
+        /* Posters kick only a loop that may block (nh_tp_loop_post): say so, then look at the
+         * posts once more. With both sides sequentially consistent, either this sees their
+         * post or they see this flag. */
+        bool block = wait_ms > 0 && gpr_time_cmp(deadline, start) > 0;
+        if (block) {
+            __atomic_store_n(&l->sleeping, 1, __ATOMIC_SEQ_CST);
+            if (__atomic_load_n(&l->posted, __ATOMIC_SEQ_CST)) block = false;
+        }
+        /* A poll that must not wait: gRPC rounds deadlines up to its millisecond clock, so
+         * "now" could still wait up to a millisecond; the infinite past does not wait. */
+        if (!block) deadline = gpr_inf_past(GPR_CLOCK_MONOTONIC);
         grpc_event ev = grpc_completion_queue_next(l->cq, deadline, NULL);
+        __atomic_store_n(&l->sleeping, 0, __ATOMIC_RELAXED);
         bool run_libuv = false;
         if (ev.type == GRPC_OP_COMPLETE) {
             nh_tp_tag *tag = ev.tag;
@@ -323,11 +339,14 @@ static int post(nh_tp_loop *l, void (*fn)(void *), void *arg, bool always) {
         l->posts_cap = cap;
     }
     l->posts[l->posts_len++] = (post_task){fn, arg};
-    __atomic_store_n(&l->posted, 1, __ATOMIC_RELEASE);
-    /* The owner drains posts before it waits, so it needs no kick for its own posts. The kick
-     * is started under the lock so that nh_tp_loop_close_posts() also means "no kick will be
-     * started any more" (the kick channel is destroyed after that). */
-    if (!nh_tp_loop_on_owner(l) && !__atomic_exchange_n(&l->kick_pending, 1, __ATOMIC_ACQ_REL))
+    __atomic_store_n(&l->posted, 1, __ATOMIC_SEQ_CST);
+    /* The owner drains posts before it waits, so it needs no kick for its own posts, nor while
+     * it runs (it looks at the posts again before it blocks, see nh_tp_loop_run): a busy loop
+     * fed by other loops is not kicked for every post. The kick is started under the lock so
+     * that nh_tp_loop_close_posts() also means "no kick will be started any more" (the kick
+     * channel is destroyed after that). */
+    if (!nh_tp_loop_on_owner(l) && __atomic_load_n(&l->sleeping, __ATOMIC_SEQ_CST) &&
+        !__atomic_exchange_n(&l->kick_pending, 1, __ATOMIC_ACQ_REL))
         kick(l, &l->post_tag);
     pthread_mutex_unlock(&l->mu);
     return 0;
