@@ -3,6 +3,7 @@
 #   tests/run.sh              normal build in build/
 #   NH_SANITIZE=1 tests/run.sh  AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
 #   NH_TSAN=1 tests/run.sh      ThreadSanitizer build in build-tsan/
+#   NH_THREADS=2 tests/run.sh   (with any of the above) every runtime with 2 event loops
 # Extra arguments go to ctest (for example -R rpc, or -L unit).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -143,33 +143,23 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
     nh_u64map_init(&rt->calls);
     nh_workers_init(&rt->workers, opts->workers, rt->name);
     rt->loop = nh_tp_loop_new(max, err);
-    if (!rt->loop) {
-        nh_workers_stop(&rt->workers);
-        free(rt->name);
-        free(rt);
-        return -1;
-    }
-    if (io_start(rt, threads, err) != 0) {
-        io_stop(rt);
-        nh_tp_loop_free(rt->loop);
-        nh_workers_stop(&rt->workers);
-        free(rt->name);
-        free(rt);
-        return -1;
-    }
+    if (!rt->loop) goto fail;
+    if (io_start(rt, threads, err) != 0) goto fail;
     if (pthread_create(&rt->thread, NULL, owner_main, rt) != 0) {
         nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "cannot start the owner thread: %s",
                      strerror(errno));
-        io_stop(rt);
-        nh_tp_loop_free(rt->loop);
-        nh_workers_stop(&rt->workers);
-        free(rt->name);
-        free(rt);
-        return -1;
+        goto fail;
     }
     rt->thread_started = true;
     *out = rt;
     return 0;
+fail:
+    io_stop(rt);
+    if (rt->loop) nh_tp_loop_free(rt->loop);
+    nh_workers_stop(&rt->workers);
+    free(rt->name);
+    free(rt);
+    return -1;
 }
 
 static void stop_on_owner(void *arg) {
