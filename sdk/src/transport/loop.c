@@ -299,7 +299,10 @@ void nh_tp_loop_run(nh_tp_loop *l) {
         if (ev.type == GRPC_OP_COMPLETE) {
             nh_tp_tag *tag = ev.tag;
             if (tag == &l->uv_tag) run_libuv = true;
+            nh_tp_guard *g = tag->guard; /* fn may free the tag */
+            if (g) g->enter(g);
             tag->fn(tag, ev.success != 0);
+            if (g) g->leave(g);
         } else if (ev.type == GRPC_QUEUE_TIMEOUT) {
             run_libuv = true;
         } else {

@@ -12,10 +12,20 @@
 
 typedef struct nh_tp_loop nh_tp_loop;
 
+/** Mutual exclusion around a tag's function, for state that another thread also touches
+ * (a relayed stream's back, transport/relay.c): enter before fn runs, leave after it returned.
+ * The guard must outlive the tag (fn may free the tag's memory). */
+typedef struct nh_tp_guard {
+    void (*enter)(struct nh_tp_guard *g);
+    void (*leave)(struct nh_tp_guard *g);
+} nh_tp_guard;
+
 /** A completion-queue tag: every gRPC operation the transport starts carries one. fn runs on
- * the owner thread when the operation completes; ok is the completion's success flag. */
+ * the owner thread when the operation completes; ok is the completion's success flag. guard,
+ * when not NULL, is entered around fn. */
 typedef struct nh_tp_tag {
     void (*fn)(struct nh_tp_tag *tag, bool ok);
+    nh_tp_guard *guard;
 } nh_tp_tag;
 
 /** Creates the loop (completion queue, libuv loop, wake-up machinery). Calls grpc_init(). The

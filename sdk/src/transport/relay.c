@@ -1,59 +1,37 @@
-/* A stream split over two threads. The front (the user's nh_tp_stream, on the owner loop)
- * turns each call into a command posted to the transport loop; the back (a plain stream on that
- * loop) runs the gRPC call and posts its events to the owner loop. Posts keep their order both
- * ways, so the user sees the events in the order the back produced them.
- *
- * The end: the back reports on_closed once (after on_sent(false) for its queued tagged sends).
- * Commands the front posted before it learned of the end may still reach the back after it;
- * a tagged send among them is answered on_sent(false) too. The front counts its tagged sends
- * not answered yet and delivers on_closed only when that count is zero, so on_closed stays the
- * last event. The relay is freed when the front, the back and every command and event in
- * flight let go of it (an atomic count). */
+/* A stream split over two threads. The front is the user's nh_tp_stream on the owner loop; the
+ * back is a plain stream whose gRPC call reports to a transport loop's completion queue. The
+ * back's state is guarded by the relay's mutex: its completions take it on the transport loop
+ * (a guard on its tags, see nh_tp_tag), and the front's calls (send, unqueue, pause, finish,
+ * cancel, send limit) take it on the owner loop and act on the back directly: starting a gRPC
+ * batch is allowed from any thread, and its completion still arrives on the transport loop. So
+ * the owner loop never waits for, nor wakes, the transport loop (only a slow-reader timer, a
+ * libuv handle of the transport loop, is armed there by a post). The back's events go to the
+ * owner loop as posts, in the order the back produced them; on_closed is the last one.
+ * The relay is freed when the front, the back and every event or post in flight let go of it
+ * (an atomic count); a completion holds a reference while it runs, so the mutex outlives it. */
 #include "transport/relay.h"
 
 #include "util/log.h"
 
 #include <grpc/grpc.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct nh_tp_relay {
-    int refs; /* atomic: front, back, each command and event in flight */
+    int refs;           /* atomic: front, back, each event and post in flight, a completion */
+    nh_tp_guard guard;  /* on the back's tags: a reference and the mutex around a completion */
+    pthread_mutex_t mu; /* the back's state */
     nh_tp_loop *home, *io;
     nh_tp_stream *front; /* home: NULL once its end was delivered */
-    nh_tp_stream *back;  /* io: NULL once it reported its end */
+    nh_tp_stream *back;  /* under mu: NULL once it reported its end */
     /* home */
     size_t tagged_out; /* tagged sends posted whose on_sent did not come back yet */
     bool end_seen;
     nh_code end_code;
     char *end_details;
 } nh_tp_relay;
-
-typedef enum cmd_kind {
-    CMD_START,
-    CMD_SEND,
-    CMD_UNQUEUE,
-    CMD_LIMIT,
-    CMD_PAUSE,
-    CMD_FINISH,
-    CMD_CANCEL,
-} cmd_kind;
-
-typedef struct relay_cmd {
-    nh_tp_relay *r;
-    cmd_kind kind;
-    nh_bytes *msg; /* SEND */
-    void *tag;     /* SEND, UNQUEUE */
-    size_t limit;  /* LIMIT */
-    uint32_t timeout_ms;
-    bool paused;                                  /* PAUSE */
-    nh_code code;                                 /* FINISH, CANCEL */
-    char *details;                                /* FINISH, CANCEL */
-    bool (*start)(nh_tp_stream *back, void *arg); /* START */
-    void *arg;
-    void (*free_arg)(void *arg);
-} relay_cmd;
 
 typedef enum ev_kind {
     EV_MESSAGE,
@@ -83,8 +61,21 @@ static void relay_ref(nh_tp_relay *r) {
 
 static void relay_unref(nh_tp_relay *r) {
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    pthread_mutex_destroy(&r->mu);
     free(r->end_details);
     free(r);
+}
+
+static void guard_enter(nh_tp_guard *g) {
+    nh_tp_relay *r = (nh_tp_relay *)((char *)g - offsetof(nh_tp_relay, guard));
+    relay_ref(r);
+    pthread_mutex_lock(&r->mu);
+}
+
+static void guard_leave(nh_tp_guard *g) {
+    nh_tp_relay *r = (nh_tp_relay *)((char *)g - offsetof(nh_tp_relay, guard));
+    pthread_mutex_unlock(&r->mu);
+    relay_unref(r);
 }
 
 /* ---- the back's side (transport loop) ---- */
@@ -168,7 +159,12 @@ static void back_on_closed(void *user, nh_code code, const char *details) {
     } else {
         nh_log(NH_LOG_ERROR, "transport", "out of memory: a stream's end was lost");
     }
-    relay_unref(r); /* the back's reference */
+    /* The back's reference goes when the back is freed (nh_tp_relay_back_freed): its last
+     * completions still enter the relay's guard. */
+}
+
+void nh_tp_relay_back_freed(struct nh_tp_relay *r) {
+    relay_unref(r);
 }
 
 static const nh_tp_stream_events back_events = {
@@ -180,51 +176,20 @@ static const nh_tp_stream_events back_events = {
     .on_closed = back_on_closed,
 };
 
-static void run_command(void *p) {
-    relay_cmd *c = p;
-    nh_tp_relay *r = c->r;
-    nh_tp_stream *b = r->back;
-    switch (c->kind) {
-        case CMD_START:
-            if (!c->start(b, c->arg)) {
-                /* Nothing started: report the end ourselves and free the back. */
-                grpc_call_cancel_with_status(b->call, GRPC_STATUS_INTERNAL,
-                                             "cannot start the stream", NULL);
-                nh_tp_stream_report_closed(b, NH_INTERNAL, "cannot start the stream");
-                nh_tp_stream_free_closed(b);
-            }
-            if (c->free_arg) c->free_arg(c->arg);
-            break;
-        case CMD_SEND:
-            if (b) {
-                if (nh_tp_stream_send(b, c->msg, c->tag) == 0) break; /* the reference is gone */
-            } else {
-                nh_bytes_unref(c->msg);
-            }
-            if (c->tag) post_sent(r, c->tag, false, 1);
-            break;
-        case CMD_UNQUEUE:
-            if (b) {
-                size_t n = nh_tp_stream_unqueue(b, c->tag);
-                if (n) post_sent(r, c->tag, false, n);
-            }
-            break;
-        case CMD_LIMIT:
-            if (b) nh_tp_stream_set_send_limit(b, c->limit, c->timeout_ms);
-            break;
-        case CMD_PAUSE:
-            if (b) nh_tp_stream_pause_recv(b, c->paused);
-            break;
-        case CMD_FINISH:
-            if (b) nh_tp_stream_finish(b, c->code, c->details);
-            break;
-        case CMD_CANCEL:
-            if (b) nh_tp_stream_cancel(b, c->code, c->details);
-            break;
-    }
-    free(c->details);
-    free(c);
+/* The back's slow-reader timer, armed or stopped on the transport loop (libuv is not
+ * thread-safe) after the front's call changed the back's backlog. */
+static void run_timer_sync(void *p) {
+    nh_tp_relay *r = p;
+    pthread_mutex_lock(&r->mu);
+    if (r->back) nh_tp_stream_sync_slow_timer(r->back);
+    pthread_mutex_unlock(&r->mu);
     relay_unref(r);
+}
+
+void nh_tp_relay_sync_timer(nh_tp_stream *back) {
+    nh_tp_relay *r = back->back_of;
+    relay_ref(r);
+    if (nh_tp_loop_post(r->io, run_timer_sync, r) != 0) relay_unref(r);
 }
 
 /* ---- the front's side (owner loop) ---- */
@@ -287,40 +252,21 @@ static void on_event(void *p) {
     relay_unref(r);
 }
 
-/* Posts c to the back; false (c freed, its message dropped) when the transport loop refused. */
-static bool post_command(nh_tp_relay *r, relay_cmd *c) {
-    c->r = r;
-    relay_ref(r);
-    if (nh_tp_loop_post(r->io, run_command, c) == 0) return true;
-    nh_log(NH_LOG_ERROR, "transport", "a stream command could not be posted (out of memory)");
-    if (c->msg) nh_bytes_unref(c->msg);
-    free(c->details);
-    free(c);
-    relay_unref(r);
-    return false;
-}
-
-static relay_cmd *command_new(cmd_kind kind) {
-    relay_cmd *c = calloc(1, sizeof *c);
-    if (c) c->kind = kind;
-    return c;
-}
-
 nh_tp_stream *nh_tp_relay_new(nh_tp_loop *home, nh_tp_stream *back,
                               bool (*start)(nh_tp_stream *back, void *arg), void *arg,
                               void (*free_arg)(void *arg)) {
     nh_tp_relay *r = calloc(1, sizeof *r);
     nh_tp_stream *f = calloc(1, sizeof *f);
-    relay_cmd *c = command_new(CMD_START);
     char *peer = strdup(back->peer);
-    if (!r || !f || !c || !peer) {
+    if (!r || !f || !peer) {
         free(r);
         free(f);
-        free(c);
         free(peer);
         return NULL;
     }
     r->refs = 2; /* front and back */
+    r->guard = (nh_tp_guard){guard_enter, guard_leave};
+    pthread_mutex_init(&r->mu, NULL);
     r->home = home;
     r->io = back->loop;
     r->front = f;
@@ -330,65 +276,70 @@ nh_tp_stream *nh_tp_relay_new(nh_tp_loop *home, nh_tp_stream *back,
     f->client = back->client;
     f->peer = peer;
     f->identity = nh_identity_ref(back->identity);
-    nh_tp_stream_set_events(back, &back_events, r);
-    c->start = start;
-    c->arg = arg;
-    c->free_arg = free_arg;
-    if (!post_command(r, c)) {
-        front_free(f);
-        free(r);
-        return NULL;
-    }
     nh_tp_loop_front_begin(home);
+    back->back_of = r;
+    nh_tp_stream_set_events(back, &back_events, r);
+    nh_tp_tag *tags[] = {&back->recv_tag, &back->send_tag, &back->start_tag, &back->close_tag,
+                         &back->status_tag};
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
+        tags[i]->guard = &r->guard;
+    pthread_mutex_lock(&r->mu);
+    if (!start(back, arg)) {
+        /* Nothing started: report the end (a CLOSED event for the front) and free the back. */
+        grpc_call_cancel_with_status(back->call, GRPC_STATUS_INTERNAL, "cannot start the stream",
+                                     NULL);
+        nh_tp_stream_report_closed(back, NH_INTERNAL, "cannot start the stream");
+        nh_tp_stream_free_closed(back);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (free_arg) free_arg(arg);
     return f;
 }
 
+/* The back, locked (NULL once it reported its end); unlock with pthread_mutex_unlock. */
+static nh_tp_stream *lock_back(nh_tp_relay *r) {
+    pthread_mutex_lock(&r->mu);
+    return r->back;
+}
+
 int nh_tp_relay_send(nh_tp_stream *f, nh_bytes *msg, void *tag) {
-    relay_cmd *c = (f->closed || f->finishing) ? NULL : command_new(CMD_SEND);
-    if (!c) {
+    if (f->closed || f->finishing) {
         nh_bytes_unref(msg);
         return -1;
     }
-    c->msg = msg;
-    c->tag = tag;
-    if (!post_command(f->relay, c)) return -1;
-    if (tag) f->relay->tagged_out++;
-    return 0;
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    int rc = -1;
+    if (b)
+        rc = nh_tp_stream_send(b, msg, tag);
+    else
+        nh_bytes_unref(msg);
+    pthread_mutex_unlock(&r->mu);
+    if (rc == 0 && tag) r->tagged_out++;
+    return rc;
 }
 
 size_t nh_tp_relay_unqueue(nh_tp_stream *f, void *tag) {
-    relay_cmd *c = f->closed ? NULL : command_new(CMD_UNQUEUE);
-    if (!c) return 0;
-    c->tag = tag;
-    post_command(f->relay, c); /* what it removes is answered on_sent(false) */
-    return 0;
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    size_t n = b ? nh_tp_stream_unqueue(b, tag) : 0;
+    pthread_mutex_unlock(&r->mu);
+    r->tagged_out -= n;
+    return n;
 }
 
 void nh_tp_relay_set_send_limit(nh_tp_stream *f, size_t max_bytes, uint32_t timeout_ms) {
-    relay_cmd *c = f->closed ? NULL : command_new(CMD_LIMIT);
-    if (!c) return;
-    c->limit = max_bytes;
-    c->timeout_ms = timeout_ms;
-    post_command(f->relay, c);
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    if (b) nh_tp_stream_set_send_limit(b, max_bytes, timeout_ms);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void nh_tp_relay_pause_recv(nh_tp_stream *f, bool paused) {
-    relay_cmd *c = f->closed ? NULL : command_new(CMD_PAUSE);
-    if (!c) return;
-    c->paused = paused;
-    post_command(f->relay, c);
-}
-
-static void post_end(nh_tp_stream *f, cmd_kind kind, nh_code code, const char *details) {
-    relay_cmd *c = command_new(kind);
-    if (c) c->details = strdup(details ? details : "");
-    if (!c || !c->details) {
-        free(c);
-        nh_log(NH_LOG_ERROR, "transport", "out of memory: stream %s could not be ended", f->peer);
-        return;
-    }
-    c->code = code;
-    post_command(f->relay, c);
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    if (b) nh_tp_stream_pause_recv(b, paused);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void nh_tp_relay_finish(nh_tp_stream *f, nh_code code, const char *details) {
@@ -398,11 +349,17 @@ void nh_tp_relay_finish(nh_tp_stream *f, nh_code code, const char *details) {
         return;
     }
     f->finishing = true;
-    post_end(f, CMD_FINISH, code, details);
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    if (b) nh_tp_stream_finish(b, code, details);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void nh_tp_relay_cancel(nh_tp_stream *f, nh_code code, const char *details) {
     if (f->closed) return;
     f->finishing = true;
-    post_end(f, CMD_CANCEL, code, details);
+    nh_tp_relay *r = f->relay;
+    nh_tp_stream *b = lock_back(r);
+    if (b) nh_tp_stream_cancel(b, code, details);
+    pthread_mutex_unlock(&r->mu);
 }

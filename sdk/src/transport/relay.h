@@ -1,22 +1,29 @@
-/* Private to the transport: a stream whose gRPC call runs on a transport loop while its user
+/* Private to the transport: a stream whose gRPC call reports to a transport loop while its user
  * lives on the owner loop (docs/architecture.md, "More cores"). The user holds the front, an
- * nh_tp_stream with relay set; every nh_tp_stream_* call on it becomes a command posted to the
- * transport loop, where the back (a plain nh_tp_stream) carries it out; the back's events come
- * back as posts to the owner loop, in order. */
+ * nh_tp_stream with relay set; every nh_tp_stream_* call on it acts on the back (a plain
+ * nh_tp_stream) under the relay's mutex, which the back's completions also take; the back's
+ * events come to the owner loop as posts, in order. */
 #ifndef NH_TRANSPORT_RELAY_H
 #define NH_TRANSPORT_RELAY_H
 
 #include "transport/stream_impl.h"
 
-/** Wraps back (a stream on transport loop io, created around its call and not started yet)
- * for the owner loop home and returns the front. start(back, arg) then runs on io's thread: it
+/** Wraps back (a stream whose call reports to a transport loop, not started yet) for the owner
+ * loop home and returns the front. start(back, arg) runs at once, under the relay's mutex: it
  * starts the back's first batches (on failure it leaves the back without operations and
- * returns false; the front then reports on_closed INTERNAL). free_arg(arg) runs afterwards on
- * io's thread (or on home's if the post failed); it may be NULL. NULL when out of memory (back
- * is then still the caller's). Owner thread of home. */
+ * returns false; the front then reports on_closed INTERNAL). free_arg(arg), when not NULL,
+ * runs afterwards. NULL when out of memory (back is then still the caller's, and start did not
+ * run). Owner thread of home. */
 nh_tp_stream *nh_tp_relay_new(nh_tp_loop *home, nh_tp_stream *back,
                               bool (*start)(nh_tp_stream *back, void *arg), void *arg,
                               void (*free_arg)(void *arg));
+
+/** Has back's slow-reader timer synced on its transport loop (nh_tp_stream_sync_slow_timer),
+ * for a change of its backlog made from another thread. back's relay mutex is held. */
+void nh_tp_relay_sync_timer(nh_tp_stream *back);
+
+/** The back of r was freed: drops its reference (stream_free). */
+void nh_tp_relay_back_freed(struct nh_tp_relay *r);
 
 /* The nh_tp_stream_* functions on a front (s->relay != NULL). Owner thread of home. */
 int nh_tp_relay_send(nh_tp_stream *front, nh_bytes *msg, void *tag);

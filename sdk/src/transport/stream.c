@@ -79,7 +79,9 @@ static void stream_free(nh_tp_stream *s) {
     free(s->peer);
     nh_identity_unref(s->identity);
     nh_tls_unref(s->tls);
+    struct nh_tp_relay *r = s->back_of;
     free(s);
+    if (r) nh_tp_relay_back_freed(r);
 }
 
 void nh_tp_stream_free_closed(nh_tp_stream *s) {
@@ -178,11 +180,42 @@ static void on_recv(nh_tp_tag *tag, bool ok) {
 
 static void on_slow_timeout(uv_timer_t *t) {
     nh_tp_stream *s = t->data;
-    if (!s || s->closed || !s->backlogged) return;
-    nh_log(NH_LOG_WARN, "transport",
-           "stream from %s: %zu reply bytes unsent for %u ms (limit %zu); ending the stream",
-           s->peer, nh_tp_stream_queued_bytes(s), (unsigned)s->slow_timeout_ms, s->send_limit);
-    nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "the peer does not read its replies");
+    if (!s) return;
+    nh_tp_guard *g = s->recv_tag.guard; /* a relayed stream's back: its relay's mutex */
+    if (g) g->enter(g);
+    if (!s->closed && s->backlogged) {
+        nh_log(NH_LOG_WARN, "transport",
+               "stream from %s: %zu reply bytes unsent for %u ms (limit %zu); ending the stream",
+               s->peer, nh_tp_stream_queued_bytes(s), (unsigned)s->slow_timeout_ms,
+               s->send_limit);
+        nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, "the peer does not read its replies");
+    }
+    if (g) g->leave(g);
+}
+
+void nh_tp_stream_sync_slow_timer(nh_tp_stream *s) {
+    if (s->closed) return;
+    if (s->backlogged && s->slow_timeout_ms) {
+        if (!s->slow_timer) {
+            s->slow_timer = malloc(sizeof *s->slow_timer);
+            if (s->slow_timer) uv_timer_init(nh_tp_loop_uv(s->loop), s->slow_timer);
+        }
+        if (s->slow_timer) {
+            s->slow_timer->data = s;
+            uv_timer_start(s->slow_timer, on_slow_timeout, s->slow_timeout_ms, 0);
+        }
+    } else if (s->slow_timer) {
+        uv_timer_stop(s->slow_timer);
+    }
+}
+
+/* The timer is a libuv handle of the stream's loop: a back changed from the owner loop has
+ * it synced there. */
+static void slow_timer_sync(nh_tp_stream *s) {
+    if (s->back_of && !nh_tp_loop_on_owner(s->loop))
+        nh_tp_relay_sync_timer(s);
+    else
+        nh_tp_stream_sync_slow_timer(s);
 }
 
 /* Compares the unsent bytes with the limit: reports crossing it and drains below half of it,
@@ -192,20 +225,11 @@ static void check_backlog(nh_tp_stream *s) {
     size_t bytes = nh_tp_stream_queued_bytes(s);
     if (!s->backlogged && bytes > s->send_limit) {
         s->backlogged = true;
-        if (s->slow_timeout_ms) {
-            if (!s->slow_timer) {
-                s->slow_timer = malloc(sizeof *s->slow_timer);
-                if (s->slow_timer) uv_timer_init(nh_tp_loop_uv(s->loop), s->slow_timer);
-            }
-            if (s->slow_timer) {
-                s->slow_timer->data = s;
-                uv_timer_start(s->slow_timer, on_slow_timeout, s->slow_timeout_ms, 0);
-            }
-        }
+        slow_timer_sync(s);
         if (s->ev && s->ev->on_backlog) s->ev->on_backlog(s->user, true);
     } else if (s->backlogged && bytes < s->send_limit / 2) {
         s->backlogged = false;
-        if (s->slow_timer) uv_timer_stop(s->slow_timer);
+        slow_timer_sync(s);
         if (s->ev && s->ev->on_backlog) s->ev->on_backlog(s->user, false);
     }
 }

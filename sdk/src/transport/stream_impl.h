@@ -15,6 +15,7 @@ struct nh_tp_stream {
     struct nh_tp_relay *relay; /* a relayed stream's front (transport/relay.h): only loop, ev,
                                   user, peer, identity, client, closed, ready and finishing
                                   are used here; the call runs on the back */
+    struct nh_tp_relay *back_of; /* a relayed stream's back: its relay (whose mutex guards it) */
     grpc_call *call;
     bool client;
     grpc_channel *channel; /* client streams: the channel they run on */
@@ -90,6 +91,9 @@ void nh_tp_stream_report_closed(nh_tp_stream *s, nh_code code, const char *detai
 
 /* Called at the end of every completion: frees the stream once closed and idle. */
 void nh_tp_stream_op_done(nh_tp_stream *s);
+
+/* Arms or stops the slow-reader timer after the backlog changed. Owner thread of s->loop. */
+void nh_tp_stream_sync_slow_timer(nh_tp_stream *s);
 
 /* Frees a stream that reported its end and has no operation left (one never started). */
 void nh_tp_stream_free_closed(nh_tp_stream *s);
