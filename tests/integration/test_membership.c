@@ -317,7 +317,7 @@ static void test_one_shot_timer_fires_once_and_releases_its_scope(void **state) 
     const nh_scope *prev = nh_scope_enter(&scope);
     assert_int_equal(nh_timer_start(t.rt, 10, 0, on_tick, &t, NULL, &err), 0);
     nh_scope_enter(prev);
-    assert_int_equal(t.holds, 1);
+    assert_int_equal(__atomic_load_n(&t.holds, __ATOMIC_SEQ_CST), 1);
     assert_true(wait_value(&t.releases, 1, 5000));
     assert_int_equal(t.fired, 1);
     nh_test_sleep_ms(50);
@@ -339,15 +339,16 @@ static void test_periodic_timer_holds_its_scope_until_stopped(void **state) {
     const nh_scope *prev = nh_scope_enter(&scope);
     assert_int_equal(nh_timer_start(t.rt, 1, 2, on_tick, &t, &timer, &err), 0);
     nh_scope_enter(prev);
-    assert_true(wait_value(&t.fired, 5, 5000) || t.fired > 5);
-    assert_int_equal(t.releases, 0); /* still pending: a reload would wait for it */
+    assert_true(wait_value(&t.fired, 5, 5000) || __atomic_load_n(&t.fired, __ATOMIC_SEQ_CST) > 5);
+    assert_int_equal(__atomic_load_n(&t.releases, __ATOMIC_SEQ_CST),
+                     0); /* still pending: a reload would wait for it */
     nh_timer_stop(timer);
     assert_true(wait_value(&t.releases, 1, 5000));
     nh_test_sleep_ms(20);
     int fired = __atomic_load_n(&t.fired, __ATOMIC_SEQ_CST);
     nh_test_sleep_ms(50);
     assert_int_equal(__atomic_load_n(&t.fired, __ATOMIC_SEQ_CST), fired); /* no more ticks */
-    assert_int_equal(t.holds, 1);
+    assert_int_equal(__atomic_load_n(&t.holds, __ATOMIC_SEQ_CST), 1);
     nh_runtime_free(t.rt);
 }
 
@@ -393,9 +394,9 @@ static void test_runtime_stop_ends_running_timers(void **state) {
     assert_int_equal(nh_timer_start(t.rt, 1, 1, on_tick, &t, &timer, &err), 0);
     assert_int_equal(nh_timer_start(t.rt, 100000, 0, on_tick, &t, NULL, &err), 0);
     nh_scope_enter(prev);
-    assert_int_equal(t.holds, 2);
+    assert_int_equal(__atomic_load_n(&t.holds, __ATOMIC_SEQ_CST), 2);
     nh_runtime_free(t.rt); /* both stop with the runtime: their scopes are released */
-    assert_int_equal(t.releases, 2);
+    assert_int_equal(__atomic_load_n(&t.releases, __ATOMIC_SEQ_CST), 2);
     nh_timer_stop(timer); /* the handle is still the caller's to release */
 }
 

@@ -13,6 +13,7 @@
 #include "transport/loop.h"
 
 #include "util/log.h"
+#include "util/tsan.h"
 
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -298,6 +299,7 @@ void nh_tp_loop_run(nh_tp_loop *l) {
         bool run_libuv = false;
         if (ev.type == GRPC_OP_COMPLETE) {
             nh_tp_tag *tag = ev.tag;
+            nh_tsan_acquire(tag); /* see nh_tp_stream_start */
             if (tag == &l->uv_tag) run_libuv = true;
             nh_tp_guard *g = tag->guard; /* fn may free the tag */
             if (g) g->enter(g);
