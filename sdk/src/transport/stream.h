@@ -2,7 +2,7 @@
  * channel. The transport keeps one receive always armed (unless paused) and one send in flight
  * with a FIFO behind it. Owner thread only. With transport loops (nh_tp_loop_set_io()), the
  * stream a user holds may be a relayed stream's front (transport/relay.h): same functions, same
- * events in the same order, carried out on the transport loop. */
+ * events in the same order, while its gRPC call reports to a transport loop. */
 #ifndef NH_TRANSPORT_STREAM_H
 #define NH_TRANSPORT_STREAM_H
 
@@ -55,7 +55,7 @@ size_t nh_tp_stream_unqueue(nh_tp_stream *s, void *tag);
 void nh_tp_stream_set_send_limit(nh_tp_stream *s, size_t max_bytes, uint32_t timeout_ms);
 
 /** Bytes waiting to be sent: the queued messages plus the one in flight (0 on a relayed
- * stream's front: they wait on the transport loop, which applies the send limit itself). */
+ * stream's front: they are counted on its back, which applies the send limit itself). */
 size_t nh_tp_stream_queued_bytes(const nh_tp_stream *s);
 
 /** Stops (true) or resumes (false) reading: backpressure through HTTP/2 flow control. */

@@ -12,9 +12,9 @@ struct nh_tp_relay;
 
 struct nh_tp_stream {
     nh_tp_loop *loop;
-    struct nh_tp_relay *relay; /* a relayed stream's front (transport/relay.h): only loop, ev,
-                                  user, peer, identity, client, closed, ready and finishing
-                                  are used here; the call runs on the back */
+    struct nh_tp_relay *relay;   /* a relayed stream's front (transport/relay.h): only loop, ev,
+                                    user, peer, identity, client, closed, ready and finishing
+                                    are used here; the call runs on the back */
     struct nh_tp_relay *back_of; /* a relayed stream's back: its relay (whose mutex guards it) */
     grpc_call *call;
     bool client;
