@@ -82,7 +82,8 @@ static void h_who(nh_server_ctx *ctx, void *user) {
 
 typedef struct raw {
     nh_tp_stream *s;
-    int closed; /* atomic: on_closed ran */
+    bool opened; /* set on the client's owner while opening, before the test thread looks */
+    int closed;  /* atomic: on_closed ran */
     nh_code code;
     char details[256];
 } raw;
@@ -112,8 +113,10 @@ static void open_task(void *arg) {
      * subchannel pool), and client() uses backoff 20..100 ms. */
     if (!c->ch) c->ch = nh_tp_channel_new(g_crt->loop, g_addr, 25, 100, 0, 0, NULL, NULL, &err);
     nh_metadata md[] = {{"gorums-node-id", "0"}};
-    for (int i = c->open_from; c->ch && i < c->open_to; i++)
+    for (int i = c->open_from; c->ch && i < c->open_to; i++) {
         c->streams[i].s = nh_tp_channel_open(c->ch, md, 1, &raw_events, &c->streams[i]);
+        c->streams[i].opened = c->streams[i].s != NULL;
+    }
 }
 
 static void cancel_task(void *arg) {
@@ -139,7 +142,7 @@ static void end_conn(conn *c) {
     for (int tries = 0; tries < 2000; tries++) {
         bool open = false;
         for (int i = 0; i < BURST_MAX; i++)
-            if (c->streams[i].s && !__atomic_load_n(&c->streams[i].closed, __ATOMIC_ACQUIRE))
+            if (c->streams[i].opened && !__atomic_load_n(&c->streams[i].closed, __ATOMIC_ACQUIRE))
                 open = true;
         if (!open) break;
         nh_test_sleep_ms(5);

@@ -26,6 +26,7 @@ typedef struct nh_tp_relay {
     nh_tp_loop *home, *io;
     nh_tp_stream *front; /* home: NULL once its end was delivered */
     nh_tp_stream *back;  /* under mu: NULL once it reported its end */
+    size_t unread;       /* under mu: messages posted to the front and not delivered yet */
     /* home */
     size_t tagged_out; /* tagged sends posted whose on_sent did not come back yet */
     bool end_seen;
@@ -66,6 +67,12 @@ static void relay_unref(nh_tp_relay *r) {
     free(r);
 }
 
+/* The back, locked (NULL once it reported its end); unlock with pthread_mutex_unlock. */
+static nh_tp_stream *lock_back(nh_tp_relay *r) {
+    pthread_mutex_lock(&r->mu);
+    return r->back;
+}
+
 static void guard_enter(nh_tp_guard *g) {
     nh_tp_relay *r = (nh_tp_relay *)((char *)g - offsetof(nh_tp_relay, guard));
     relay_ref(r);
@@ -87,6 +94,7 @@ static void post_event(nh_tp_relay *r, relay_ev *e) {
     relay_ref(r);
     if (nh_tp_loop_post_always(r->home, on_event, e) != 0) {
         nh_log(NH_LOG_ERROR, "transport", "out of memory: a stream event was lost");
+        if (e->kind == EV_MESSAGE) r->unread--;
         nh_identity_unref(e->identity);
         free(e);
         relay_unref(r);
@@ -99,8 +107,20 @@ static relay_ev *event_new(ev_kind kind, size_t extra) {
     return e;
 }
 
+/* Messages the back reads ahead of the front: past this the back's receive is not armed again
+ * until the front took one (nh_tp_relay_recv_held), so a stream that the owner loop paused (a
+ * full inbox, replies not read) stops reading within this many messages, as gRPC's flow
+ * control then pushes back on the peer. */
+#define READ_AHEAD 8
+
+bool nh_tp_relay_recv_held(const nh_tp_stream *back) {
+    return back->back_of->unread >= READ_AHEAD;
+}
+
 static void back_on_message(void *user, const uint8_t *data, size_t len) {
+    nh_tp_relay *r = user;
     relay_ev *e = event_new(EV_MESSAGE, len);
+    if (e) r->unread++; /* post_event takes it back if the post fails */
     if (!e) {
         nh_log(NH_LOG_ERROR, "transport", "out of memory: a received message was dropped");
         return;
@@ -218,9 +238,13 @@ static void on_event(void *p) {
     nh_tp_stream *f = r->front;
     const nh_tp_stream_events *ev = f ? f->ev : NULL;
     switch (e->kind) {
-        case EV_MESSAGE:
+        case EV_MESSAGE: {
             if (ev && ev->on_message) ev->on_message(f->user, e->data, e->len);
+            nh_tp_stream *b = lock_back(r);
+            if (r->unread-- == READ_AHEAD && b) nh_tp_stream_arm_recv(b); /* it was held */
+            pthread_mutex_unlock(&r->mu);
             break;
+        }
         case EV_RECV_END:
             if (ev && ev->on_recv_end) ev->on_recv_end(f->user);
             break;
@@ -296,12 +320,6 @@ nh_tp_stream *nh_tp_relay_new(nh_tp_loop *home, nh_tp_stream *back,
     return f;
 }
 
-/* The back, locked (NULL once it reported its end); unlock with pthread_mutex_unlock. */
-static nh_tp_stream *lock_back(nh_tp_relay *r) {
-    pthread_mutex_lock(&r->mu);
-    return r->back;
-}
-
 int nh_tp_relay_send(nh_tp_stream *f, nh_bytes *msg, void *tag) {
     if (f->closed || f->finishing) {
         nh_bytes_unref(msg);
@@ -309,11 +327,16 @@ int nh_tp_relay_send(nh_tp_stream *f, nh_bytes *msg, void *tag) {
     }
     nh_tp_relay *r = f->relay;
     nh_tp_stream *b = lock_back(r);
-    int rc = -1;
-    if (b)
+    int rc = 0;
+    if (b && !b->closed) {
         rc = nh_tp_stream_send(b, msg, tag);
-    else
+    } else {
+        /* The back ended and its end is on the way to the front: as with one loop, where the
+         * end would be known already, the send is taken and fails (on_sent(false), then
+         * on_closed with the stream's own reason). */
         nh_bytes_unref(msg);
+        if (tag) post_sent(r, tag, false, 1);
+    }
     pthread_mutex_unlock(&r->mu);
     if (rc == 0 && tag) r->tagged_out++;
     return rc;

@@ -22,6 +22,10 @@ nh_tp_stream *nh_tp_relay_new(nh_tp_loop *home, nh_tp_stream *back,
  * for a change of its backlog made from another thread. back's relay mutex is held. */
 void nh_tp_relay_sync_timer(nh_tp_stream *back);
 
+/** True while back read as many messages ahead of its front as it may: its receive waits for
+ * the front to take one. back's relay mutex is held. */
+bool nh_tp_relay_recv_held(const nh_tp_stream *back);
+
 /** The back of r was freed: drops its reference (stream_free). */
 void nh_tp_relay_back_freed(struct nh_tp_relay *r);
 

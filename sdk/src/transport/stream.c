@@ -106,7 +106,7 @@ void nh_tp_stream_op_done(nh_tp_stream *s) {
 
 void nh_tp_stream_arm_recv(nh_tp_stream *s) {
     if (s->recv_armed || s->closed) return;
-    if (s->recv_paused || s->recv_done) {
+    if (s->recv_paused || s->recv_done || (s->back_of && nh_tp_relay_recv_held(s))) {
         nh_tp_stream_watch_end(s);
         return;
     }
