@@ -47,7 +47,6 @@ typedef struct relay_ev {
     nh_tp_relay *r;
     ev_kind kind;
     void *tag;             /* SENT */
-    size_t count;          /* SENT: how many sends of tag */
     bool ok;               /* SENT */
     bool over;             /* BACKLOG */
     nh_identity *identity; /* READY (a reference) */
@@ -135,7 +134,7 @@ static void back_on_recv_end(void *user) {
     if (e) post_event(user, e);
 }
 
-static void post_sent(nh_tp_relay *r, void *tag, bool ok, size_t count) {
+static void post_sent(nh_tp_relay *r, void *tag, bool ok) {
     relay_ev *e = event_new(EV_SENT, 0);
     if (!e) {
         nh_log(NH_LOG_ERROR, "transport", "out of memory: a send confirmation was lost");
@@ -143,12 +142,11 @@ static void post_sent(nh_tp_relay *r, void *tag, bool ok, size_t count) {
     }
     e->tag = tag;
     e->ok = ok;
-    e->count = count;
     post_event(r, e);
 }
 
 static void back_on_sent(void *user, void *tag, bool ok) {
-    post_sent(user, tag, ok, 1);
+    post_sent(user, tag, ok);
 }
 
 static void back_on_ready(void *user) {
@@ -249,9 +247,8 @@ static void on_event(void *p) {
             if (ev && ev->on_recv_end) ev->on_recv_end(f->user);
             break;
         case EV_SENT:
-            r->tagged_out -= e->count;
-            for (size_t i = 0; i < e->count && r->front; i++)
-                if (ev && ev->on_sent) ev->on_sent(f->user, e->tag, e->ok);
+            r->tagged_out--;
+            if (ev && ev->on_sent) ev->on_sent(f->user, e->tag, e->ok);
             if (r->front && r->end_seen && r->tagged_out == 0) deliver_end(r);
             break;
         case EV_READY:
@@ -335,7 +332,7 @@ int nh_tp_relay_send(nh_tp_stream *f, nh_bytes *msg, void *tag) {
          * end would be known already, the send is taken and fails (on_sent(false), then
          * on_closed with the stream's own reason). */
         nh_bytes_unref(msg);
-        if (tag) post_sent(r, tag, false, 1);
+        if (tag) post_sent(r, tag, false);
     }
     pthread_mutex_unlock(&r->mu);
     if (rc == 0 && tag) r->tagged_out++;
