@@ -9,6 +9,7 @@
 #
 # Environment (all optional): CLIENTS="100 1000 10000", CONNS="40 1", REPS=1, RUN_SECONDS=3,
 # SYM_KEEPALIVE=30000,60000 (node 1's keepalive: 10,000 arrivals keep it busy for seconds),
+# NODE_THREADS=1 (node 1's event loops, `threads:`),
 # BUILD_DIR as run_sym.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

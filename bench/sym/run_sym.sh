@@ -33,6 +33,8 @@
 #   SYM_KEEPALIVE=TIME_MS,TIMEOUT_MS  node 1's keepalive in the cli/own cases (sym_node
 #                  --keepalive); thousands of clients connecting at once can keep node 1's owner
 #                  thread inside gRPC for longer than the default 2 s timeout
+#   NODE_THREADS=1 event loops of node 1 in the cli/own cases (NH_THREADS of that process only;
+#                  the client processes keep one loop each)
 #   BUILD_DIR=<repo>/build-bench
 set -euo pipefail
 
@@ -47,6 +49,7 @@ CLIENTS=${CLIENTS:-"10 100 1000"}
 STREAMS_PER_PROC=${STREAMS_PER_PROC:-250}
 OWN_CONN=${OWN_CONN-100}
 SYM_KEEPALIVE=${SYM_KEEPALIVE:-}
+NODE_THREADS=${NODE_THREADS:-1}
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
@@ -189,7 +192,8 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
     for attempt in 1 2 3; do
         port=$("$BIN/sym/sym_node" --free-ports 1)
         : >"$out"
-        "$BIN/sym/sym_node" --id 1 --listen "127.0.0.1:$port" --drive clients --size "$k" \
+        NH_THREADS=$NODE_THREADS "$BIN/sym/sym_node" --id 1 --listen "127.0.0.1:$port" \
+            --drive clients --size "$k" \
             --runs "$runs" --seconds "$RUN_SECONDS" --warmup "$WARMUP" --payload "$PAYLOAD" \
             ${SYM_KEEPALIVE:+--keepalive "$SYM_KEEPALIVE"} >"$out" 2>"$WORK/node1.err" &
         SERVER_PIDS+=($!)
@@ -208,7 +212,8 @@ run_cli() { # run_cli <rep> <k> <streams per process> <case prefix: cli or own>
     for ((i = 0; i < procs; i++)); do
         per=$((left / (procs - i)))
         left=$((left - per))
-        "$BIN/sym/sym_clients" "127.0.0.1:$port" --streams "$per" >"$WORK/clients$i.out" \
+        NH_THREADS=1 "$BIN/sym/sym_clients" "127.0.0.1:$port" --streams "$per" \
+            >"$WORK/clients$i.out" \
             2>"$WORK/clients$i.err" &
         SERVER_PIDS+=($!)
     done

@@ -371,6 +371,38 @@ static void test_oversized_response_becomes_a_clear_status(void **state) {
     nh_buf_free(&resp);
 }
 
+/* A reply over the client's own (smaller) limit: the client ends its stream with a status that
+ * names both sizes, the call fails with it, and the node reconnects for the next call. */
+static void test_reply_over_the_clients_limit_ends_the_stream_with_a_clear_status(void **state) {
+    fixture *f = *state;
+    nh_error err;
+    nh_runtime *small = NULL;
+    nh_runtime_opts ro = {.name = "small", .max_message_size = 1 << 20};
+    assert_int_equal(nh_runtime_new(&ro, &small, &err), 0);
+    nh_node *n = NULL;
+    nh_node_opts no = {.id = 8, .address = f->addr};
+    assert_int_equal(nh_node_open(small, &no, &n, &err), 0);
+    expect_reply(n, "test.Echo.Echo", "first", "echo: first");
+    nh_call_opts o = {.timeout_ms = 10000};
+    assert_int_equal(nh_rpc(n, "test.Echo.Big", "2000000", 7, &o, NULL, &err), -1);
+    assert_int_equal(err.code, NH_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.message, "exceeds the maximum message size of 1048576 bytes"));
+    assert_non_null(strstr(err.message, "received message of 20000"));
+    /* under the limit, on the stream the node opens again */
+    nh_buf resp;
+    struct timespec step = {0, 10 * 1000000};
+    int rc = -1;
+    for (int i = 0; i < 500 && rc != 0; i++) {
+        rc = nh_rpc(n, "test.Echo.Big", "1000000", 7, &o, &resp, &err);
+        if (rc != 0) nanosleep(&step, NULL);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(resp.len, 1000000);
+    nh_buf_free(&resp);
+    nh_node_close(n);
+    nh_runtime_free(small);
+}
+
 static void async_on_owner_done(const nh_reply *r, void *user) {
     (void)r;
     int *flag = user;
@@ -626,6 +658,8 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversized_response_becomes_a_clear_status, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reply_over_the_clients_limit_ends_the_stream_with_a_clear_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blocking_call_on_the_owner_thread_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_closing_a_node_fails_its_pending_calls, setup,

@@ -14,6 +14,7 @@
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +158,22 @@ void nh_tp_stream_report_ready(nh_tp_stream *s) {
     }
 }
 
+/* The receive size limit (gRPC's message size filter is not in the stack: channel_args.h).
+ * A message over it ends the stream RESOURCE_EXHAUSTED, as that filter did, and is not
+ * delivered; nothing more is received on the stream. */
+static bool over_limit(nh_tp_stream *s, size_t len) {
+    size_t max = nh_tp_loop_max_message(s->loop);
+    if (len <= max) return false;
+    char why[160];
+    snprintf(why, sizeof why,
+             "received message of %zu bytes exceeds the maximum message size of %zu bytes", len,
+             max);
+    nh_log(NH_LOG_WARN, "transport", "stream from %s: %s; ending the stream", s->peer, why);
+    s->recv_done = true;
+    nh_tp_stream_cancel(s, NH_RESOURCE_EXHAUSTED, why);
+    return true;
+}
+
 static void on_recv(nh_tp_tag *tag, bool ok) {
     nh_tp_stream *s = (nh_tp_stream *)((char *)tag - offsetof(nh_tp_stream, recv_tag));
     s->recv_armed = false;
@@ -169,11 +186,19 @@ static void on_recv(nh_tp_tag *tag, bool ok) {
         s->recv_done = true; /* half-close */
         nh_tp_stream_watch_end(s);
         if (!s->closed && s->ev && s->ev->on_recv_end) s->ev->on_recv_end(s->user);
+    } else if (over_limit(s, grpc_byte_buffer_length(bb))) {
+        grpc_byte_buffer_destroy(bb);
     } else {
         grpc_byte_buffer_reader r;
         if (grpc_byte_buffer_reader_init(&r, bb)) {
             grpc_slice all = grpc_byte_buffer_reader_readall(&r);
             grpc_byte_buffer_reader_destroy(&r);
+            if (over_limit(s, GRPC_SLICE_LENGTH(all))) { /* inflated past the limit */
+                grpc_slice_unref(all);
+                grpc_byte_buffer_destroy(bb);
+                nh_tp_stream_op_done(s);
+                return;
+            }
             nh_metrics_stream_message(false, GRPC_SLICE_LENGTH(all));
             report_ready(s);
             if (!s->closed && s->ev && s->ev->on_message)
