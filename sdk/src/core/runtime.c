@@ -98,7 +98,7 @@ static int io_start(nh_runtime *rt, unsigned threads, nh_error *err) {
     if (!rt->io || !rt->io_thread)
         return nh_error_set(err, NH_RESOURCE_EXHAUSTED, NH_ERR_LOCAL, 0, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        nh_tp_loop *l = nh_tp_loop_new(rt->max_message, err);
+        nh_tp_loop *l = nh_tp_loop_new(rt->max_message, true, err);
         io_main_arg *a = l ? calloc(1, sizeof *a) : NULL;
         if (a) {
             char name[64]; /* thread names are 15 characters at most */
@@ -142,7 +142,9 @@ int nh_runtime_new(const nh_runtime_opts *opts, nh_runtime **out, nh_error *err)
     rt->next_seq = 0;
     nh_u64map_init(&rt->calls);
     nh_workers_init(&rt->workers, opts->workers, rt->name);
-    rt->loop = nh_tp_loop_new(max, err);
+    /* With transport loops the owner thread leaves gRPC's network I/O to them: its queue does
+     * not poll (docs/architecture.md, "More cores"). */
+    rt->loop = nh_tp_loop_new(max, threads < 3, err);
     if (!rt->loop) goto fail;
     if (io_start(rt, threads, err) != 0) goto fail;
     if (pthread_create(&rt->thread, NULL, owner_main, rt) != 0) {

@@ -9,7 +9,14 @@
  *   cq_next returns (the C core has no public alarm or kick; this uses public calls only);
  * - other libuv events (signals, uv_async, fs events, thread-pool completions): a bridge thread
  *   epoll-waits on libuv's backend fd and kicks the same way, then waits until the owner ran
- *   libuv, so it does not spin on a level-triggered fd. */
+ *   libuv, so it does not spin on a level-triggered fd.
+ *
+ * An owner loop with transport loops (created with polls = false) runs the other way round
+ * (run_quiet): its thread waits for libuv (posts wake it through a uv_async), never inside
+ * gRPC, so gRPC's network I/O, which any thread waiting in a polling queue may end up doing,
+ * stays on the transport loops. Its queue does not poll (GRPC_CQ_NON_POLLING) and carries only
+ * the rare owner operations (accepted calls, a server's shutdown); a queue thread waits on it
+ * and posts each completion to the owner. */
 #include "transport/loop.h"
 
 #include "util/log.h"
@@ -25,6 +32,7 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -42,8 +50,9 @@ struct nh_tp_loop {
     pthread_t owner;
     bool owner_set;
     bool quitting;
-    long ops;    /* atomic: outstanding operations (changed on the owner thread) */
-    long fronts; /* relayed streams whose end was not delivered yet (owner thread) */
+    long ops;              /* atomic: outstanding operations (changed on the owner thread) */
+    long fronts;           /* relayed streams whose end was not delivered yet (owner thread) */
+    unsigned direct_sends; /* started by relay fronts in this iteration (owner thread) */
 
     /* transport loops (docs/architecture.md, "More cores"): set once before any stream */
     nh_tp_loop **io;
@@ -69,6 +78,15 @@ struct nh_tp_loop {
 
     nh_tp_tag post_tag;
     nh_tp_tag uv_tag;
+
+    /* an owner loop with transport loops (polls false, see run_quiet) */
+    bool quiet;
+    uv_async_t wake; /* posts wake the owner waiting for libuv (under mu) */
+    bool wake_open;  /* under mu */
+    pthread_t cq_thread;
+    bool cq_thread_started;
+    int cq_closing; /* atomic: the queue thread drops what it still takes */
+    bool cq_shut;
 
     /* turn-end hooks (owner thread): scheduled for this turn, and the batch being run */
     nh_tp_turn_hook *hooks, *running;
@@ -124,7 +142,7 @@ static void route_grpc_logs(void) {
     gpr_set_log_function(grpc_log_route);
 }
 
-nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err) {
+nh_tp_loop *nh_tp_loop_new(size_t max_message_size, bool polls, nh_error *err) {
     static pthread_once_t routed = PTHREAD_ONCE_INIT;
     pthread_once(&routed, route_grpc_logs);
     nh_tp_loop *l = calloc(1, sizeof *l);
@@ -143,12 +161,23 @@ nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err) {
         nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0, "uv_loop_init failed");
         goto fail_uv;
     }
-    l->cq = grpc_completion_queue_create_for_next(NULL);
+    if (polls) {
+        l->cq = grpc_completion_queue_create_for_next(NULL);
+    } else {
+        grpc_completion_queue_attributes attr = {GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT,
+                                                 GRPC_CQ_NON_POLLING, NULL};
+        l->cq =
+            grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&attr), &attr, NULL);
+    }
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     /* A channel that is only watched, never used for a call: it stays IDLE and never dials. */
     l->kick_channel = grpc_channel_create("127.0.0.1:1", creds, NULL);
     grpc_channel_credentials_release(creds);
 
+    if (!polls) { /* run_quiet: waits in libuv itself, no bridge */
+        l->quiet = true;
+        return l;
+    }
     l->bridge_epfd = epoll_create1(EPOLL_CLOEXEC);
     l->bridge_stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN};
@@ -250,14 +279,21 @@ static int64_t ns_between(gpr_timespec a, gpr_timespec b) {
     return (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec;
 }
 
+static void run_quiet(nh_tp_loop *l);
+
 void nh_tp_loop_run(nh_tp_loop *l) {
     l->owner = pthread_self();
     __atomic_store_n(&l->owner_set, true, __ATOMIC_RELEASE);
+    if (l->quiet) {
+        run_quiet(l);
+        return;
+    }
     const int64_t busy_uv_ns = 1000000; /* run libuv at least every 1 ms while busy */
     const int64_t turn_ns = NH_TP_TURN_MS * 1000000LL;
     gpr_timespec last_uv = gpr_now(GPR_CLOCK_MONOTONIC);
     gpr_timespec last_hooks = gpr_time_sub(last_uv, gpr_time_from_seconds(1, GPR_TIMESPAN));
     for (;;) {
+        l->direct_sends = 0;
         drain_posts(l);
         if (l->quitting && l->ops == 0 && l->fronts == 0 &&
             !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
@@ -323,6 +359,125 @@ void nh_tp_loop_run(nh_tp_loop *l) {
     }
 }
 
+bool nh_tp_loop_take_direct_send(nh_tp_loop *l) {
+    if (l->direct_sends >= NH_TP_DIRECT_SENDS) return false;
+    l->direct_sends++;
+    return true;
+}
+
+/* ---- an owner loop with transport loops (see the top of this file) ---- */
+
+typedef struct cq_event {
+    nh_tp_tag *tag;
+    bool ok;
+} cq_event;
+
+static void run_cq_event(void *p) {
+    cq_event *e = p;
+    nh_tp_tag *tag = e->tag;
+    bool ok = e->ok;
+    free(e);
+    nh_tsan_acquire(tag); /* see nh_tp_stream_start */
+    nh_tp_guard *g = tag->guard;
+    if (g) g->enter(g);
+    tag->fn(tag, ok);
+    if (g) g->leave(g);
+}
+
+/* The queue thread: every completion of the owner's queue goes to the owner as a post. None
+ * may be lost (each ends an operation the owner counts), so memory is waited for. */
+static void *cq_main(void *arg) {
+    nh_tp_loop *l = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type != GRPC_OP_COMPLETE || __atomic_load_n(&l->cq_closing, __ATOMIC_ACQUIRE))
+            continue;
+        cq_event *e;
+        while (!(e = malloc(sizeof *e)))
+            usleep(1000);
+        e->tag = ev.tag;
+        e->ok = ev.success != 0;
+        while (nh_tp_loop_post_always(l, run_cq_event, e) != 0)
+            usleep(1000);
+    }
+    return NULL;
+}
+
+static void on_wake(uv_async_t *a) {
+    (void)a; /* posts are drained every iteration; the wake only ends the wait */
+}
+
+static void run_quiet(nh_tp_loop *l) {
+    const int64_t turn_ns = NH_TP_TURN_MS * 1000000LL;
+    gpr_timespec last_hooks =
+        gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(1, GPR_TIMESPAN));
+    pthread_mutex_lock(&l->mu);
+    l->wake_open = uv_async_init(&l->uv, &l->wake, on_wake) == 0;
+    pthread_mutex_unlock(&l->mu);
+    if (!l->wake_open) nh_log(NH_LOG_ERROR, "loop", "cannot create the wake-up handle");
+    l->cq_thread_started = pthread_create(&l->cq_thread, NULL, cq_main, l) == 0;
+    if (!l->cq_thread_started) nh_log(NH_LOG_ERROR, "loop", "cannot start the queue thread");
+    struct pollfd pfd = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};
+    for (;;) {
+        l->direct_sends = 0;
+        drain_posts(l);
+        if (l->quitting && l->ops == 0 && l->fronts == 0 &&
+            !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
+            uv_run(&l->uv, UV_RUN_NOWAIT); /* close callbacks, as nh_tp_loop_run */
+            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0 && l->fronts == 0)
+                break;
+            continue;
+        }
+        /* Wait for libuv's next timer or event (a post's wake-up is one), at most until the
+         * turn-end hooks are due; libuv itself runs without waiting afterwards, so whatever its
+         * callbacks schedule (hooks, posts to this loop) is seen before the next wait. The
+         * wake-up handle keeps the libuv loop alive, so its timeout is -1 when idle. */
+        uv_update_time(&l->uv);
+        int wait_ms = uv_backend_timeout(&l->uv);
+        if (wait_ms < 0 || wait_ms > 1000) wait_ms = 1000;
+        gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+        if (l->hooks) {
+            int64_t left = turn_ns - ns_between(last_hooks, now);
+            int hook_ms = left > 0 ? (int)((left + 999999) / 1000000) : 0;
+            if (hook_ms < wait_ms) wait_ms = hook_ms;
+        }
+        /* As nh_tp_loop_run: say that the loop may block, then look at the posts once more. */
+        if (wait_ms > 0) {
+            __atomic_store_n(&l->sleeping, 1, __ATOMIC_SEQ_CST);
+            if (!__atomic_load_n(&l->posted, __ATOMIC_SEQ_CST)) {
+                int n = poll(&pfd, 1, wait_ms);
+                (void)n; /* EINTR or a timeout: libuv runs anyway */
+            }
+            __atomic_store_n(&l->sleeping, 0, __ATOMIC_RELAXED);
+        }
+        uv_run(&l->uv, UV_RUN_NOWAIT);
+        if (l->hooks) {
+            now = gpr_now(GPR_CLOCK_MONOTONIC);
+            if (ns_between(last_hooks, now) >= turn_ns) {
+                last_hooks = now;
+                run_turn_hooks(l);
+            }
+        }
+    }
+    pthread_mutex_lock(&l->mu); /* posters send the wake-up under mu */
+    l->wake_open = false;
+    pthread_mutex_unlock(&l->mu);
+    uv_close((uv_handle_t *)&l->wake, NULL);
+    uv_run(&l->uv, UV_RUN_NOWAIT);
+}
+
+/* Stops the queue thread of an owner loop with transport loops (nothing is pending any more). */
+static void stop_cq_thread(nh_tp_loop *l) {
+    if (!l->cq_thread_started) return;
+    __atomic_store_n(&l->cq_closing, 1, __ATOMIC_RELEASE);
+    grpc_completion_queue_shutdown(l->cq);
+    l->cq_shut = true;
+    pthread_join(l->cq_thread, NULL);
+    l->cq_thread_started = false;
+}
+
 void nh_tp_loop_quit(nh_tp_loop *l) {
     l->quitting = true;
 }
@@ -351,8 +506,12 @@ static int post(nh_tp_loop *l, void (*fn)(void *), void *arg, bool always) {
      * that nh_tp_loop_close_posts() also means "no kick will be started any more" (the kick
      * channel is destroyed after that). */
     if (!nh_tp_loop_on_owner(l) && __atomic_load_n(&l->sleeping, __ATOMIC_SEQ_CST) &&
-        !__atomic_exchange_n(&l->kick_pending, 1, __ATOMIC_ACQ_REL))
-        kick(l, &l->post_tag);
+        !__atomic_exchange_n(&l->kick_pending, 1, __ATOMIC_ACQ_REL)) {
+        if (!l->quiet)
+            kick(l, &l->post_tag);
+        else if (l->wake_open)
+            uv_async_send(&l->wake);
+    }
     pthread_mutex_unlock(&l->mu);
     return 0;
 }
@@ -368,6 +527,12 @@ int nh_tp_loop_post_always(nh_tp_loop *l, void (*fn)(void *), void *arg) {
 void nh_tp_loop_set_io(nh_tp_loop *home, nh_tp_loop **io, size_t n) {
     home->io = io;
     home->io_count = n;
+}
+
+void nh_tp_loop_register_server(nh_tp_loop *home, void *server) {
+    grpc_server_register_completion_queue(server, home->cq, NULL);
+    for (size_t i = 0; i < home->io_count; i++)
+        grpc_server_register_completion_queue(server, home->io[i]->cq, NULL);
 }
 
 nh_tp_loop *nh_tp_loop_pick(nh_tp_loop *home) {
@@ -434,6 +599,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 void nh_tp_loop_free(nh_tp_loop *l) {
     if (!l) return;
+    stop_cq_thread(l);
     if (l->bridge_started) {
         uint64_t one = 1;
         ssize_t w = write(l->bridge_stopfd, &one, sizeof one);
@@ -449,7 +615,7 @@ void nh_tp_loop_free(nh_tp_loop *l) {
     uv_run(&l->uv, UV_RUN_DEFAULT);
     if (uv_loop_close(&l->uv) != 0) nh_log(NH_LOG_WARN, "loop", "libuv loop still busy at exit");
     grpc_channel_destroy(l->kick_channel);
-    grpc_completion_queue_shutdown(l->cq);
+    if (!l->cq_shut) grpc_completion_queue_shutdown(l->cq);
     for (;;) {
         grpc_event ev =
             grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);

@@ -29,8 +29,11 @@ typedef struct nh_tp_tag {
 } nh_tp_tag;
 
 /** Creates the loop (completion queue, libuv loop, wake-up machinery). Calls grpc_init(). The
- * loop runs only inside nh_tp_loop_run(). NULL with err set on failure. */
-nh_tp_loop *nh_tp_loop_new(size_t max_message_size, nh_error *err);
+ * loop runs only inside nh_tp_loop_run(). NULL with err set on failure.
+ * polls false: the completion queue does not poll (GRPC_CQ_NON_POLLING): the thread running the
+ * loop waits on a condition variable and never runs gRPC's network I/O; other, polling loops
+ * must exist (an owner loop with transport loops, see nh_tp_loop_set_io()). */
+nh_tp_loop *nh_tp_loop_new(size_t max_message_size, bool polls, nh_error *err);
 
 /** Runs the loop on the calling thread (which becomes the owner) until nh_tp_loop_quit() was
  * called and every started operation has completed. */
@@ -76,6 +79,14 @@ void nh_tp_loop_close_posts(nh_tp_loop *l);
 /** True on the owner thread. */
 bool nh_tp_loop_on_owner(const nh_tp_loop *l);
 
+/** Sends a relayed stream's front may start itself in one iteration of the owner loop (one
+ * event or one batch of posts); the rest are handed to the stream's transport loop. */
+#define NH_TP_DIRECT_SENDS 16
+
+/** True while fewer than NH_TP_DIRECT_SENDS sends were started directly by the owner thread in
+ * the loop's current iteration, and counts this one (transport/relay.c). Owner thread. */
+bool nh_tp_loop_take_direct_send(nh_tp_loop *l);
+
 /** The shortest turn of the owner loop, in ms: turn-end hooks run at most this often. */
 #define NH_TP_TURN_MS 1
 
@@ -120,5 +131,10 @@ long nh_tp_loop_pending_ops(const nh_tp_loop *l);
 
 /* For transport files: the completion queue (a grpc_completion_queue*). */
 void *nh_tp_loop_cq(nh_tp_loop *l);
+
+/* For transport/server.c: registers home's completion queue and those of its transport loops
+ * with a gRPC server (a grpc_server*, before it starts): a non-polling owner queue needs the
+ * transport loops' polling queues behind the server's listeners. */
+void nh_tp_loop_register_server(nh_tp_loop *home, void *server);
 
 #endif

@@ -4,8 +4,10 @@
  * (a guard on its tags, see nh_tp_tag), and the front's calls (send, unqueue, pause, finish,
  * cancel, send limit) take it on the owner loop and act on the back directly: starting a gRPC
  * batch is allowed from any thread, and its completion still arrives on the transport loop. So
- * the owner loop never waits for, nor wakes, the transport loop (only a slow-reader timer, a
- * libuv handle of the transport loop, is armed there by a post). The back's events go to the
+ * the owner loop never waits for the transport loop, and wakes it only for a slow-reader timer
+ * (a libuv handle of the transport loop, armed there by a post) and for a fan-out: past
+ * NH_TP_DIRECT_SENDS sends in one iteration, the front queues the message on the back and the
+ * transport loop starts the send (run_flush). The back's events go to the
  * owner loop as posts, in the order the back produced them; on_closed is the last one.
  * The relay is freed when the front, the back and every event or post in flight let go of it
  * (an atomic count); a completion holds a reference while it runs, so the mutex outlives it. */
@@ -27,6 +29,7 @@ typedef struct nh_tp_relay {
     nh_tp_stream *front; /* home: NULL once its end was delivered */
     nh_tp_stream *back;  /* under mu: NULL once it reported its end */
     size_t unread;       /* under mu: messages posted to the front and not delivered yet */
+    bool flush_posted;   /* under mu: a run_flush for the back's queue is on its way */
     /* home */
     size_t tagged_out; /* tagged sends posted whose on_sent did not come back yet */
     bool end_seen;
@@ -210,6 +213,17 @@ void nh_tp_relay_sync_timer(nh_tp_stream *back) {
     if (nh_tp_loop_post(r->io, run_timer_sync, r) != 0) relay_unref(r);
 }
 
+/* Starts the back's queued sends on the transport loop (a front's sends past the owner
+ * loop's direct budget, see nh_tp_relay_send). */
+static void run_flush(void *p) {
+    nh_tp_relay *r = p;
+    pthread_mutex_lock(&r->mu);
+    r->flush_posted = false;
+    if (r->back) nh_tp_stream_send_queued(r->back);
+    pthread_mutex_unlock(&r->mu);
+    relay_unref(r);
+}
+
 /* ---- the front's side (owner loop) ---- */
 
 static void front_free(nh_tp_stream *f) {
@@ -325,8 +339,22 @@ int nh_tp_relay_send(nh_tp_stream *f, nh_bytes *msg, void *tag) {
     nh_tp_relay *r = f->relay;
     nh_tp_stream *b = lock_back(r);
     int rc = 0;
-    if (b && !b->closed) {
+    if (b && !b->closed && nh_tp_loop_take_direct_send(r->home)) {
         rc = nh_tp_stream_send(b, msg, tag);
+    } else if (b && !b->closed) {
+        /* A fan-out (one call to thousands of client peers): past the first few sends of this
+         * iteration the owner thread only queues, and the transport loop starts the gRPC
+         * batches (its thread then does the writes, and the completion queue's bookkeeping). */
+        rc = nh_tp_stream_enqueue(b, msg, tag);
+        if (rc == 0 && !b->send_busy && !r->flush_posted) {
+            relay_ref(r);
+            if (nh_tp_loop_post(r->io, run_flush, r) == 0) {
+                r->flush_posted = true;
+            } else { /* the transport loop is stopping: start it here */
+                relay_unref(r);
+                nh_tp_stream_send_queued(b);
+            }
+        }
     } else {
         /* The back ended and its end is on the way to the front: as with one loop, where the
          * end would be known already, the send is taken and fails (on_sent(false), then

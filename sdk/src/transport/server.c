@@ -327,7 +327,7 @@ nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh
     nh_tp_keepalive_args(&args[4], keepalive_time_ms, keepalive_timeout_ms);
     grpc_channel_args cargs = {.num_args = sizeof args / sizeof args[0], .args = args};
     srv->server = grpc_server_create(&cargs, NULL);
-    grpc_server_register_completion_queue(srv->server, nh_tp_loop_cq(loop), NULL);
+    nh_tp_loop_register_server(loop, srv->server);
     grpc_server_credentials *creds = NULL;
     if (tls) {
         srv->tls = nh_tls_ref(tls);

@@ -338,18 +338,23 @@ static void on_send(nh_tp_tag *tag, bool ok) {
     nh_tp_stream_op_done(s);
 }
 
+int nh_tp_stream_enqueue(nh_tp_stream *s, nh_bytes *msg, void *tag) {
+    if (s->closed || s->finishing || nh_send_queue_push(&s->queue, msg, tag) != 0) {
+        nh_bytes_unref(msg);
+        return -1;
+    }
+    check_backlog(s);
+    return 0;
+}
+
+void nh_tp_stream_send_queued(nh_tp_stream *s) {
+    send_next(s);
+}
+
 int nh_tp_stream_send(nh_tp_stream *s, nh_bytes *msg, void *tag) {
     if (s->relay) return nh_tp_relay_send(s, msg, tag);
-    if (s->closed || s->finishing) {
-        nh_bytes_unref(msg);
-        return -1;
-    }
-    if (nh_send_queue_push(&s->queue, msg, tag) != 0) {
-        nh_bytes_unref(msg);
-        return -1;
-    }
+    if (nh_tp_stream_enqueue(s, msg, tag) != 0) return -1;
     send_next(s);
-    check_backlog(s);
     return 0;
 }
 

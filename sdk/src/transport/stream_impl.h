@@ -69,6 +69,14 @@ nh_tp_stream *nh_tp_stream_new(nh_tp_loop *loop, grpc_call *call, bool client);
 /* Starts a batch on the stream's call, counting it; logs and returns false on failure. */
 bool nh_tp_stream_start(nh_tp_stream *s, const grpc_op *ops, size_t n, nh_tp_tag *tag);
 
+/* Queues msg (with tag, see nh_tp_stream_send) without starting a send: a relay's front hands
+ * the start to the transport loop (nh_tp_stream_send_queued there). Returns -1 (msg released)
+ * when the stream is closed or finishing, or out of memory. */
+int nh_tp_stream_enqueue(nh_tp_stream *s, nh_bytes *msg, void *tag);
+
+/* Starts sending the queue if no send is in flight (then each completion sends the next). */
+void nh_tp_stream_send_queued(nh_tp_stream *s);
+
 /* Arms the receive if allowed; when it cannot be armed, watches for the end instead. */
 void nh_tp_stream_arm_recv(nh_tp_stream *s);
 
