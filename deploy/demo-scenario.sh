@@ -107,7 +107,8 @@ step "4. a client peer registers and is called back over ClientConfig"
 "$client" --nodes "$nodes" listen --for-ms 20000 >"$work/listener.out" 2>&1 &
 listener=$!
 for i in $(seq 1 200); do
-  "$nodehost" status "$(addr 1)" --json 2>/dev/null | grep -q '"client_config":\[[0-9]' && break
+  st=$("$nodehost" status "$(addr 1)" --json 2>/dev/null || true)
+  [[ $st == *'"client_config":['[0-9]* ]] && break
   sleep 0.1
 done
 run "$nodehost" status "$(addr 1)"
