@@ -279,6 +279,28 @@ static int64_t ns_between(gpr_timespec a, gpr_timespec b) {
     return (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec;
 }
 
+/* Runs a completion's tag function, inside the tag's guard if it has one. */
+static void run_tag(nh_tp_tag *tag, bool ok) {
+    nh_tsan_acquire(tag);        /* see nh_tp_stream_start */
+    nh_tp_guard *g = tag->guard; /* fn may free the tag */
+    if (g) g->enter(g);
+    tag->fn(tag, ok);
+    if (g) g->leave(g);
+}
+
+static bool idle(const nh_tp_loop *l) {
+    return l->ops == 0 && l->fronts == 0 && !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE);
+}
+
+/* True once the loop was asked to quit and nothing is left: no operation, relayed stream or
+ * post. Runs libuv's close callbacks of handles closed during shutdown first (they may release
+ * the memory that holds them, and post more work). */
+static bool finished(nh_tp_loop *l) {
+    if (!l->quitting || !idle(l)) return false;
+    uv_run(&l->uv, UV_RUN_NOWAIT);
+    return idle(l);
+}
+
 static void run_quiet(nh_tp_loop *l);
 
 void nh_tp_loop_run(nh_tp_loop *l) {
@@ -295,15 +317,7 @@ void nh_tp_loop_run(nh_tp_loop *l) {
     for (;;) {
         l->direct_sends = 0;
         drain_posts(l);
-        if (l->quitting && l->ops == 0 && l->fronts == 0 &&
-            !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
-            /* Run the close callbacks of handles closed during shutdown (they may release the
-             * memory that holds them); they can post more work, so look again. */
-            uv_run(&l->uv, UV_RUN_NOWAIT);
-            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0 && l->fronts == 0)
-                break;
-            continue;
-        }
+        if (finished(l)) break;
         uv_update_time(&l->uv);
         int wait_ms = uv_backend_timeout(&l->uv);
         /* 0 also means "libuv has nothing at all" (no active handle or request): then there is
@@ -335,12 +349,8 @@ void nh_tp_loop_run(nh_tp_loop *l) {
         bool run_libuv = false;
         if (ev.type == GRPC_OP_COMPLETE) {
             nh_tp_tag *tag = ev.tag;
-            nh_tsan_acquire(tag); /* see nh_tp_stream_start */
             if (tag == &l->uv_tag) run_libuv = true;
-            nh_tp_guard *g = tag->guard; /* fn may free the tag */
-            if (g) g->enter(g);
-            tag->fn(tag, ev.success != 0);
-            if (g) g->leave(g);
+            run_tag(tag, ev.success != 0);
         } else if (ev.type == GRPC_QUEUE_TIMEOUT) {
             run_libuv = true;
         } else {
@@ -377,11 +387,7 @@ static void run_cq_event(void *p) {
     nh_tp_tag *tag = e->tag;
     bool ok = e->ok;
     free(e);
-    nh_tsan_acquire(tag); /* see nh_tp_stream_start */
-    nh_tp_guard *g = tag->guard;
-    if (g) g->enter(g);
-    tag->fn(tag, ok);
-    if (g) g->leave(g);
+    run_tag(tag, ok);
 }
 
 /* The queue thread: every completion of the owner's queue goes to the owner as a post. None
@@ -423,13 +429,7 @@ static void run_quiet(nh_tp_loop *l) {
     for (;;) {
         l->direct_sends = 0;
         drain_posts(l);
-        if (l->quitting && l->ops == 0 && l->fronts == 0 &&
-            !__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) {
-            uv_run(&l->uv, UV_RUN_NOWAIT); /* close callbacks, as nh_tp_loop_run */
-            if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE) && l->ops == 0 && l->fronts == 0)
-                break;
-            continue;
-        }
+        if (finished(l)) break;
         /* Wait for libuv's next timer or event (a post's wake-up is one), at most until the
          * turn-end hooks are due; libuv itself runs without waiting afterwards, so whatever its
          * callbacks schedule (hooks, posts to this loop) is seen before the next wait. The
