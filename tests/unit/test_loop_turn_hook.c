@@ -1,5 +1,7 @@
 /* Unit tests for the owner loop's turn-end hooks (transport/loop.h): what the inbound manager
- * coalesces its change notifications with (issue 15). Run on a real runtime's owner thread. */
+ * coalesces its change notifications with (issue 15). Run on a real runtime's owner thread,
+ * both kinds of owner loop: one that waits in gRPC's queue (threads 1) and one that waits for
+ * libuv and never polls (threads 3, two transport loops). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,11 +41,21 @@ static void on_hook(nh_tp_turn_hook *h) {
 
 static nh_runtime *g_rt;
 
+static int setup_threads(unsigned threads) {
+    nh_error err;
+    nh_runtime_opts o = {.name = "hooks", .threads = threads};
+    assert_int_equal(nh_runtime_new(&o, &g_rt, &err), 0);
+    return 0;
+}
+
 static int setup(void **state) {
     (void)state;
-    nh_error err;
-    assert_int_equal(nh_runtime_new(NULL, &g_rt, &err), 0);
-    return 0;
+    return setup_threads(1);
+}
+
+static int setup_quiet(void **state) {
+    (void)state;
+    return setup_threads(3);
 }
 
 static int teardown(void **state) {
@@ -140,10 +152,57 @@ static void test_order_cancel_and_rescheduling(void **state) {
     assert_string_equal(log.order, "abaabaa");
 }
 
+/* From a timer's callback (libuv runs it inside the owner loop's wait): a turn-end hook and a
+ * post to the loop itself still run without any other event to wake the loop. (A first
+ * version of the non-polling owner waited in uv_run(UV_RUN_ONCE), whose poll after the due
+ * timers ran waits forever.) */
+typedef struct from_timer {
+    probe *p;
+    int posted_ran; /* atomic */
+} from_timer;
+
+static void self_posted(void *arg) {
+    from_timer *ft = arg;
+    __atomic_store_n(&ft->posted_ran, 1, __ATOMIC_RELEASE);
+}
+
+static void on_timer(void *arg) {
+    from_timer *ft = arg;
+    nh_tp_loop_at_turn_end(ft->p->loop, &ft->p->hook);
+    assert_int_equal(nh_runtime_post(g_rt, self_posted, ft), 0);
+}
+
+static void test_hook_and_post_from_a_timer_run_without_another_event(void **state) {
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        probe p;
+        init_probe(&p, 't');
+        from_timer ft = {.p = &p};
+        nh_error err;
+        assert_int_equal(nh_timer_start(g_rt, 1, 0, on_timer, &ft, NULL, &err), 0);
+        int waited = 0;
+        while ((__atomic_load_n(&p.runs, __ATOMIC_ACQUIRE) < 1 ||
+                !__atomic_load_n(&ft.posted_ran, __ATOMIC_ACQUIRE)) &&
+               waited < 5000) {
+            nh_test_sleep_ms(1);
+            waited++;
+        }
+        assert_int_equal(__atomic_load_n(&p.runs, __ATOMIC_ACQUIRE), 1);
+        assert_int_equal(__atomic_load_n(&ft.posted_ran, __ATOMIC_ACQUIRE), 1);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_schedules_in_one_turn_run_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_cancel_and_rescheduling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_and_post_from_a_timer_run_without_another_event,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_schedules_in_one_turn_run_once, setup_quiet,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_order_cancel_and_rescheduling, setup_quiet, teardown),
+        cmocka_unit_test_setup_teardown(test_hook_and_post_from_a_timer_run_without_another_event,
+                                        setup_quiet, teardown),
     };
     return cmocka_run_group_tests_name("loop_turn_hook", tests, NULL, NULL);
 }
