@@ -54,11 +54,10 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
      * fails with UNAVAILABLE. Servers accept this rate (see transport/server.c); other
      * servers may not (grpc-go answers pings more often than every 5 minutes with GOAWAY
      * too_many_pings), which is why channels ping only when asked to. */
-    grpc_arg args[5 + NH_TP_KEEPALIVE_ARGS] = {
+    grpc_arg args[4 + NH_TP_KEEPALIVE_ARGS] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)nh_tp_loop_max_message(loop)},
-        nh_tp_minimal_stack_arg(), /* as the server's (server.c) */
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          .value.integer = (int)backoff_base_ms},
@@ -75,7 +74,7 @@ nh_tp_channel *nh_tp_channel_new(nh_tp_loop *loop, const char *addr, uint32_t ba
          .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
          .value.integer = 1},
     };
-    size_t nargs = tls ? 5 : 4;
+    size_t nargs = tls ? 4 : 3;
     if (keepalive) nh_tp_keepalive_args(&args[nargs], keepalive_time_ms, keepalive_timeout_ms);
     grpc_channel_args cargs = {.num_args = nargs + (keepalive ? NH_TP_KEEPALIVE_ARGS : 0),
                                .args = args};

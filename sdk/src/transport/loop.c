@@ -142,6 +142,9 @@ static void route_grpc_logs(void) {
     gpr_set_log_function(grpc_log_route);
 }
 
+static void *cq_main(void *arg);
+static void on_wake(uv_async_t *a);
+
 nh_tp_loop *nh_tp_loop_new(size_t max_message_size, bool polls, nh_error *err) {
     static pthread_once_t routed = PTHREAD_ONCE_INIT;
     pthread_once(&routed, route_grpc_logs);
@@ -174,8 +177,16 @@ nh_tp_loop *nh_tp_loop_new(size_t max_message_size, bool polls, nh_error *err) {
     l->kick_channel = grpc_channel_create("127.0.0.1:1", creds, NULL);
     grpc_channel_credentials_release(creds);
 
-    if (!polls) { /* run_quiet: waits in libuv itself, no bridge */
+    if (!polls) { /* run_quiet: waits for libuv itself (no bridge); a queue thread instead */
         l->quiet = true;
+        l->wake_open = uv_async_init(&l->uv, &l->wake, on_wake) == 0;
+        if (!l->wake_open || pthread_create(&l->cq_thread, NULL, cq_main, l) != 0) {
+            nh_error_set(err, NH_INTERNAL, NH_ERR_LOCAL, 0,
+                         "cannot start the owner loop's queue thread: %s", strerror(errno));
+            nh_tp_loop_free(l);
+            return NULL;
+        }
+        l->cq_thread_started = true;
         return l;
     }
     l->bridge_epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -203,9 +214,12 @@ fail_uv:
 }
 
 static void drain_posts(nh_tp_loop *l) {
-    if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) return;
-    /* Allow the next poster to kick again before we take the batch, so no post is missed. */
+    /* Allow the next poster to kick again before we take the batch, so no post is missed. On
+     * every iteration, not only when there are posts: a poster that saw the loop asleep and
+     * set the flag after the loop had already taken its post would otherwise leave it set,
+     * and later posters would not wake a sleeping loop. */
     __atomic_store_n(&l->kick_pending, 0, __ATOMIC_RELEASE);
+    if (!__atomic_load_n(&l->posted, __ATOMIC_ACQUIRE)) return;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         post_task *batch = l->posts;
@@ -419,27 +433,29 @@ static void run_quiet(nh_tp_loop *l) {
     const int64_t turn_ns = NH_TP_TURN_MS * 1000000LL;
     gpr_timespec last_hooks =
         gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(1, GPR_TIMESPAN));
-    pthread_mutex_lock(&l->mu);
-    l->wake_open = uv_async_init(&l->uv, &l->wake, on_wake) == 0;
-    pthread_mutex_unlock(&l->mu);
-    if (!l->wake_open) nh_log(NH_LOG_ERROR, "loop", "cannot create the wake-up handle");
-    l->cq_thread_started = pthread_create(&l->cq_thread, NULL, cq_main, l) == 0;
-    if (!l->cq_thread_started) nh_log(NH_LOG_ERROR, "loop", "cannot start the queue thread");
     struct pollfd pfd = {.fd = uv_backend_fd(&l->uv), .events = POLLIN};
     for (;;) {
         l->direct_sends = 0;
         drain_posts(l);
         if (finished(l)) break;
+        /* libuv runs without waiting before every wait: it adds the watchers started since
+         * (libuv 1.44 registers them with epoll only inside uv_run, so a wait on its backend fd
+         * would not see them), and whatever its callbacks schedule (hooks, posts to this loop)
+         * is seen before the wait. */
+        uv_run(&l->uv, UV_RUN_NOWAIT);
+        gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+        if (l->hooks && ns_between(last_hooks, now) >= turn_ns) {
+            last_hooks = now;
+            run_turn_hooks(l);
+        }
         /* Wait for libuv's next timer or event (a post's wake-up is one), at most until the
-         * turn-end hooks are due; libuv itself runs without waiting afterwards, so whatever its
-         * callbacks schedule (hooks, posts to this loop) is seen before the next wait. The
-         * wake-up handle keeps the libuv loop alive, so its timeout is -1 when idle. */
+         * turn-end hooks are due. The wake-up handle keeps the libuv loop alive, so its
+         * timeout is -1 when idle. */
         uv_update_time(&l->uv);
         int wait_ms = uv_backend_timeout(&l->uv);
         if (wait_ms < 0 || wait_ms > 1000) wait_ms = 1000;
-        gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
         if (l->hooks) {
-            int64_t left = turn_ns - ns_between(last_hooks, now);
+            int64_t left = turn_ns - ns_between(last_hooks, gpr_now(GPR_CLOCK_MONOTONIC));
             int hook_ms = left > 0 ? (int)((left + 999999) / 1000000) : 0;
             if (hook_ms < wait_ms) wait_ms = hook_ms;
         }
@@ -448,17 +464,9 @@ static void run_quiet(nh_tp_loop *l) {
             __atomic_store_n(&l->sleeping, 1, __ATOMIC_SEQ_CST);
             if (!__atomic_load_n(&l->posted, __ATOMIC_SEQ_CST)) {
                 int n = poll(&pfd, 1, wait_ms);
-                (void)n; /* EINTR or a timeout: libuv runs anyway */
+                (void)n; /* EINTR or a timeout: the next iteration looks at everything */
             }
             __atomic_store_n(&l->sleeping, 0, __ATOMIC_RELAXED);
-        }
-        uv_run(&l->uv, UV_RUN_NOWAIT);
-        if (l->hooks) {
-            now = gpr_now(GPR_CLOCK_MONOTONIC);
-            if (ns_between(last_hooks, now) >= turn_ns) {
-                last_hooks = now;
-                run_turn_hooks(l);
-            }
         }
     }
     pthread_mutex_lock(&l->mu); /* posters send the wake-up under mu */
@@ -600,6 +608,9 @@ static void close_walk(uv_handle_t *h, void *arg) {
 void nh_tp_loop_free(nh_tp_loop *l) {
     if (!l) return;
     stop_cq_thread(l);
+    pthread_mutex_lock(&l->mu); /* a loop that never ran still has its wake-up handle open */
+    l->wake_open = false;
+    pthread_mutex_unlock(&l->mu);
     if (l->bridge_started) {
         uint64_t one = 1;
         ssize_t w = write(l->bridge_stopfd, &one, sizeof one);
