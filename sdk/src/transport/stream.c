@@ -282,7 +282,10 @@ size_t nh_tp_stream_queued_bytes(const nh_tp_stream *s) {
     return nh_send_queue_bytes(&s->queue) + s->send_inflight_len;
 }
 
+/* gRPC releases a sent message's slice on whichever thread finished with it: the edge from
+ * the thread that handed it over (send_next) goes through gRPC, which TSan cannot see. */
 static void bytes_unref_cb(void *p) {
+    nh_tsan_acquire(p);
     nh_bytes_unref(p);
 }
 
@@ -309,6 +312,7 @@ static void send_next(nh_tp_stream *s) {
      * writes, and fewer TLS records); the last one of a burst goes without the hint and flushes
      * them all. A hinted send still completes at once (gRPC buffers up to its write buffer). */
     if (nh_send_queue_len(&s->queue) > 0) op.flags = GRPC_WRITE_BUFFER_HINT;
+    nh_tsan_release(it.msg); /* after this thread's last read of it: see bytes_unref_cb */
     if (!nh_tp_stream_start(s, &op, 1, &s->send_tag)) {
         grpc_byte_buffer_destroy(s->send_bb);
         s->send_bb = NULL;
