@@ -311,15 +311,10 @@ nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh
      * or stalled peer ends, and the peer leaves Config), and accepts the clients' keepalive
      * pings (channel.c), also without calls or data, down to half the smallest keepalive time
      * any peer may use (faster pings count as strikes; 2 strikes close the connection). */
-    grpc_arg args[5 + NH_TP_KEEPALIVE_ARGS] = {
+    grpc_arg args[3 + NH_TP_KEEPALIVE_ARGS] = {
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = max},
-        /* fewer filters: less memory per accepted stream (see nh_tp_minimal_stack_arg) */
-        nh_tp_minimal_stack_arg(),
-        {.type = GRPC_ARG_INTEGER,
-         .key = (char *)GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION,
-         .value.integer = 1},
         {.type = GRPC_ARG_INTEGER,
          .key = (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
          .value.integer = (int)(NH_KEEPALIVE_MIN_MS / 2)},
@@ -327,7 +322,7 @@ nh_tp_server *nh_tp_server_new(nh_tp_loop *loop, const char *addr, int *port, nh
          * to bind, not share the port with the first one and get half of its connections. */
         {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
     };
-    nh_tp_keepalive_args(&args[5], keepalive_time_ms, keepalive_timeout_ms);
+    nh_tp_keepalive_args(&args[3], keepalive_time_ms, keepalive_timeout_ms);
     grpc_channel_args cargs = {.num_args = sizeof args / sizeof args[0], .args = args};
     srv->server = grpc_server_create(&cargs, NULL);
     nh_tp_loop_register_server(loop, srv->server);

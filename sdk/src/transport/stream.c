@@ -158,9 +158,9 @@ void nh_tp_stream_report_ready(nh_tp_stream *s) {
     }
 }
 
-/* The receive size limit (gRPC's message size filter is not in the stack: channel_args.h).
- * A message over it ends the stream RESOURCE_EXHAUSTED, as that filter did, and is not
- * delivered; nothing more is received on the stream. */
+/* The receive size limit, also checked here (gRPC's message size filter checks it first; this
+ * holds even where a channel stack lacks that filter): a message over it ends the stream
+ * RESOURCE_EXHAUSTED and is not delivered; nothing more is received on the stream. */
 static bool over_limit(nh_tp_stream *s, size_t len) {
     size_t max = nh_tp_loop_max_message(s->loop);
     if (len <= max) return false;
