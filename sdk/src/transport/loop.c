@@ -539,6 +539,7 @@ void nh_tp_loop_set_io(nh_tp_loop *home, nh_tp_loop **io, size_t n) {
 
 void nh_tp_loop_register_server(nh_tp_loop *home, void *server) {
     grpc_server_register_completion_queue(server, home->cq, NULL);
+    if (!home->quiet) return; /* the owner's queue polls: as with one loop */
     for (size_t i = 0; i < home->io_count; i++)
         grpc_server_register_completion_queue(server, home->io[i]->cq, NULL);
 }

@@ -132,9 +132,9 @@ long nh_tp_loop_pending_ops(const nh_tp_loop *l);
 /* For transport files: the completion queue (a grpc_completion_queue*). */
 void *nh_tp_loop_cq(nh_tp_loop *l);
 
-/* For transport/server.c: registers home's completion queue and those of its transport loops
- * with a gRPC server (a grpc_server*, before it starts): a non-polling owner queue needs the
- * transport loops' polling queues behind the server's listeners. */
+/* For transport/server.c: registers home's completion queue with a gRPC server (a
+ * grpc_server*, before it starts), and those of its transport loops when home's does not poll:
+ * a non-polling owner queue needs polling queues behind the server's listeners. */
 void nh_tp_loop_register_server(nh_tp_loop *home, void *server);
 
 #endif
