@@ -13,6 +13,7 @@
 
 #include <nodehost/nodehost.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct probe {
@@ -55,7 +56,10 @@ static int setup(void **state) {
 
 static int setup_quiet(void **state) {
     (void)state;
-    return setup_threads(3);
+    setenv("NH_QUIET_OWNER", "1", 1); /* the non-polling owner is opt-in */
+    int rc = setup_threads(3);
+    unsetenv("NH_QUIET_OWNER");
+    return rc;
 }
 
 static int teardown(void **state) {
